@@ -1,0 +1,315 @@
+"""Fixed-point types with the semantics of Xilinx ``ap_fixed<W,I,Q,O>``.
+
+A value of type ``ap_fixed<W,I>`` is carried as an integer ``m`` with
+``value = m * 2**-F`` where ``F = W - I`` is the number of fractional bits.
+Everything here works on NumPy integer arrays: ``int64`` while every value
+provably fits in 62 bits, Python-int ``object`` arrays beyond (exact, slower).
+
+Conversions (``requantize``/``quantize_float``) apply the target's quantization
+mode when fractional bits are dropped and its overflow mode when the value does
+not fit, exactly like the Xilinx headers (tested against them with g++).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from lightspeed.errors import FixedTypeError, InputError
+
+QUANT_MODES = ("TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_INF", "RND_MIN_INF", "RND_CONV")
+OVERFLOW_MODES = ("WRAP", "SAT", "SAT_ZERO", "SAT_SYM")
+MAX_WIDTH = 64  # widest type accepted; wider intermediates are carried exactly anyway
+_SAFE_BITS = 62  # int64 carrier is used while |values| < 2**62
+
+
+@dataclass(frozen=True)
+class FixedType:
+    """``ap_fixed<width, integer, rounding, overflow>`` (``signed=False``: ``ap_ufixed``)."""
+
+    width: int
+    integer: int
+    signed: bool = True
+    rounding: str = "TRN"
+    overflow: str = "WRAP"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.width <= MAX_WIDTH:
+            raise FixedTypeError(
+                f"width {self.width} is outside 1..{MAX_WIDTH}; lightspeed supports types up to "
+                f"{MAX_WIDTH} bits (split wider values or reduce precision)"
+            )
+        if self.rounding not in QUANT_MODES:
+            raise FixedTypeError(
+                f"unknown quantization mode {self.rounding!r}; use one of {', '.join(QUANT_MODES)}"
+            )
+        if self.overflow not in OVERFLOW_MODES:
+            raise FixedTypeError(
+                f"unknown overflow mode {self.overflow!r}; use one of {', '.join(OVERFLOW_MODES)}"
+            )
+
+    @property
+    def frac(self) -> int:
+        """Number of fractional bits (negative when I > W)."""
+        return self.width - self.integer
+
+    @property
+    def min_int(self) -> int:
+        return -(1 << (self.width - 1)) if self.signed else 0
+
+    @property
+    def max_int(self) -> int:
+        return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
+
+    @property
+    def min_value(self) -> float:
+        return float(np.ldexp(float(self.min_int), -self.frac))
+
+    @property
+    def max_value(self) -> float:
+        return float(np.ldexp(float(self.max_int), -self.frac))
+
+    @property
+    def lsb(self) -> float:
+        return float(np.ldexp(1.0, -self.frac))
+
+    def with_modes(self, rounding: str | None = None, overflow: str | None = None) -> FixedType:
+        return FixedType(
+            self.width, self.integer, self.signed, rounding or self.rounding, overflow or self.overflow
+        )
+
+    def __str__(self) -> str:
+        base = "ap_fixed" if self.signed else "ap_ufixed"
+        modes = ""
+        if self.rounding != "TRN" or self.overflow != "WRAP":
+            modes = f",{self.rounding}" + (f",{self.overflow}" if self.overflow != "WRAP" else "")
+        if not modes and self.integer == self.width:
+            return f"ap_int<{self.width}>" if self.signed else f"ap_uint<{self.width}>"
+        return f"{base}<{self.width},{self.integer}{modes}>"
+
+    def describe(self) -> str:
+        return f"{self} [{self.min_value:g}, {self.max_value:g}] step {self.lsb:g}"
+
+
+_TYPE_RE = re.compile(
+    r"^\s*(?:ap_)?(?P<kind>u?fixed|u?int)\s*<\s*(?P<args>[^<>]*)>\s*$", re.IGNORECASE
+)
+
+
+def parse_type(text: str | FixedType) -> FixedType:
+    """Parse ``ap_fixed<16,6>``, ``ap_ufixed<8,0,RND,SAT>``, ``ap_int<8>``, ``fixed<...>`` etc."""
+    if isinstance(text, FixedType):
+        return text
+    if not isinstance(text, str):
+        raise FixedTypeError(f"expected a type string like 'ap_fixed<16,6>', got {text!r}")
+    m = _TYPE_RE.match(text)
+    if not m:
+        raise FixedTypeError(
+            f"cannot parse type {text!r}; expected e.g. 'ap_fixed<16,6>', "
+            "'ap_ufixed<8,0,RND,SAT>', 'ap_int<8>'"
+        )
+    kind = m.group("kind").lower()
+    args = [a.strip() for a in m.group("args").split(",")] if m.group("args").strip() else []
+    signed = not kind.startswith("u")
+    try:
+        if kind.endswith("int"):
+            if len(args) != 1:
+                raise FixedTypeError(f"{text!r}: ap_int/ap_uint take exactly one width, e.g. ap_int<8>")
+            width = int(args[0])
+            return FixedType(width, width, signed)
+        if len(args) < 2 or len(args) > 5:
+            raise FixedTypeError(
+                f"{text!r}: ap_fixed takes <W,I[,Q[,O[,N]]]>, e.g. ap_fixed<16,6,RND,SAT>"
+            )
+        width, integer = int(args[0]), int(args[1])
+    except ValueError as exc:
+        raise FixedTypeError(f"{text!r}: width and integer bits must be integers") from exc
+    modes = [a.upper().removeprefix("AP_") for a in args[2:]]
+    rounding = modes[0] if len(modes) > 0 else "TRN"
+    overflow = modes[1] if len(modes) > 1 else "WRAP"
+    if len(modes) > 2 and modes[2] != "0":
+        raise FixedTypeError(
+            f"{text!r}: saturation bits N other than 0 are not supported; drop the fifth argument"
+        )
+    return FixedType(width, integer, signed, rounding, overflow)
+
+
+# ---------------------------------------------------------------------------
+# integer carriers
+
+
+def _bitlen(m: np.ndarray) -> int:
+    """Bits needed for the largest magnitude in m (0 for an empty or all-zero array)."""
+    if m.size == 0:
+        return 0
+    if m.dtype == object:
+        return max(int(v).bit_length() for v in m.flat)
+    hi = int(np.max(m))
+    lo = int(np.min(m))
+    return max(hi.bit_length(), (-lo).bit_length())
+
+
+def as_exact(m: np.ndarray, extra_bits: int = 0) -> np.ndarray:
+    """Return m in a carrier that can hold ``m * 2**extra_bits`` exactly."""
+    m = np.asarray(m)
+    if m.dtype == object:
+        return m
+    if m.dtype.kind not in "iu":
+        raise TypeError(f"integer array expected, got {m.dtype}")
+    if _bitlen(m) + max(extra_bits, 0) <= _SAFE_BITS:
+        return m.astype(np.int64, copy=False)
+    return m.astype(object)
+
+
+def shrink(m: np.ndarray) -> np.ndarray:
+    """Move an object array back to int64 when its values fit (speeds up later work)."""
+    if m.dtype == object and _bitlen(m) <= _SAFE_BITS:
+        return m.astype(np.int64)
+    return m
+
+
+def _round_increment(fl, rem, s: int, neg, mode: str):
+    """0/1 increment to add to floor(m / 2**s) for the given quantization mode.
+
+    ``rem`` is ``m - fl * 2**s`` in [0, 2**s): its top bit is Xilinx's ``qb``,
+    the bits below are the sticky ``r``.
+    """
+    half = 1 << (s - 1)
+    qb = rem >= half
+    r = (rem & (half - 1)) != 0 if s > 1 else np.zeros_like(qb)
+    if mode == "RND":
+        inc = qb
+    elif mode == "RND_ZERO":
+        inc = qb & (neg | r)
+    elif mode == "RND_MIN_INF":
+        inc = qb & r
+    elif mode == "RND_INF":
+        inc = qb & (~neg | r)
+    elif mode == "RND_CONV":
+        inc = qb & (r | ((fl & 1) == 1))
+    elif mode == "TRN_ZERO":
+        inc = neg & (rem != 0)
+    else:  # TRN
+        inc = np.zeros_like(qb)
+    return np.asarray(inc, dtype=bool)
+
+
+def _quantize_shift(m: np.ndarray, s: int, mode: str) -> np.ndarray:
+    """floor-divide m by 2**s (s >= 1) applying the quantization mode."""
+    if m.dtype != object and s > _SAFE_BITS:
+        m = m.astype(object)
+    fl = m >> s
+    if mode == "TRN":
+        return fl
+    rem = m - (fl << s)
+    inc = _round_increment(fl, rem, s, m < 0, mode)
+    return fl + inc.astype(np.int64 if m.dtype != object else object)
+
+
+def overflow(m: np.ndarray, t: FixedType) -> np.ndarray:
+    """Apply t's overflow mode to integers already at t's scale."""
+    lo, hi = t.min_int, t.max_int
+    if m.dtype != object and t.width > _SAFE_BITS:
+        m = m.astype(object)
+    if t.overflow == "WRAP":
+        mod = 1 << t.width
+        out = (m - lo) % mod + lo if t.signed else m % mod
+    elif t.overflow == "SAT":
+        out = np.clip(m, lo, hi) if m.dtype != object else np.minimum(np.maximum(m, lo), hi)
+    elif t.overflow == "SAT_ZERO":
+        bad = (m < lo) | (m > hi)
+        out = np.where(bad, 0, m)
+    else:  # SAT_SYM: symmetric range for signed types (the headers map -2**(W-1) to -max too)
+        low = -hi if t.signed else lo
+        out = np.minimum(np.maximum(m, low), hi)
+    out = np.asarray(out)
+    return shrink(out) if out.dtype == object else out.astype(np.int64, copy=False)
+
+
+def requantize(m: np.ndarray, frac_in: int, t: FixedType) -> np.ndarray:
+    """Convert integers with ``frac_in`` fractional bits to type t (quantize, then overflow)."""
+    m = np.asarray(m)
+    shift = frac_in - t.frac
+    if shift > 0:
+        q = _quantize_shift(as_exact(m), shift, t.rounding)
+    elif shift < 0:
+        q = as_exact(m, -shift) << (-shift)
+    else:
+        q = as_exact(m)
+    return overflow(q, t)
+
+
+def quantize_float(x: np.ndarray, t: FixedType, what: str = "input") -> np.ndarray:
+    """Exactly quantize float values to t's integer representation (like ``ap_fixed(double)``)."""
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        raise InputError(f"{what} contains {bad} NaN/Inf value(s); clean the data before quantizing")
+    y = np.ldexp(x, t.frac)  # exact: scaling by a power of two
+    fl = np.floor(y)
+    rem = y - fl  # exact for doubles
+    neg = x < 0
+    if t.rounding == "TRN":
+        inc = np.zeros(y.shape, dtype=bool)
+    else:
+        qb = rem >= 0.5
+        r = (rem != 0) & (rem != 0.5)
+        odd = np.fmod(fl, 2) != 0
+        inc = {
+            "RND": qb,
+            "RND_ZERO": qb & (neg | r),
+            "RND_MIN_INF": qb & r,
+            "RND_INF": qb & (~neg | r),
+            "RND_CONV": qb & (r | odd),
+            "TRN_ZERO": neg & (rem != 0),
+        }[t.rounding]
+    q = fl + inc
+    if q.size and float(np.max(np.abs(q))) < 2.0**_SAFE_BITS:
+        m = q.astype(np.int64)
+    else:
+        m = np.array([int(v) for v in q.flat], dtype=object).reshape(q.shape)
+    return overflow(m, t)
+
+
+def to_float(m: np.ndarray, frac: int | FixedType) -> np.ndarray:
+    """Float64 values of integers with ``frac`` fractional bits (exact below 2**53)."""
+    f = frac.frac if isinstance(frac, FixedType) else frac
+    m = np.asarray(m)
+    if m.dtype == object:
+        return np.array([float(v) for v in m.flat], dtype=np.float64).reshape(m.shape) * 2.0**-f
+    return np.ldexp(m.astype(np.float64), -f)
+
+
+def cast(m: np.ndarray, src: FixedType, dst: FixedType) -> np.ndarray:
+    """``(dst) x`` for x of type src."""
+    return requantize(m, src.frac, dst)
+
+
+# ---------------------------------------------------------------------------
+# sizing helpers used by auto precision
+
+
+def type_for_int_range(lo: int, hi: int, frac: int, signed: bool | None = None,
+                       rounding: str = "TRN", overflow_mode: str = "WRAP") -> FixedType:
+    """Smallest type with ``frac`` fractional bits holding the integers lo..hi (at that scale)."""
+    if signed is None:
+        signed = lo < 0
+    if signed:
+        width = max(_signed_bits(lo), _signed_bits(hi), 1)
+    else:
+        if lo < 0:
+            raise FixedTypeError("unsigned type requested for a range with negative values")
+        width = max(int(hi).bit_length(), 1)
+    if width > MAX_WIDTH:
+        raise FixedTypeError(
+            f"exact range needs {width} bits, more than the supported {MAX_WIDTH}; "
+            "reduce input precision or set explicit types"
+        )
+    return FixedType(width, width - frac, signed, rounding, overflow_mode)
+
+
+def _signed_bits(v: int) -> int:
+    v = int(v)
+    return (v.bit_length() + 1) if v >= 0 else ((-v - 1).bit_length() + 1)

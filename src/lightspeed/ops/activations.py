@@ -1,0 +1,152 @@
+"""Piecewise-linear activations: ReLU, LeakyReLU, Clip (ReLU6, HardTanh).
+
+Each casts its (clamped) input to its own ``result`` type, like hls4ml.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lightspeed.fixed import FixedType, overflow, requantize
+from lightspeed.ir.graph import Node
+from lightspeed.ops.base import (
+    AutoContext,
+    Cost,
+    CostContext,
+    Fx,
+    Op,
+    Precision,
+    QParams,
+    merge,
+    param_type,
+    quantize_param,
+    result_type,
+    same_shape,
+)
+
+
+def _relu_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.maximum(xs[0], 0.0)]
+
+
+def _relu_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
+    x = xs[0]
+    m = np.where(x.m > 0, x.m, 0)
+    return [Fx(requantize(m, x.t.frac, prec["result"]), prec["result"])]
+
+
+def _relu_auto(node: Node, ctx: AutoContext) -> Precision:
+    t = ctx.in_types[0]
+    # the positive half of the input type: lossless and free in hardware
+    res = FixedType(max(t.width - 1, 1), t.integer - 1, False, t.rounding, t.overflow) if t.signed else t
+    return merge(ctx.fixed, {"result": res})
+
+
+RELU = Op(
+    name="relu",
+    roles=("result",),
+    infer_shape=same_shape,
+    run_float=_relu_float,
+    run_fixed=_relu_fixed,
+    auto_precision=_relu_auto,
+    doc="max(x, 0), cast to result",
+)
+
+
+def _leaky_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    a = float(node.attrs.get("alpha", 0.01))
+    return [np.where(xs[0] > 0, xs[0], a * xs[0])]
+
+
+def _leaky_qparams(node: Node, prec: Precision) -> QParams:
+    a = np.array(float(node.attrs.get("alpha", 0.01)))
+    return {"alpha": quantize_param(a, prec["param"], f"{node.name} alpha")}
+
+
+def _leaky_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
+    x, res, a_t = xs[0], prec["result"], prec["param"]
+    pos = requantize(x.m, x.t.frac, res)
+    neg = requantize(x.m * int(q["alpha"]), x.t.frac + a_t.frac, res)
+    return [Fx(np.where(x.m > 0, pos, neg), res)]
+
+
+def _leaky_auto(node: Node, ctx: AutoContext) -> Precision:
+    a = float(node.attrs.get("alpha", 0.01))
+    lo, hi = ctx.out_ranges[0]
+    auto = {
+        "param": param_type(np.array([a]), ctx.options.weight_bits),
+        "result": result_type(lo, hi, ctx.options),
+    }
+    return merge(ctx.fixed, auto)
+
+
+def _leaky_cost(node: Node, ctx: CostContext) -> Cost:
+    n = int(np.prod(ctx.in_shapes[0]))
+    w = ctx.prec["param"].width * ctx.in_types[0].width
+    return Cost(params=1, mults=n, bops=n * w)
+
+
+LEAKY_RELU = Op(
+    name="leaky_relu",
+    roles=("param", "result"),
+    param_roles=("param",),
+    infer_shape=same_shape,
+    run_float=_leaky_float,
+    run_fixed=_leaky_fixed,
+    auto_precision=_leaky_auto,
+    quantize_params=_leaky_qparams,
+    cost=_leaky_cost,
+    doc="x if x > 0 else alpha*x; alpha quantized to the 'param' type",
+)
+
+
+def clip_bounds(node: Node) -> tuple[float, float]:
+    lo = node.attrs.get("min")
+    hi = node.attrs.get("max")
+    return (-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
+
+
+def clip_int_bounds(node: Node, t: FixedType) -> tuple[int, int]:
+    """Clamp bounds on the input's integer grid, rounded inwards so they stay inside [min, max]."""
+    lo, hi = clip_bounds(node)
+    lo_i = t.min_int if lo == -np.inf else max(int(np.ceil(np.ldexp(lo, t.frac))), t.min_int)
+    hi_i = t.max_int if hi == np.inf else min(int(np.floor(np.ldexp(hi, t.frac))), t.max_int)
+    return lo_i, hi_i
+
+
+def _clip_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    lo, hi = clip_bounds(node)
+    return [np.clip(xs[0], lo, hi)]
+
+
+def _clip_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
+    x = xs[0]
+    lo, hi = clip_int_bounds(node, x.t)
+    m = np.minimum(np.maximum(x.m, lo), hi)
+    return [Fx(requantize(m, x.t.frac, prec["result"]), prec["result"])]
+
+
+def _clip_auto(node: Node, ctx: AutoContext) -> Precision:
+    lo, hi = clip_bounds(node)
+    t = ctx.in_types[0]
+    lo = max(lo, t.min_value)
+    hi = min(hi, t.max_value)
+    opts = ctx.options
+    signed = lo < 0
+    mag = max(abs(lo), abs(hi))
+    ibits = (int(np.floor(np.log2(mag))) + 1 if mag > 0 else 0) + (1 if signed else 0)
+    res = FixedType(max(ibits + max(t.frac, 0), 1), ibits, signed, opts.rounding, opts.overflow)
+    return merge(ctx.fixed, {"result": res})
+
+
+CLIP = Op(
+    name="clip",
+    roles=("result",),
+    infer_shape=same_shape,
+    run_float=_clip_float,
+    run_fixed=_clip_fixed,
+    auto_precision=_clip_auto,
+    doc="clamp(x, min, max) (ReLU6, HardTanh); bounds rounded inwards onto the input grid",
+)
+
+__all__ = ["CLIP", "LEAKY_RELU", "RELU", "overflow"]

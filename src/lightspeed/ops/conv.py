@@ -1,0 +1,168 @@
+"""Convolution, 1D and 2D (ONNX ``Conv`` semantics, channels-first).
+
+Attributes: ``strides``, ``pads`` (begin..., end...), ``dilations``, ``group``.
+The weight is (C_out, C_in / group, *kernel). Each output pixel is a
+multiply-accumulate over its patch in (channel, kernel...) order, with the
+dense layer's semantics (see :mod:`lightspeed.ops.mac`); padding adds zeros.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from lightspeed.errors import ShapeError
+from lightspeed.fixed import requantize
+from lightspeed.ir.graph import Node, Shape
+from lightspeed.ops.base import (
+    AutoContext,
+    Cost,
+    CostContext,
+    Fx,
+    Op,
+    Precision,
+    QParams,
+    mac_cost,
+    quantize_param,
+)
+from lightspeed.ops.mac import linear_precision, mac
+
+
+def conv_attrs(node: Node) -> tuple[tuple[int, ...], list[int], list[int], list[int], int]:
+    w = node.params["weight"]
+    nd = w.ndim - 2
+    k = tuple(int(v) for v in w.shape[2:])
+    strides = list(node.attrs.get("strides", [1] * nd))
+    pads = list(node.attrs.get("pads", [0] * (2 * nd)))
+    dil = list(node.attrs.get("dilations", [1] * nd))
+    return k, strides, pads, dil, int(node.attrs.get("group", 1))
+
+
+def _shape(node: Node, ins: list[Shape]) -> list[Shape]:
+    w = node.params["weight"]
+    k, strides, pads, dil, group = conv_attrs(node)
+    nd = len(k)
+    x = ins[0]
+    if len(x) != nd + 1:
+        raise ShapeError(f"conv{nd}d expects (channels, {nd} spatial dims), got input shape {x}")
+    if x[0] != w.shape[1] * group:
+        raise ShapeError(
+            f"input has {x[0]} channels but weight expects {w.shape[1]} x group {group}"
+        )
+    if w.shape[0] % group:
+        raise ShapeError(f"{w.shape[0]} output channels are not divisible by group {group}")
+    out = []
+    for i in range(nd):
+        span = dil[i] * (k[i] - 1) + 1
+        o = (x[1 + i] + pads[i] + pads[i + nd] - span) // strides[i] + 1
+        if o <= 0:
+            raise ShapeError(f"kernel {k} does not fit input {x} with pads {pads}")
+        out.append(o)
+    return [(w.shape[0], *out)]
+
+
+def patches(x: np.ndarray, node: Node) -> np.ndarray:
+    """(B, C, *S) -> (B, *O, C, *k) windows, zero padded (works for ints and floats)."""
+    k, strides, pads, dil, _ = conv_attrs(node)
+    nd = len(k)
+    pad_width = [(0, 0), (0, 0)] + [(pads[i], pads[i + nd]) for i in range(nd)]
+    xp = np.pad(x, pad_width) if any(pads) else x
+    span = [dil[i] * (k[i] - 1) + 1 for i in range(nd)]
+    win = sliding_window_view(xp, span, axis=tuple(range(2, 2 + nd)))
+    sl = (slice(None), slice(None))
+    sl += tuple(slice(None, None, s) for s in strides) + tuple(slice(None, None, d) for d in dil)
+    win = win[sl]
+    perm = (0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd))
+    return win.transpose(perm)
+
+
+def weight_matrix(w: np.ndarray, group: int, g: int) -> np.ndarray:
+    """Group g's weights as (C_in_g * K, C_out_g), rows in (channel, kernel...) order."""
+    cout_g = w.shape[0] // group
+    wg = w[g * cout_g : (g + 1) * cout_g]
+    return wg.reshape(cout_g, -1).T
+
+
+def _run(x: np.ndarray, node: Node, w: np.ndarray, per_group) -> np.ndarray:
+    """Shared conv driver: ``per_group(cols, g) -> (rows, C_out_g)``."""
+    _, _, _, _, group = conv_attrs(node)
+    p = patches(x, node)
+    b, out_sp = p.shape[0], p.shape[1 : 1 + w.ndim - 2]
+    cin_g = w.shape[1]
+    outs = []
+    for g in range(group):
+        pg = p[..., g * cin_g : (g + 1) * cin_g, *([slice(None)] * (w.ndim - 2))]
+        cols = np.ascontiguousarray(pg).reshape(b * int(np.prod(out_sp)), -1)
+        outs.append(per_group(cols, g))
+    y = np.concatenate(outs, axis=1).reshape(b, *out_sp, w.shape[0])
+    return np.moveaxis(y, -1, 1)
+
+
+def _float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    w = node.params["weight"]
+    group = conv_attrs(node)[4]
+    bias = node.params.get("bias")
+    cout_g = w.shape[0] // group
+
+    def per_group(cols: np.ndarray, g: int) -> np.ndarray:
+        y = cols @ weight_matrix(w, group, g)
+        if bias is not None:
+            y = y + bias[g * cout_g : (g + 1) * cout_g]
+        return y
+
+    return [_run(xs[0], node, w, per_group)]
+
+
+def _qparams(node: Node, prec: Precision) -> QParams:
+    q = {"weight": quantize_param(node.params["weight"], prec["weight"], f"{node.name} weights")}
+    if "bias" in node.params:
+        q["bias"] = quantize_param(node.params["bias"], prec["bias"], f"{node.name} bias")
+    return q
+
+
+def _fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
+    x = xs[0]
+    w = q["weight"]
+    group = conv_attrs(node)[4]
+    cout_g = w.shape[0] // group
+    bias = q.get("bias")
+
+    def per_group(cols: np.ndarray, g: int) -> np.ndarray:
+        bg = None if bias is None else bias[g * cout_g : (g + 1) * cout_g]
+        wm = np.ascontiguousarray(weight_matrix(w, group, g))
+        return mac(cols, x.t, wm, prec["weight"], bg, prec.get("bias"), prec["accum"])
+
+    acc = _run(x.m, node, w, per_group)
+    return [Fx(requantize(acc, prec["accum"].frac, prec["result"]), prec["result"])]
+
+
+def _auto(node: Node, ctx: AutoContext) -> Precision:
+    w = node.params["weight"]
+    group = conv_attrs(node)[4]
+    # one accumulator type for all groups: stack group matrices side by side
+    wm = np.concatenate([weight_matrix(w, group, g) for g in range(group)], axis=1)
+    return linear_precision(
+        wm, node.params.get("bias"), ctx.in_types[0], ctx.fixed, ctx.options, ctx.out_ranges[0]
+    )
+
+
+def _cost(node: Node, ctx: CostContext) -> Cost:
+    w = ctx.qparams["weight"]
+    group = conv_attrs(node)[4]
+    wm = np.concatenate([weight_matrix(w, group, g) for g in range(group)], axis=1)
+    repeats = int(np.prod(ctx.out_shapes[0][1:]))
+    return mac_cost(wm, repeats, ctx, ctx.in_types[0])
+
+
+CONV = Op(
+    name="conv",
+    roles=("weight", "bias", "accum", "result"),
+    param_roles=("weight", "bias"),
+    infer_shape=_shape,
+    run_float=_float,
+    run_fixed=_fixed,
+    auto_precision=_auto,
+    quantize_params=_qparams,
+    cost=_cost,
+    doc="1D/2D convolution (ONNX Conv), channels-first; weight (C_out, C_in/group, *kernel)",
+)

@@ -1,0 +1,180 @@
+"""Multiply-accumulate with hls4ml io_parallel (latency) semantics.
+
+For inputs ``x`` (type ``x_t``), weights ``w`` (``w_t``) and bias ``b`` (``b_t``)::
+
+    acc = (accum_t) b
+    for i in inputs:                       # in input-index order
+        acc = (accum_t)(acc + (accum_t)(x[i] * w[i]))
+    result = (result_t) acc
+
+Every cast applies the target's quantization and overflow modes. The fast
+paths below are only taken where they provably give the same bits:
+
+* products land exactly on the accumulator scale and the accumulator wraps
+  (or the worst-case partial sum cannot overflow): one exact integer matrix
+  product, through float64 BLAS when every partial sum is below 2**53;
+* products need rounding: element-wise products (float64 when exact), then
+  the same summation rule;
+* a saturating accumulator that might overflow: the sequential loop above.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lightspeed.fixed import FixedType, _quantize_shift, as_exact, overflow, requantize
+
+_EXACT_FLOAT = 2**52  # float64 holds integers (and x + 0.5 steps) exactly below this
+_CHUNK_ELEMS = 1 << 21  # elements per block of element-wise products (memory bound)
+
+
+def mac(
+    x: np.ndarray,
+    x_t: FixedType,
+    w: np.ndarray,
+    w_t: FixedType,
+    b: np.ndarray | None,
+    b_t: FixedType | None,
+    acc_t: FixedType,
+) -> np.ndarray:
+    """``x`` (B, N) integers, ``w`` (N, M) integers, ``b`` (M,) -> accumulator integers (B, M)."""
+    n_in, n_out = w.shape
+    if b is None or b_t is None:
+        acc0 = np.zeros(n_out, dtype=np.int64)
+    else:
+        acc0 = requantize(b, b_t.frac, acc_t)
+    s = x_t.frac + w_t.frac - acc_t.frac
+    w = as_exact(w)
+    if s > 0 and w.dtype != object and np.all((w & ((1 << s) - 1)) == 0):
+        w, s = w >> s, 0  # weights with trailing zeros: products are exact after all
+    x_max = max(abs(x_t.min_int), abs(x_t.max_int))
+    col_bound = _column_bound(x_max, w, s, acc0)
+    wraps = acc_t.overflow == "WRAP"
+    no_overflow = col_bound <= min(abs(acc_t.min_int), acc_t.max_int)
+    single = wraps or no_overflow  # one overflow step at the end gives the same bits
+    if s > 0:
+        return _mac_elementwise(x, w, s, acc0, acc_t, single)
+    w_scaled = w << (-s) if s < 0 else w
+    if single:
+        return overflow(_exact_matmul(x, w_scaled, x_max) + acc0, acc_t)
+    return _sequential(x, w_scaled, acc0, acc_t)
+
+
+def _column_bound(x_max: int, w: np.ndarray, s: int, acc0: np.ndarray) -> int:
+    """Worst-case |partial sum| over all inputs of the input type, per output, maximised."""
+    if w.size == 0:
+        return int(np.max(np.abs(acc0))) if acc0.size else 0
+    w_abs = as_exact(np.abs(w), x_max.bit_length() + max(-s, 0))
+    if s > 0:  # each quantized product is at most one step above the truncated value
+        terms = ((x_max * w_abs) >> s) + 1
+    else:
+        terms = (x_max * w_abs) << (-s)
+    return int(np.max(np.abs(acc0) + terms.sum(axis=0)))
+
+
+def _exact_matmul(x: np.ndarray, w: np.ndarray, x_max: int) -> np.ndarray:
+    """Exact integer x @ w (float64 BLAS when every partial sum is provably < 2**52)."""
+    w_sum = int(np.abs(w).sum(axis=0).max()) if w.size else 0
+    if x.dtype != object and w.dtype != object and x_max * w_sum < _EXACT_FLOAT:
+        return (x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+    if x.dtype != object and w.dtype != object and x_max * w_sum < 2**62:
+        return x.astype(np.int64) @ w.astype(np.int64)
+    return as_exact(x.astype(object)) @ w.astype(object)
+
+
+def _quantized_products(xc: np.ndarray, w: np.ndarray, s: int, mode: str) -> np.ndarray:
+    """(B, N, M) products x_i*w_ij quantized by 2**s with ``mode`` (s may be <= 0)."""
+    if s <= 0:
+        return as_exact(xc)[:, :, None] * (w << (-s))[None, :, :]
+    p_max = int(np.max(np.abs(xc))) * int(np.max(np.abs(w))) if xc.size and w.size else 0
+    if mode in ("TRN", "RND") and p_max < _EXACT_FLOAT and xc.dtype != object:
+        p = xc.astype(np.float64)[:, :, None] * (w.astype(np.float64) * 2.0**-s)[None, :, :]
+        if mode == "RND":
+            p += 0.5
+        np.floor(p, out=p)
+        return p.astype(np.int64)
+    prod = as_exact(xc, int(np.max(np.abs(w))).bit_length())[:, :, None] * w[None, :, :]
+    return _quantize_shift(prod, s, mode)
+
+
+def _mac_elementwise(
+    x: np.ndarray, w: np.ndarray, s: int, acc0: np.ndarray, acc_t: FixedType, single_overflow: bool
+) -> np.ndarray:
+    n_in, n_out = w.shape
+    rows = max(1, _CHUNK_ELEMS // max(1, n_in * n_out))
+    out = []
+    for start in range(0, x.shape[0], rows):
+        xc = x[start : start + rows]
+        p = _quantized_products(xc, w, s, acc_t.rounding)
+        if single_overflow:
+            # wrapping is a ring map: wrap(sum(wrap(p))) == wrap(sum(p)); or nothing overflows
+            out.append(overflow(p.sum(axis=1) + acc0, acc_t))
+        else:
+            p = overflow(p, acc_t)  # each product saturates on its own first
+            out.append(_sequential_products(p, acc0, acc_t))
+    if not out:
+        return np.zeros((0, n_out), dtype=np.int64)
+    return np.concatenate(out, axis=0)
+
+
+def _sequential_products(p: np.ndarray, acc0: np.ndarray, acc_t: FixedType) -> np.ndarray:
+    acc = np.broadcast_to(acc0, (p.shape[0], p.shape[2])).copy()
+    for i in range(p.shape[1]):
+        acc = overflow(acc + p[:, i, :], acc_t)
+    return acc
+
+
+def _sequential(x: np.ndarray, w: np.ndarray, acc0: np.ndarray, acc_t: FixedType) -> np.ndarray:
+    """Saturating accumulation in input order; products are exact at the accumulator scale."""
+    x = as_exact(x, int(np.max(np.abs(w))).bit_length() if w.size else 0)
+    acc = np.broadcast_to(acc0, (x.shape[0], w.shape[1])).copy()
+    for i in range(w.shape[0]):
+        p = overflow(x[:, i : i + 1] * w[i][None, :], acc_t)
+        acc = overflow(acc + p, acc_t)
+    return acc
+
+
+# ---------------------------------------------------------------------------
+# typing shared by every multiply-accumulate op (dense, conv, batchnorm)
+
+
+def linear_precision(
+    w: np.ndarray, b: np.ndarray | None, x_t: FixedType, ctx_fixed: dict, opts, out_range
+) -> dict[str, FixedType]:
+    """Auto types for a MAC op: weights/bias from their values, an exact accumulator
+    from interval analysis over the whole input type, a result from calibration.
+
+    ``w`` is the float weight matrix as (fan_in, n_out); ``b`` the float bias or None.
+    """
+    from lightspeed.fixed import quantize_float
+    from lightspeed.ops.base import exact_type, param_type, result_type
+
+    prec = dict(ctx_fixed)
+    prec.setdefault("weight", param_type(w, opts.weight_bits))
+    if b is not None:
+        prec.setdefault("bias", param_type(b, opts.weight_bits))
+    if "accum" not in prec:
+        wq = quantize_float(w, prec["weight"], what="weights")
+        prod_frac = x_t.frac + prec["weight"].frac
+        frac = max(prod_frac, prec["bias"].frac) if b is not None else prod_frac
+        lo, hi = _interval(wq, x_t, prod_frac, frac)
+        if b is not None:
+            bq = as_exact(quantize_float(b, prec["bias"], what="bias"), frac)
+            bq = bq << (frac - prec["bias"].frac)
+            lo, hi = lo + bq, hi + bq
+        lo_i = int(np.min(lo)) if np.size(lo) else 0
+        hi_i = int(np.max(hi)) if np.size(hi) else 0
+        prec["accum"] = exact_type(min(lo_i, 0), max(hi_i, 0), frac)
+    if "result" not in prec:
+        prec["result"] = result_type(out_range[0], out_range[1], opts)
+    return prec
+
+
+def _interval(wq: np.ndarray, x_t: FixedType, prod_frac: int, frac: int):
+    """Per-output [lo, hi] of sum_i w_i*x_i over x in x_t's range, at scale ``frac``."""
+    shift = frac - prod_frac
+    w = as_exact(wq, max(abs(x_t.min_int), abs(x_t.max_int)).bit_length() + shift)
+    a, c = w * x_t.min_int, w * x_t.max_int
+    lo = np.minimum(a, c).sum(axis=0) << shift
+    hi = np.maximum(a, c).sum(axis=0) << shift
+    return lo, hi

@@ -1,0 +1,181 @@
+"""Pooling, 1D and 2D, channels-first: MaxPool, AveragePool, GlobalAveragePool.
+
+MaxPool keeps the input type by default (exact). Average pooling sums the
+window exactly, multiplies by the constant ``1/K`` held in ``recip_bits``
+fractional bits (exact when K is a power of two), and casts to ``result``.
+Padding: MaxPool pads with -inf; AveragePool counts padded zeros
+(``count_include_pad=1``) and refuses the other convention.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lightspeed.errors import ShapeError, UnsupportedOpError
+from lightspeed.fixed import FixedType, as_exact, requantize
+from lightspeed.ir.graph import Node, Shape
+from lightspeed.ops.base import (
+    AutoContext,
+    Cost,
+    CostContext,
+    Fx,
+    Op,
+    Precision,
+    QParams,
+    merge,
+    result_type,
+)
+from numpy.lib.stride_tricks import sliding_window_view
+
+RECIP_BITS = 18
+
+
+def pool_attrs(node: Node, in_shape: Shape) -> tuple[list[int], list[int], list[int]]:
+    nd = len(in_shape) - 1
+    if node.op == "global_avgpool":
+        return list(in_shape[1:]), [1] * nd, [0] * (2 * nd)
+    k = [int(v) for v in node.attrs["kernel_shape"]]
+    strides = [int(v) for v in node.attrs.get("strides", k)]
+    pads = [int(v) for v in node.attrs.get("pads", [0] * (2 * nd))]
+    if len(k) != nd:
+        raise ShapeError(f"kernel {k} does not match input {in_shape}")
+    if node.op == "avgpool" and any(pads) and not node.attrs.get("count_include_pad", 0):
+        raise UnsupportedOpError(
+            f"node {node.name!r}: AveragePool with padding and count_include_pad=0 is not "
+            "supported; export with count_include_pad=1 or pad explicitly"
+        )
+    return k, strides, pads
+
+
+def _shape(node: Node, ins: list[Shape]) -> list[Shape]:
+    x = ins[0]
+    if len(x) not in (2, 3):
+        raise ShapeError(f"pooling expects (channels, W) or (channels, H, W), got {x}")
+    k, strides, pads = pool_attrs(node, x)
+    nd = len(k)
+    out = [(x[1 + i] + pads[i] + pads[i + nd] - k[i]) // strides[i] + 1 for i in range(nd)]
+    if min(out) <= 0:
+        raise ShapeError(f"pool kernel {k} does not fit input {x}")
+    return [(x[0], *out)]
+
+
+def windows(x: np.ndarray, node: Node, pad_value) -> np.ndarray:
+    """(B, C, *S) -> (B, C, *O, K) flattened windows."""
+    k, strides, pads = pool_attrs(node, x.shape[1:])
+    nd = len(k)
+    if any(pads):
+        pw = [(0, 0), (0, 0)] + [(pads[i], pads[i + nd]) for i in range(nd)]
+        x = np.pad(x, pw, constant_values=pad_value)
+    win = sliding_window_view(x, k, axis=tuple(range(2, 2 + nd)))
+    win = win[(slice(None), slice(None), *[slice(None, None, s) for s in strides])]
+    return win.reshape(*win.shape[: 2 + nd], -1)
+
+
+def _window_size(node: Node, in_shape: Shape) -> int:
+    return int(np.prod(pool_attrs(node, in_shape)[0]))
+
+
+def _max_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    return [windows(xs[0], node, -np.inf).max(axis=-1)]
+
+
+def _max_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
+    x = xs[0]
+    low = x.t.min_int - 1  # below every representable value: acts as -inf padding
+    m = windows(x.m, node, low).max(axis=-1)
+    return [Fx(requantize(m, x.t.frac, prec["result"]), prec["result"])]
+
+
+def _max_auto(node: Node, ctx: AutoContext) -> Precision:
+    return merge(ctx.fixed, {"result": ctx.in_types[0]})
+
+
+def _max_cost(node: Node, ctx: CostContext) -> Cost:
+    n = int(np.prod(ctx.out_shapes[0])) * (_window_size(node, ctx.in_shapes[0]) - 1)
+    return Cost(adds=n, bops=n * ctx.in_types[0].width)
+
+
+MAXPOOL = Op(
+    name="maxpool",
+    roles=("result",),
+    infer_shape=_shape,
+    run_float=_max_float,
+    run_fixed=_max_fixed,
+    auto_precision=_max_auto,
+    cost=_max_cost,
+    doc="max over each window (kernel_shape, strides, pads)",
+)
+
+
+def recip(k: int) -> tuple[int, int]:
+    """1/k as (integer, fractional bits): exact for powers of two, else RECIP_BITS bits (rounded)."""
+    if k & (k - 1) == 0:
+        return 1, k.bit_length() - 1
+    frac = RECIP_BITS + k.bit_length()
+    return int(round(2.0**frac / k)), frac
+
+
+def _avg_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    k = _window_size(node, xs[0].shape[1:])
+    return [windows(xs[0], node, 0.0).sum(axis=-1) / k]
+
+
+def _avg_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
+    x = xs[0]
+    k = _window_size(node, x.m.shape[1:])
+    r, rfrac = recip(k)
+    s = as_exact(windows(x.m, node, 0), k.bit_length()).sum(axis=-1)
+    m = as_exact(s, r.bit_length()) * r
+    y = requantize(m, x.t.frac + rfrac, prec["result"])
+    if node.op == "global_avgpool":
+        y = y.reshape(*y.shape[:2], *([1] * (y.ndim - 2)))
+    return [Fx(y, prec["result"])]
+
+
+def _avg_auto(node: Node, ctx: AutoContext) -> Precision:
+    lo, hi = ctx.out_ranges[0]
+    return merge(ctx.fixed, {"result": result_type(lo, hi, ctx.options)})
+
+
+def _avg_cost(node: Node, ctx: CostContext) -> Cost:
+    k = _window_size(node, ctx.in_shapes[0])
+    n = int(np.prod(ctx.out_shapes[0]))
+    return Cost(adds=n * (k - 1), mults=0 if k & (k - 1) == 0 else n, bops=n * k * ctx.in_types[0].width)
+
+
+AVGPOOL = Op(
+    name="avgpool",
+    roles=("result",),
+    infer_shape=_shape,
+    run_float=_avg_float,
+    run_fixed=_avg_fixed,
+    auto_precision=_avg_auto,
+    cost=_avg_cost,
+    doc="mean over each window: exact sum times 1/K, cast to result",
+)
+
+
+def _gap_shape(node: Node, ins: list[Shape]) -> list[Shape]:
+    x = ins[0]
+    if len(x) < 2:
+        raise ShapeError(f"GlobalAveragePool expects (channels, spatial...), got {x}")
+    return [(x[0], *([1] * (len(x) - 1)))]
+
+
+def _gap_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x = xs[0]
+    return [x.mean(axis=tuple(range(2, x.ndim)), keepdims=True)]
+
+
+GLOBAL_AVGPOOL = Op(
+    name="global_avgpool",
+    roles=("result",),
+    infer_shape=_gap_shape,
+    run_float=_gap_float,
+    run_fixed=_avg_fixed,
+    auto_precision=_avg_auto,
+    cost=_avg_cost,
+    doc="mean over all spatial positions (keeps singleton dims like ONNX)",
+)
+
+__all__ = ["AVGPOOL", "GLOBAL_AVGPOOL", "MAXPOOL", "FixedType"]

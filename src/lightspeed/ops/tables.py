@@ -1,0 +1,227 @@
+"""Lookup-table activations: Sigmoid, Tanh, Softmax.
+
+Tables are part of the layer config (``table_size``, ``table_range``) and of
+the contract: every backend indexes the same ROM the same way.
+
+Sigmoid/Tanh: the input range [lo, hi) is cut into ``table_size`` bins of
+width ``step = (hi - lo) / table_size`` (a power of two); the index is
+``floor((x - lo) / step)`` clamped to [0, size-1]; the entry is ``f`` at the
+bin centre, rounded to the ``table`` type; the result casts the entry.
+
+Softmax (over the last axis): ``d_i = x_i - max(x)``; ``e_i = EXP[idx(d_i)]``
+with bins over [-exp_range, 0); ``s = sum(e_i)`` in ``accum``; ``inv =
+INV[idx(s)]`` with bins over (0, 2**ceil(log2(n))]; ``y_i = (result)(e_i * inv)``.
+The accuracy of these tables is measured in tests and documented in
+docs/quantization.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lightspeed.errors import ConfigError, ShapeError
+from lightspeed.fixed import FixedType, quantize_float, requantize
+from lightspeed.ir.graph import Node, Shape
+from lightspeed.ops.base import (
+    AutoContext,
+    Cost,
+    CostContext,
+    Fx,
+    Op,
+    Precision,
+    QParams,
+    merge,
+    same_shape,
+)
+
+_FUNCS = {"sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)), "tanh": np.tanh}
+DEFAULT_RANGE = {"sigmoid": (-8.0, 8.0), "tanh": (-4.0, 4.0)}
+
+
+def _log2_exact(v: float, what: str, node: Node) -> int:
+    e = math.log2(v) if v > 0 else float("nan")
+    if not (e == e and e == int(e)):
+        raise ConfigError(
+            f"node {node.name!r}: {what} = {v} must be a power of two "
+            "(choose table_size and range so that range/size is 2**k)"
+        )
+    return int(e)
+
+
+def table_geometry(node: Node) -> tuple[float, float, int, int]:
+    """(lo, hi, size, log2(step)) of a sigmoid/tanh table."""
+    lo, hi = node.attrs.get("table_range", DEFAULT_RANGE[node.op])
+    size = int(node.attrs.get("table_size", 1024))
+    _log2_exact(size, "table_size", node)
+    step_log2 = _log2_exact((hi - lo) / size, "table step (hi-lo)/size", node)
+    if lo / 2.0**step_log2 != int(lo / 2.0**step_log2):
+        raise ConfigError(f"node {node.name!r}: table_range start {lo} is not a multiple of the step")
+    return float(lo), float(hi), size, step_log2
+
+
+def bin_index(m: np.ndarray, frac: int, lo: float, step_log2: int, size: int) -> np.ndarray:
+    """floor((x - lo) / 2**step_log2) clamped to [0, size-1], for x = m * 2**-frac (exact)."""
+    sh = -step_log2 - frac  # x / step = m * 2**sh
+    base = int(round(lo * 2.0**-step_log2))
+    q = (m << sh) if sh >= 0 else (m >> -sh)
+    return np.clip(q - base, 0, size - 1).astype(np.int64)
+
+
+def unary_table(node: Node, t: FixedType) -> np.ndarray:
+    lo, _, size, step_log2 = table_geometry(node)
+    centres = lo + (np.arange(size) + 0.5) * 2.0**step_log2
+    return quantize_float(_FUNCS[node.op](centres), t, what=f"{node.name} table")
+
+
+def _unary_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    return [_FUNCS[node.op](xs[0])]
+
+
+def _unary_qparams(node: Node, prec: Precision) -> QParams:
+    return {"table": unary_table(node, prec["table"])}
+
+
+def _unary_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
+    x = xs[0]
+    lo, _, size, step_log2 = table_geometry(node)
+    idx = bin_index(x.m, x.t.frac, lo, step_log2, size)
+    entries = q["table"][idx]
+    return [Fx(requantize(entries, prec["table"].frac, prec["result"]), prec["result"])]
+
+
+def _unary_auto(node: Node, ctx: AutoContext) -> Precision:
+    table_geometry(node)
+    bits = ctx.options.table_bits
+    t = FixedType(bits, 0, False, "RND", "SAT") if node.op == "sigmoid" else FixedType(
+        bits, 1, True, "RND", "SAT"
+    )
+    table = ctx.fixed.get("table", t)
+    return merge(ctx.fixed, {"table": table, "result": table})
+
+
+def _unary_cost(node: Node, ctx: CostContext) -> Cost:
+    size = int(node.attrs.get("table_size", 1024))
+    return Cost(params=size, table_bits=size * ctx.prec["table"].width)
+
+
+def _unary(name: str) -> Op:
+    return Op(
+        name=name,
+        roles=("table", "result"),
+        param_roles=("table",),
+        infer_shape=same_shape,
+        run_float=_unary_float,
+        run_fixed=_unary_fixed,
+        auto_precision=_unary_auto,
+        quantize_params=_unary_qparams,
+        cost=_unary_cost,
+        doc=f"{name} by a lookup table (table_size, table_range attrs)",
+    )
+
+
+SIGMOID = _unary("sigmoid")
+TANH = _unary("tanh")
+
+
+# ---------------------------------------------------------------------------
+# softmax
+
+
+def softmax_geometry(node: Node, n: int) -> tuple[float, int, int, int, int]:
+    """(exp_range, exp_size, exp_step_log2, inv_size, inv_step_log2)."""
+    r = float(node.attrs.get("exp_range", 8.0))
+    es = int(node.attrs.get("exp_table_size", 1024))
+    isz = int(node.attrs.get("inv_table_size", 1024))
+    _log2_exact(es, "exp_table_size", node)
+    _log2_exact(isz, "inv_table_size", node)
+    e_step = _log2_exact(r / es, "exp_range/exp_table_size", node)
+    top = 2 ** max(math.ceil(math.log2(max(n, 1))), 0)
+    i_step = _log2_exact(top / isz, "inverse table step", node)
+    return r, es, e_step, isz, i_step
+
+
+def softmax_tables(node: Node, n: int, exp_t: FixedType, inv_t: FixedType) -> dict[str, np.ndarray]:
+    r, es, e_step, isz, i_step = softmax_geometry(node, n)
+    ec = -r + (np.arange(es) + 0.5) * 2.0**e_step
+    ic = (np.arange(isz) + 0.5) * 2.0**i_step
+    return {
+        "exp_table": quantize_float(np.exp(ec), exp_t, what=f"{node.name} exp table"),
+        "inv_table": quantize_float(1.0 / ic, inv_t, what=f"{node.name} inverse table"),
+    }
+
+
+def _softmax_shape(node: Node, ins: list[Shape]) -> list[Shape]:
+    if node.attrs.get("axis", -1) not in (-1, len(ins[0])):
+        raise ShapeError("softmax is supported over the last axis only")
+    node.attrs["n"] = int(ins[0][-1])  # row length sizes the inverse table
+    return [ins[0]]
+
+
+def _softmax_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x = xs[0]
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return [e / e.sum(axis=-1, keepdims=True)]
+
+
+def _softmax_qparams(node: Node, prec: Precision) -> QParams:
+    n = int(node.attrs["n"])
+    return softmax_tables(node, n, prec["exp_table"], prec["inv_table"])
+
+
+def _softmax_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
+    x = xs[0]
+    n = x.m.shape[-1]
+    _, es, e_step, isz, i_step = softmax_geometry(node, n)
+    r = float(node.attrs.get("exp_range", 8.0))
+    d = x.m - x.m.max(axis=-1, keepdims=True)
+    e = q["exp_table"][bin_index(d, x.t.frac, -r, e_step, es)]
+    et, acc, inv_t = prec["exp_table"], prec["accum"], prec["inv_table"]
+    s = requantize(e.sum(axis=-1, keepdims=True), et.frac, acc)
+    inv = q["inv_table"][bin_index(s, acc.frac, 0.0, i_step, isz)]
+    y = requantize(e * inv, et.frac + inv_t.frac, prec["result"])
+    return [Fx(y, prec["result"])]
+
+
+def _softmax_auto(node: Node, ctx: AutoContext) -> Precision:
+    bits = ctx.options.table_bits
+    n = int(node.attrs["n"])
+    exp_t = ctx.fixed.get("exp_table", FixedType(bits, 0, False, "RND", "SAT"))
+    acc_int = max(n, 1).bit_length() + max(exp_t.integer, 0)
+    auto = {
+        "exp_table": exp_t,
+        "accum": FixedType(acc_int + exp_t.frac, acc_int, False),
+        "inv_table": FixedType(bits, 1, False, "RND", "SAT"),
+        "result": FixedType(ctx.options.frac_bits + 1, 1, False, ctx.options.rounding, "SAT"),
+    }
+    return merge(ctx.fixed, auto)
+
+
+def _softmax_cost(node: Node, ctx: CostContext) -> Cost:
+    n = int(ctx.in_shapes[0][-1])
+    rows = int(np.prod(ctx.in_shapes[0][:-1])) if len(ctx.in_shapes[0]) > 1 else 1
+    es = int(node.attrs.get("exp_table_size", 1024))
+    isz = int(node.attrs.get("inv_table_size", 1024))
+    w = ctx.prec["exp_table"].width * ctx.prec["inv_table"].width
+    return Cost(
+        params=es + isz,
+        mults=n * rows,
+        adds=(2 * n - 1) * rows,
+        bops=n * rows * w,
+        table_bits=es * ctx.prec["exp_table"].width + isz * ctx.prec["inv_table"].width,
+    )
+
+
+SOFTMAX = Op(
+    name="softmax",
+    roles=("exp_table", "accum", "inv_table", "result"),
+    param_roles=("exp_table", "inv_table"),
+    infer_shape=_softmax_shape,
+    run_float=_softmax_float,
+    run_fixed=_softmax_fixed,
+    auto_precision=_softmax_auto,
+    quantize_params=_softmax_qparams,
+    cost=_softmax_cost,
+    doc="softmax over the last axis via exp and inverse lookup tables",
+)

@@ -1,0 +1,127 @@
+"""Precision configuration: a default, per-input types and per-layer overrides.
+
+File format (YAML or JSON)::
+
+    precision: auto            # or a type such as ap_fixed<16,6>
+    auto: {weight_bits: 8, frac_bits: 10}   # optional AutoOptions
+    inputs: {x: ap_fixed<16,6>}
+    layers:
+      fc1: {weight: ap_fixed<8,2>, accum: ap_fixed<24,10>, result: ap_fixed<16,6,RND,SAT>}
+      sig: {table: ap_ufixed<18,0,RND,SAT>, table_size: 2048, table_range: [-8, 8]}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from lightspeed.errors import ConfigError, FixedTypeError
+from lightspeed.fixed import FixedType, parse_type
+from lightspeed.ir.graph import Graph
+from lightspeed.ops import AutoOptions, get_op
+
+# layer keys that set node attributes rather than types
+TABLE_ATTRS = ("table_size", "table_range", "exp_table_size", "exp_range", "inv_table_size")
+
+
+@dataclass
+class PrecisionConfig:
+    default: FixedType | None = None  # None means "auto"
+    inputs: dict[str, FixedType] = field(default_factory=dict)
+    layers: dict[str, dict[str, FixedType]] = field(default_factory=dict)
+    attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    auto: AutoOptions = field(default_factory=AutoOptions)
+
+    @property
+    def is_auto(self) -> bool:
+        return self.default is None
+
+
+def _type(value: Any, where: str) -> FixedType:
+    try:
+        return parse_type(value)
+    except FixedTypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # parser errors of either format
+        raise ConfigError(f"config file {p} does not parse: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping with keys precision/inputs/layers")
+    return data
+
+
+def make_config(
+    precision: str | FixedType | None = "auto",
+    config: dict[str, Any] | str | Path | None = None,
+    options: AutoOptions | None = None,
+) -> PrecisionConfig:
+    """Combine the ``precision`` argument with a config mapping or file (the file wins)."""
+    data: dict[str, Any] = {}
+    if isinstance(config, (str, Path)):
+        data = read_config_file(config)
+    elif isinstance(config, dict):
+        data = dict(config)
+    unknown = set(data) - {"precision", "inputs", "layers", "auto"}
+    if unknown:
+        raise ConfigError(
+            f"unknown config keys {sorted(unknown)}; allowed: precision, auto, inputs, layers"
+        )
+    prec = data.get("precision", precision)
+    default = None if prec in (None, "auto") else _type(prec, "precision")
+    auto = options or AutoOptions()
+    if "auto" in data:
+        names = {f.name for f in fields(AutoOptions)}
+        bad = set(data["auto"]) - names
+        if bad:
+            raise ConfigError(f"unknown auto options {sorted(bad)}; allowed: {sorted(names)}")
+        auto = AutoOptions(**{**auto.__dict__, **data["auto"]})
+    cfg = PrecisionConfig(default=default, auto=auto)
+    for name, t in (data.get("inputs") or {}).items():
+        cfg.inputs[name] = _type(t, f"inputs.{name}")
+    for layer, roles in (data.get("layers") or {}).items():
+        if not isinstance(roles, dict):
+            raise ConfigError(f"layers.{layer} must map roles to types, e.g. {{result: ap_fixed<16,6>}}")
+        for role, value in roles.items():
+            if role in TABLE_ATTRS:
+                cfg.attrs.setdefault(layer, {})[role] = value
+            else:
+                cfg.layers.setdefault(layer, {})[role] = _type(value, f"layers.{layer}.{role}")
+    return cfg
+
+
+def check_against(cfg: PrecisionConfig, graph: Graph) -> None:
+    """Every name in the config must exist in the graph, with roles its op has."""
+    for name in cfg.inputs:
+        if name not in graph.inputs:
+            raise ConfigError(
+                f"config input {name!r} is not a model input; inputs are {list(graph.inputs)}"
+            )
+    nodes = {n.name: n for n in graph.nodes}
+    for layer in {*cfg.layers, *cfg.attrs}:
+        if layer not in nodes:
+            raise ConfigError(
+                f"config layer {layer!r} is not in the model; layers are {', '.join(nodes)}"
+            )
+    for layer, roles in cfg.layers.items():
+        op = get_op(nodes[layer].op)
+        for role in roles:
+            if role not in op.roles:
+                raise ConfigError(
+                    f"layer {layer!r} ({op.name}) has no precision role {role!r}; "
+                    f"its roles are {', '.join(op.roles) or 'none (it keeps its input type)'}"
+                )

@@ -1,0 +1,372 @@
+"""Per-model scheduler: a bounded queue, the dynamic batcher, and instance dispatch.
+
+Event driven, no scheduler task: :meth:`Scheduler.submit` and each finished
+execution call :meth:`Scheduler._schedule`, which forms batches while a model
+instance is free and arms one timer when it decides to wait for
+``max_queue_delay``. Executions run on a thread pool (one thread per
+instance) so the network loop never blocks; the merged inputs are built on
+the worker thread, results are split back on the loop as views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lightspeed.serve.errors import ServeError
+
+_ns = time.monotonic_ns
+
+# request latency histogram bucket upper bounds (ns), Prometheus ``le`` in ms
+LATENCY_BOUNDS_NS = tuple(
+    int(ms * 1e6) for ms in (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
+)
+
+
+@dataclass(frozen=True)
+class BatchingPolicy:
+    """The scheduling part of a model config."""
+
+    max_batch_size: int = 0  # 0: the model takes no batch dimension
+    dynamic: bool = False  # merge requests (dynamic_batching present)
+    preferred: tuple[int, ...] = ()
+    max_queue_delay_ns: int = 0
+    preserve_ordering: bool = False
+    max_queue_size: int = 0  # 0: server default bound
+    default_timeout_ns: int = 0  # 0: no queue timeout
+    allow_timeout_override: bool = True
+
+
+@dataclass
+class BatchStats:
+    count: int = 0
+    input_ns: int = 0
+    infer_ns: int = 0
+    output_ns: int = 0
+
+
+@dataclass
+class ModelStats:
+    """Counters in Triton's ModelStatistics layout (durations in ns)."""
+
+    inference_count: int = 0  # rows
+    execution_count: int = 0  # backend executions
+    success_count: int = 0
+    success_ns: int = 0
+    fail_count: int = 0
+    fail_ns: int = 0
+    queue_count: int = 0
+    queue_ns: int = 0
+    input_count: int = 0
+    input_ns: int = 0
+    infer_count: int = 0
+    infer_ns: int = 0
+    output_count: int = 0
+    output_ns: int = 0
+    last_inference_ms: int = 0
+    rejected_count: int = 0  # queue full
+    batches: dict[int, BatchStats] = field(default_factory=dict)
+    # successful request latency counts per LATENCY_BOUNDS_NS bucket (+ overflow)
+    latency_hist: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_NS) + 1))
+
+
+class _Request:
+    __slots__ = ("arrival", "deadline", "future", "inputs", "outputs", "rows")
+
+    def __init__(self, inputs, rows, outputs, future, arrival, deadline):
+        self.inputs = inputs
+        self.rows = rows
+        self.outputs = outputs
+        self.future = future
+        self.arrival = arrival
+        self.deadline = deadline
+
+
+Execute = Callable[[object, dict, list], dict]  # (instance, inputs, outputs) -> outputs
+
+
+class Scheduler:
+    """Queues requests for one model version and runs them on its instances."""
+
+    def __init__(
+        self,
+        name: str,
+        instances: list,
+        execute: Execute,
+        policy: BatchingPolicy,
+        output_names: list[str],
+        *,
+        default_max_queue: int = 4096,
+    ) -> None:
+        self.name = name
+        self.policy = policy
+        self.stats = ModelStats()
+        self._execute = execute
+        self._all_outputs = output_names
+        self._free = list(instances)
+        self._n_instances = len(instances)
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, len(instances)), thread_name_prefix=f"ls-{name}"
+        )
+        self._queue: deque[_Request] = deque()
+        self._max_queue = policy.max_queue_size or default_max_queue
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running = 0
+        self._idle: asyncio.Event | None = None
+        self._preferred = frozenset(policy.preferred)
+        self._max_rows = policy.max_batch_size if policy.max_batch_size > 0 else 1
+        self._closed = False
+        # preserve_ordering: finished batches wait for all earlier ones
+        self._seq_next = 0
+        self._seq_deliver = 0
+        self._held: dict[int, tuple] = {}
+
+    # ------------------------------------------------------------------ submit
+    def submit(
+        self, inputs: dict, rows: int, outputs: list[str] | None, timeout_ns: int = 0
+    ) -> asyncio.Future:
+        """Enqueue one validated request; the future resolves to its output arrays."""
+        if self._closed:
+            raise ServeError("UNAVAILABLE", f"model '{self.name}' is unloading; retry later")
+        if len(self._queue) >= self._max_queue:
+            self.stats.rejected_count += 1
+            raise ServeError(
+                "RESOURCE_EXHAUSTED",
+                f"model '{self.name}': queue is full ({self._max_queue} requests waiting); "
+                "retry later or raise max_queue_size / add instances",
+            )
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+            self._idle = asyncio.Event()
+        now = _ns()
+        if not timeout_ns or not self.policy.allow_timeout_override:
+            timeout_ns = self.policy.default_timeout_ns
+        deadline = now + timeout_ns if timeout_ns else 0
+        fut = loop.create_future()
+        self._queue.append(_Request(inputs, rows, outputs, fut, now, deadline))
+        if deadline:
+            loop.call_at(loop.time() + timeout_ns / 1e9, self._expire_all)
+        self._schedule()
+        return fut
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._queue) or self._running > 0
+
+    # ------------------------------------------------------------------ scheduling
+    def _expire_head(self, now: int) -> None:
+        q = self._queue
+        while q:
+            req = q[0]
+            if req.future.done():  # cancelled by a disconnected client
+                q.popleft()
+            elif req.deadline and now >= req.deadline:
+                q.popleft()
+                self._fail_timeout(req, now)
+            else:
+                break
+
+    def _expire_all(self) -> None:
+        """Fail every queued request past its deadline, wherever it waits."""
+        now = _ns()
+        if any(r.deadline and now >= r.deadline for r in self._queue):
+            keep: deque[_Request] = deque()
+            for req in self._queue:
+                if req.deadline and now >= req.deadline and not req.future.done():
+                    self._fail_timeout(req, now)
+                elif not req.future.done():
+                    keep.append(req)
+            self._queue = keep
+        self._schedule()
+
+    def _fail_timeout(self, req: _Request, now: int) -> None:
+        self.stats.fail_count += 1
+        self.stats.fail_ns += now - req.arrival
+        req.future.set_exception(
+            ServeError(
+                "DEADLINE_EXCEEDED",
+                f"model '{self.name}': request timed out after "
+                f"{(now - req.arrival) / 1e6:.1f} ms in the queue",
+            )
+        )
+
+    def _take(self, now: int) -> list[_Request] | int:
+        """A batch to run now, or the monotonic ns time to look again."""
+        q = self._queue
+        if not self.policy.dynamic:
+            return [q.popleft()]
+        max_rows = self._max_rows
+        total = n = pref_n = 0
+        full = False
+        for req in q:
+            if total + req.rows > max_rows:
+                full = True
+                break
+            total += req.rows
+            n += 1
+            if total in self._preferred:
+                pref_n = n
+        delay = self.policy.max_queue_delay_ns
+        if full or total == max_rows or not delay:
+            take = n
+        elif pref_n:
+            take = pref_n
+        else:
+            wake = q[0].arrival + delay
+            if now < wake:
+                return wake
+            take = n
+        return [q.popleft() for _ in range(take)]
+
+    def _schedule(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        now = _ns()
+        while self._free and self._queue:
+            self._expire_head(now)
+            # deadlines in the middle of the queue are handled when they reach the head
+            if not self._queue:
+                break
+            batch = self._take(now)
+            if isinstance(batch, int):
+                loop = self._loop
+                assert loop is not None
+                self._timer = loop.call_at(loop.time() + (batch - now) / 1e9, self._schedule)
+                break
+            self._dispatch(batch, now)
+        if not self._queue and not self._running and self._idle is not None:
+            self._idle.set()
+
+    def _dispatch(self, batch: list[_Request], now: int) -> None:
+        instance = self._free.pop()
+        self._running += 1
+        seq = self._seq_next
+        self._seq_next += 1
+        stats = self.stats
+        for req in batch:
+            stats.queue_ns += now - req.arrival
+        stats.queue_count += len(batch)
+        if self._idle is not None:
+            self._idle.clear()
+        self._pool.submit(self._work, instance, batch, seq)
+
+    # ------------------------------------------------------------------ worker thread
+    def _work(self, instance, batch: list[_Request], seq: int) -> None:
+        t0 = _ns()
+        try:
+            outputs = batch[0].outputs if len(batch) == 1 else None
+            wanted = self._all_outputs if outputs is None else outputs
+            if len(batch) == 1:
+                inputs = batch[0].inputs
+            else:
+                first = batch[0].inputs
+                inputs = {k: np.concatenate([r.inputs[k] for r in batch]) for k in first}
+            t1 = _ns()
+            result = self._execute(instance, inputs, wanted)
+            t2 = _ns()
+            outcome: tuple = (result, None, t1 - t0, t2 - t1)
+        except BaseException as exc:  # report, never kill the worker
+            outcome = (None, exc, 0, 0)
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+            self._loop.call_soon_threadsafe(self._done, instance, batch, seq, outcome)
+
+    # ------------------------------------------------------------------ completion (loop)
+    def _done(self, instance, batch: list[_Request], seq: int, outcome: tuple) -> None:
+        self._free.append(instance)
+        self._running -= 1
+        if self.policy.preserve_ordering and self._n_instances > 1:
+            self._held[seq] = (batch, outcome)
+            while self._seq_deliver in self._held:
+                b, o = self._held.pop(self._seq_deliver)
+                self._seq_deliver += 1
+                self._deliver(b, o)
+        else:
+            self._deliver(batch, outcome)
+        self._schedule()
+
+    def _deliver(self, batch: list[_Request], outcome: tuple) -> None:
+        result, exc, input_ns, infer_ns = outcome
+        stats = self.stats
+        now = _ns()
+        if exc is not None:
+            if not isinstance(exc, ServeError):
+                exc = ServeError(
+                    "INTERNAL",
+                    f"model '{self.name}' failed to execute: {type(exc).__name__}: {exc}",
+                )
+            for req in batch:
+                stats.fail_count += 1
+                stats.fail_ns += now - req.arrival
+                if not req.future.done():
+                    req.future.set_exception(exc)
+            return
+        rows = 0
+        if len(batch) == 1:
+            req = batch[0]
+            rows = req.rows
+            if not req.future.done():
+                req.future.set_result(result)
+            lat = now - req.arrival
+            stats.success_ns += lat
+            stats.latency_hist[bisect_left(LATENCY_BOUNDS_NS, lat)] += 1
+        else:
+            offset = 0
+            for req in batch:
+                end = offset + req.rows
+                if not req.future.done():
+                    names = req.outputs or self._all_outputs
+                    req.future.set_result({k: result[k][offset:end] for k in names})
+                offset = end
+                lat = now - req.arrival
+                stats.success_ns += lat
+                stats.latency_hist[bisect_left(LATENCY_BOUNDS_NS, lat)] += 1
+            rows = offset
+        output_ns = _ns() - now
+        n = len(batch)
+        stats.success_count += n
+        stats.inference_count += rows
+        stats.execution_count += 1
+        stats.input_count += n
+        stats.input_ns += input_ns * n
+        stats.infer_count += n
+        stats.infer_ns += infer_ns * n
+        stats.output_count += n
+        stats.output_ns += output_ns * n
+        stats.last_inference_ms = time.time_ns() // 1_000_000
+        b = stats.batches.get(rows)
+        if b is None:
+            b = stats.batches[rows] = BatchStats()
+        b.count += 1
+        b.input_ns += input_ns
+        b.infer_ns += infer_ns
+        b.output_ns += output_ns
+
+    # ------------------------------------------------------------------ lifecycle
+    async def drain(self) -> None:
+        """Wait until every accepted request has been answered."""
+        while self.busy:
+            assert self._idle is not None
+            await self._idle.wait()
+
+    async def close(self) -> None:
+        """Stop accepting, answer everything queued, then release the instances."""
+        self._closed = True
+        if self._loop is not None:
+            await self.drain()
+        self._pool.shutdown(wait=False)

@@ -1,0 +1,444 @@
+"""The protocol-neutral server core: loaded models, validation, inference, statistics.
+
+Front ends (gRPC, HTTP) decode tensors, call :meth:`LoadedModel.check` and
+:meth:`LoadedModel.infer`, and encode the result; everything a client can get
+wrong is raised here as a :class:`ServeError` with its status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lightspeed.serve import backends as B
+from lightspeed.serve.batcher import BatchingPolicy, Scheduler
+from lightspeed.serve.errors import ServeError, invalid, not_found, unavailable
+from lightspeed.serve.protocol import datatype_to_config_type
+from lightspeed.serve.repository import (
+    ModelRepository,
+    TensorSpec,
+    backend_name,
+    model_config_pb2,
+    select_versions,
+    tensor_specs,
+    validate_config,
+)
+
+log = logging.getLogger("lightspeed.serve")
+
+
+@dataclass
+class CoreOptions:
+    """Server-wide settings that model configs do not carry."""
+
+    max_queue_size: int = 4096  # per model version, when the config sets none
+    ort_threads: int = 1  # intra-op threads per onnxruntime instance
+
+
+def batching_policy(config) -> BatchingPolicy:
+    db = config.dynamic_batching
+    dynamic = config.HasField("dynamic_batching")
+    qp = db.default_queue_policy
+    return BatchingPolicy(
+        max_batch_size=config.max_batch_size,
+        dynamic=dynamic,
+        preferred=tuple(db.preferred_batch_size),
+        max_queue_delay_ns=db.max_queue_delay_microseconds * 1000,
+        preserve_ordering=db.preserve_ordering,
+        max_queue_size=qp.max_queue_size,
+        default_timeout_ns=qp.default_timeout_microseconds * 1000,
+        allow_timeout_override=qp.allow_timeout_override or not qp.default_timeout_microseconds,
+    )
+
+
+class LoadedModel:
+    """One ready version of a model: its specs, instances and scheduler."""
+
+    def __init__(self, config, version: int, instances: list[B.Backend]) -> None:
+        self.config = config
+        self.name = config.name
+        self.version = version
+        self.version_str = str(version)
+        self.max_batch_size = config.max_batch_size
+        self.inputs: dict[str, TensorSpec] = {
+            s.name: s for s in tensor_specs(config.input, "input", self.name)
+        }
+        self.outputs: dict[str, TensorSpec] = {
+            s.name: s for s in tensor_specs(config.output, "output", self.name)
+        }
+        self.output_names = list(self.outputs)
+        self._instances = instances
+        self.scheduler = Scheduler(
+            f"{self.name}:{version}",
+            instances,
+            _execute,
+            batching_policy(config),
+            self.output_names,
+        )
+
+    # ---------------------------------------------------------------- validation
+    def check(self, inputs: Mapping[str, np.ndarray]) -> int:
+        """Validate decoded inputs against the config; return the batch size (rows)."""
+        if len(inputs) != len(self.inputs) or any(n not in self.inputs for n in inputs):
+            unknown = [n for n in inputs if n not in self.inputs]
+            if unknown:
+                raise invalid(
+                    f"model '{self.name}' has no input named {unknown[0]!r}; "
+                    f"its inputs are {list(self.inputs)}"
+                )
+            missing = [n for n in self.inputs if n not in inputs]
+            raise invalid(f"model '{self.name}': input {missing[0]!r} is missing from the request")
+        batched = self.max_batch_size > 0
+        rows = -1
+        for name, arr in inputs.items():
+            spec = self.inputs[name]
+            shape = arr.shape
+            dims = shape[1:] if batched else shape
+            if len(dims) != len(spec.dims) or any(
+                s != d and s != -1 for s, d in zip(spec.dims, dims, strict=True)
+            ):
+                want = ([-1] if batched else []) + list(spec.dims)
+                raise invalid(
+                    f"model '{self.name}': input '{name}' has shape {list(shape)}, expected {want}"
+                )
+            if batched:
+                n = shape[0]
+                if rows == -1:
+                    rows = n
+                elif n != rows:
+                    raise invalid(
+                        f"model '{self.name}': inputs disagree on the batch size ({rows} vs {n})"
+                    )
+        if not batched:
+            return 1
+        if rows > self.max_batch_size:
+            raise invalid(
+                f"model '{self.name}': batch size {rows} exceeds max_batch_size "
+                f"{self.max_batch_size}; split the request"
+            )
+        if rows == 0:
+            raise invalid(f"model '{self.name}': batch size is 0")
+        return rows
+
+    def check_outputs(self, names: list[str]) -> None:
+        for n in names:
+            if n not in self.outputs:
+                raise invalid(
+                    f"model '{self.name}' has no output named {n!r}; "
+                    f"its outputs are {self.output_names}"
+                )
+
+    def infer(
+        self,
+        inputs: dict[str, np.ndarray],
+        rows: int,
+        outputs: list[str] | None = None,
+        timeout_ns: int = 0,
+    ) -> asyncio.Future:
+        """Queue a checked request; await the returned future for {output: array}."""
+        return self.scheduler.submit(inputs, rows, outputs, timeout_ns)
+
+    def metadata(self) -> dict:
+        batch = [-1] if self.max_batch_size > 0 else []
+        return {
+            "name": self.name,
+            "versions": [self.version_str],
+            "platform": self.config.platform or self.config.backend,
+            "inputs": [
+                {"name": s.name, "datatype": s.datatype, "shape": batch + list(s.dims)}
+                for s in self.inputs.values()
+            ],
+            "outputs": [
+                {"name": s.name, "datatype": s.datatype, "shape": batch + list(s.dims)}
+                for s in self.outputs.values()
+            ],
+        }
+
+    async def close(self) -> None:
+        await self.scheduler.close()
+        for inst in self._instances:
+            inst.close()
+
+
+def _execute(instance: B.Backend, inputs: dict, outputs: list) -> dict:
+    return instance.execute(inputs, outputs)
+
+
+# ------------------------------------------------------------------------ building models
+def _instance_count(config) -> tuple[int, bool]:
+    """Total instances and whether any group asks for a GPU."""
+    mc = model_config_pb2()
+    groups = list(config.instance_group)
+    if not groups:
+        return 1, False
+    count = sum(g.count if g.count > 0 else 1 for g in groups)
+    gpu = any(g.kind == mc.ModelInstanceGroup.KIND_GPU for g in groups)
+    return count, gpu
+
+
+def _autocomplete(config, backend: B.Backend) -> None:
+    """Fill inputs/outputs missing from the config from the model file, and check the rest."""
+    ins, outs = backend.io()
+    mc = model_config_pb2()
+    for field, declared, found in (("input", config.input, ins), ("output", config.output, outs)):
+        if not found:
+            continue
+        if len(declared) == 0:
+            for spec in found:
+                t = declared.add()
+                t.name = spec.name
+                t.data_type = mc.DataType.Value(datatype_to_config_type(spec.datatype))
+                t.dims.extend(spec.dims)
+            continue
+        by_name = {s.name: s for s in found}
+        for t in declared:
+            spec = by_name.get(t.name)
+            if spec is None:
+                raise invalid(
+                    f"model '{config.name}': config.pbtxt declares {field} '{t.name}' but the "
+                    f"model file has {field}s {list(by_name)}"
+                )
+            want = datatype_to_config_type(spec.datatype)
+            if mc.DataType.Name(t.data_type) != want:
+                raise invalid(
+                    f"model '{config.name}': {field} '{t.name}' is "
+                    f"{mc.DataType.Name(t.data_type)} in config.pbtxt but {want} in the model file"
+                )
+
+
+def build_instances(config, path: Path, version: int, options: CoreOptions) -> list[B.Backend]:
+    """Create the backend instances for one model version (blocking; run off the loop)."""
+    name = backend_name(config)
+    count, gpu = _instance_count(config)
+    batched = config.max_batch_size > 0
+    if name == "onnxruntime":
+
+        def make():
+            return B.OnnxRuntimeBackend(path, gpu=gpu, threads=options.ort_threads, batched=batched)
+    elif name == "lightspeed":
+        dtypes = {s.name: s.dtype for s in tensor_specs(config.output, "output", config.name)}
+
+        def make():
+            return B.LightspeedBackend(path, output_dtypes=dtypes)
+    elif name == "python":
+        module = B.load_python_module(path, f"_lightspeed_model_{config.name}_{version}")
+        if hasattr(module, "TritonPythonModel"):
+
+            def make():
+                return B.TritonPythonBackend(module.TritonPythonModel, config, path, version)
+        elif callable(getattr(module, "infer", None)):
+
+            def make():
+                return B.PythonCallableBackend(module.infer)
+        else:
+            raise invalid(
+                f"{path} defines neither class TritonPythonModel nor a function infer(inputs)"
+            )
+    else:  # validate_config rejects others first
+        raise invalid(f"backend '{name}' is not available")
+    first = make()
+    _autocomplete(config, first)
+    if len(config.input) == 0 or len(config.output) == 0:
+        raise invalid(
+            f"model '{config.name}': config.pbtxt must list input and output tensors "
+            f"(the {name} backend cannot infer them)"
+        )
+    validate_config(config, config.name)
+    return [first] + [make() for _ in range(count - 1)]
+
+
+# ------------------------------------------------------------------------ the core
+class InferenceCore:
+    """All models the server knows: load/unload, lookup, statistics."""
+
+    def __init__(self, repository: ModelRepository | None, options: CoreOptions | None = None):
+        self.repository = repository
+        self.options = options or CoreOptions()
+        self._models: dict[str, dict[int, LoadedModel]] = {}
+        self._latest: dict[str, LoadedModel] = {}
+        self._state: dict[str, tuple[str, str]] = {}  # name -> (state, reason)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # ---------------------------------------------------------------- lookup (hot path)
+    def get(self, name: str, version: str = "") -> LoadedModel:
+        if not version:
+            model = self._latest.get(name)
+            if model is not None:
+                return model
+        else:
+            versions = self._models.get(name)
+            if versions is not None:
+                try:
+                    model = versions.get(int(version))
+                except ValueError:
+                    raise invalid(f"model version {version!r} is not an integer") from None
+                if model is not None:
+                    return model
+                raise not_found(
+                    f"model '{name}' version {version} is not loaded; loaded versions: "
+                    f"{sorted(versions)}"
+                )
+        state, reason = self._state.get(name, ("", ""))
+        if state == "UNAVAILABLE" and reason:
+            raise unavailable(f"model '{name}' is not ready: {reason}")
+        raise not_found(f"model '{name}' is not loaded; see the repository index for models")
+
+    def ready(self, name: str, version: str = "") -> bool:
+        try:
+            self.get(name, version)
+        except ServeError:
+            return False
+        return True
+
+    def loaded(self) -> list[LoadedModel]:
+        return [m for vs in self._models.values() for m in vs.values()]
+
+    # ---------------------------------------------------------------- load / unload
+    async def load_all(self) -> None:
+        if self.repository is None:
+            return
+        for name in self.repository.model_names():
+            try:
+                await self.load(name)
+            except ServeError as exc:
+                log.error("model load failed model=%s error=%s", name, exc.message)
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    async def load(self, name: str, config_override: str | None = None) -> None:
+        """(Re)load a model from the repository; the old versions drain before closing."""
+        if self.repository is None:
+            raise not_found("this server has no model repository to load from")
+        async with self._lock(name):
+            self._state[name] = ("LOADING", "")
+            try:
+                loop = asyncio.get_running_loop()
+                new = await loop.run_in_executor(None, self._build, name, config_override)
+            except ServeError as exc:
+                if name not in self._models:
+                    self._state[name] = ("UNAVAILABLE", exc.message)
+                else:
+                    self._state[name] = ("READY", "")
+                raise
+            except Exception as exc:  # backend bugs must not take the server down
+                msg = f"model '{name}' failed to load: {type(exc).__name__}: {exc}"
+                self._state[name] = ("UNAVAILABLE", msg)
+                raise ServeError("INTERNAL", msg) from exc
+            old = self._models.get(name, {})
+            self._install(name, new)
+            log.info("model loaded model=%s versions=%s", name, sorted(new))
+            for model in old.values():
+                await model.close()
+
+    def _build(self, name: str, config_override: str | None) -> dict[int, LoadedModel]:
+        assert self.repository is not None
+        repo = self.repository
+        if config_override:
+            from google.protobuf import json_format
+
+            config = model_config_pb2().ModelConfig()
+            try:
+                json_format.Parse(config_override, config)
+            except json_format.ParseError as exc:
+                raise invalid(f"model '{name}': config override is not valid JSON: {exc}") from None
+            validate_config(config, name)
+        else:
+            config = repo.read_config(name)
+        versions = select_versions(config, repo.versions(name))
+        if not versions:
+            raise invalid(
+                f"model '{name}': no version directory (e.g. {repo.model_dir(name)}/1/) "
+                "matches the version policy"
+            )
+        built: dict[int, LoadedModel] = {}
+        for v in versions:
+            cfg = model_config_pb2().ModelConfig()
+            cfg.CopyFrom(config)
+            instances = build_instances(cfg, repo.version_path(name, v, cfg), v, self.options)
+            built[v] = LoadedModel(cfg, v, instances)
+        return built
+
+    def _install(self, name: str, versions: dict[int, LoadedModel]) -> None:
+        self._models[name] = versions
+        self._latest[name] = versions[max(versions)]
+        self._state[name] = ("READY", "")
+
+    async def unload(self, name: str) -> None:
+        """Stop routing to a model, answer its queued requests, then release it."""
+        async with self._lock(name):
+            versions = self._models.pop(name, None)
+            self._latest.pop(name, None)
+            if versions is None:
+                raise not_found(f"model '{name}' is not loaded")
+            self._state[name] = ("UNAVAILABLE", "unloaded")
+            for model in versions.values():
+                await model.close()
+            log.info("model unloaded model=%s", name)
+
+    def add_python_model(
+        self,
+        name: str,
+        fn: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
+        inputs: list[tuple[str, str, list[int]]],
+        outputs: list[tuple[str, str, list[int]]],
+        *,
+        max_batch_size: int = 0,
+        dynamic_batching: dict | None = None,
+        instances: int = 1,
+    ) -> LoadedModel:
+        """Serve a Python callable. inputs/outputs: (name, datatype like 'FP32', dims)."""
+        from google.protobuf import json_format
+
+        mc = model_config_pb2()
+        spec = {
+            "name": name,
+            "backend": "python",
+            "max_batch_size": max_batch_size,
+            "input": [
+                {"name": n, "data_type": datatype_to_config_type(t), "dims": d}
+                for n, t, d in inputs
+            ],
+            "output": [
+                {"name": n, "data_type": datatype_to_config_type(t), "dims": d}
+                for n, t, d in outputs
+            ],
+            "instance_group": [{"count": instances, "kind": "KIND_CPU"}],
+        }
+        if dynamic_batching is not None:
+            spec["dynamic_batching"] = dynamic_batching
+        config = json_format.ParseDict(spec, mc.ModelConfig())
+        validate_config(config, name)
+        model = LoadedModel(config, 1, [B.PythonCallableBackend(fn) for _ in range(instances)])
+        self._install(name, {1: model})
+        return model
+
+    async def close(self) -> None:
+        """Drain every model, then release them."""
+        for name in list(self._models):
+            for model in self._models.pop(name).values():
+                await model.close()
+            self._latest.pop(name, None)
+
+    # ---------------------------------------------------------------- index
+    def index(self, ready_only: bool = False) -> list[dict]:
+        names = set(self._state) | set(self._models)
+        if self.repository is not None:
+            names |= set(self.repository.model_names())
+        out = []
+        for name in sorted(names):
+            versions = self._models.get(name)
+            if versions:
+                out += [
+                    {"name": name, "version": str(v), "state": "READY", "reason": ""}
+                    for v in sorted(versions)
+                ]
+            elif not ready_only:
+                state, reason = self._state.get(name, ("UNAVAILABLE", "not loaded"))
+                out.append({"name": name, "version": "", "state": state, "reason": reason})
+        return out

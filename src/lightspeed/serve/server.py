@@ -1,0 +1,192 @@
+"""Run the gRPC, HTTP and metrics front ends on one event loop over one core.
+
+``Server`` is the asyncio object; ``BackgroundServer`` runs one in a thread
+(for notebooks and tests that use blocking clients).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from lightspeed.serve.core import CoreOptions, InferenceCore
+from lightspeed.serve.repository import ModelRepository
+
+log = logging.getLogger("lightspeed.serve")
+
+
+@dataclass
+class ServerConfig:
+    """Options of ``lightspeed serve`` (ports: 0 picks a free port, -1 disables)."""
+
+    repository: str | Path | None = None
+    host: str = "127.0.0.1"
+    grpc_port: int = 8001
+    http_port: int = 8000
+    metrics_port: int = 8002
+    max_message_bytes: int = 256 * 1024 * 1024
+    max_queue_size: int = 4096
+    drain_timeout_s: float = 30.0
+    load_all: bool = True  # False: explicit model control, load via the repository API
+    ort_threads: int = 1
+
+
+class Server:
+    """The whole server: ``await start()``, later ``await stop()``."""
+
+    def __init__(self, config: ServerConfig, core: InferenceCore | None = None) -> None:
+        self.config = config
+        repo = ModelRepository(config.repository) if config.repository is not None else None
+        self.core = core or InferenceCore(
+            repo, CoreOptions(max_queue_size=config.max_queue_size, ort_threads=config.ort_threads)
+        )
+        self.grpc_port: int | None = None
+        self.http_port: int | None = None
+        self.metrics_port: int | None = None
+        self._grpc = None
+        self._servicer = None
+        self._http_fe = None
+        self._runners: list = []
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        cfg = self.config
+        if cfg.load_all:
+            await self.core.load_all()
+        if cfg.grpc_port >= 0:
+            from lightspeed.serve.grpc_server import create_grpc_server
+
+            self._grpc, self._servicer, self.grpc_port = create_grpc_server(
+                self.core, f"{cfg.host}:{cfg.grpc_port}", cfg.max_message_bytes
+            )
+            await self._grpc.start()
+        if cfg.http_port >= 0:
+            from lightspeed.serve.http_server import create_http_app
+
+            app, self._http_fe = create_http_app(self.core, cfg.max_message_bytes)
+            self.http_port = await self._site(app, cfg.http_port)
+        if cfg.metrics_port >= 0:
+            from lightspeed.serve.http_server import create_metrics_app
+
+            self.metrics_port = await self._site(create_metrics_app(self.core), cfg.metrics_port)
+        log.info(
+            "server started host=%s grpc_port=%s http_port=%s metrics_port=%s models=%s",
+            cfg.host,
+            self.grpc_port,
+            self.http_port,
+            self.metrics_port,
+            [m.name for m in self.core.loaded()],
+        )
+
+    async def _site(self, app, port: int) -> int:
+        from aiohttp import web
+
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.config.drain_timeout_s)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.host, port, reuse_address=True)
+        await site.start()
+        self._runners.append(runner)
+        return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        """Graceful: refuse new work, answer everything accepted, then close."""
+        if self._stopped.is_set():
+            return
+        log.info("server stopping; draining in-flight requests")
+        for fe in (self._servicer, self._http_fe):
+            if fe is not None:
+                fe.accepting = False
+        waits = []
+        if self._grpc is not None:
+            waits.append(self._grpc.stop(self.config.drain_timeout_s))
+        waits += [r.cleanup() for r in self._runners]
+        await asyncio.gather(*waits, return_exceptions=True)
+        await self.core.close()
+        self._stopped.set()
+        log.info("server stopped")
+
+    async def serve_forever(self) -> None:
+        """Start, run until SIGINT/SIGTERM, stop gracefully."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await self.stop()
+
+
+class BackgroundServer:
+    """A :class:`Server` on its own event loop in a daemon thread (context manager)."""
+
+    def __init__(self, config: ServerConfig, setup=None) -> None:
+        self.config = config
+        self._setup = setup  # optional callable(core) run on the loop before start
+        self.server: Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> BackgroundServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="lightspeed-serve", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            self.server = Server(self.config)
+            if self._setup is not None:
+                self._setup(self.server.core)
+            loop.run_until_complete(self.server.start())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        loop.run_forever()
+        loop.close()
+
+    def call(self, coro, timeout: float = 60.0):
+        """Run a coroutine on the server loop from another thread."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def stop(self) -> None:
+        if self._loop is None or self.server is None or not self._loop.is_running():
+            return
+        self.call(self.server.stop(), timeout=self.config.drain_timeout_s + 30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        assert self._thread is not None
+        self._thread.join(30)
+
+    @property
+    def grpc_url(self) -> str:
+        assert self.server is not None
+        return f"{self.config.host}:{self.server.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        assert self.server is not None
+        return f"{self.config.host}:{self.server.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        assert self.server is not None
+        return f"http://{self.config.host}:{self.server.metrics_port}/metrics"

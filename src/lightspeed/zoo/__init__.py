@@ -1,0 +1,90 @@
+"""Reference models: shipped trained ONNX files, their model cards and torch training recipes.
+
+>>> from lightspeed import zoo
+>>> zoo.list_models()
+['autoencoder', 'deepsets', 'facile', 'jet_tagger']
+>>> zoo.model_path("jet_tagger")        # raw 16 hls4ml features -> 5 logits
+>>> zoo.info("jet_tagger").metrics      # float accuracy on the shipped sample's test split
+>>> zoo.train("jet_tagger", "out/")     # re-train with torch (optional extra)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from lightspeed.errors import InputError
+from lightspeed.zoo._common import ModelCard
+
+__all__ = ["MODELS_DIR", "ModelCard", "evaluate", "info", "list_models", "model_path", "recipe", "train"]
+
+MODELS_DIR = Path(__file__).parent / "models"
+_RECIPES = {
+    "jet_tagger": "lightspeed.zoo.jet_tagger",
+    "deepsets": "lightspeed.zoo.deepsets",
+    "autoencoder": "lightspeed.zoo.autoencoder",
+    "facile": "lightspeed.zoo.facile",
+}
+
+
+def list_models() -> list[str]:
+    """Names of the reference models that ship a trained ONNX file."""
+    return sorted(n for n in _RECIPES if (MODELS_DIR / f"{n}.onnx").exists())
+
+
+def _check(name: str) -> None:
+    if name not in _RECIPES:
+        raise InputError(f"unknown zoo model '{name}': choose from {', '.join(sorted(_RECIPES))}")
+
+
+def model_path(name: str) -> Path:
+    """Path of the shipped trained ONNX model ``name``."""
+    _check(name)
+    path = MODELS_DIR / f"{name}.onnx"
+    if not path.exists():
+        raise InputError(f"zoo model '{name}' has no shipped ONNX; train it with lightspeed.zoo.train('{name}', DIR)")
+    return path
+
+
+def info(name: str) -> ModelCard:
+    """The model card of ``name``: inputs, outputs, training settings and float metrics."""
+    _check(name)
+    return ModelCard.load(MODELS_DIR / f"{name}.json")
+
+
+def recipe(name: str) -> ModuleType:
+    """The recipe module of ``name`` (``build``, ``inputs``, ``train``, ``evaluate``)."""
+    _check(name)
+    return importlib.import_module(_RECIPES[name])
+
+
+def train(name: str, out_dir: str | os.PathLike[str], **kwargs: Any) -> ModelCard:
+    """Train ``name`` with its torch recipe; writes ``out_dir/<name>.onnx`` and ``<name>.json``.
+
+    Keyword arguments go to the recipe (``sample=``, ``epochs=``, ``seed=``, ...).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return recipe(name).train(out, **kwargs)
+
+
+def evaluate(name: str, sample: Any = None, path: str | os.PathLike[str] | None = None) -> dict[str, float]:
+    """Float metrics of the ONNX model (shipped, or ``path``) on ``sample``.
+
+    Without ``sample``, the test split of the shipped default jets that the model card reports.
+    """
+    mod = recipe(name)
+    onnx_path = Path(path) if path is not None else model_path(name)
+    if sample is None:
+        sample = mod.default_test_sample() if hasattr(mod, "default_test_sample") else _default_test()
+    return mod.evaluate(onnx_path, sample)
+
+
+def _default_test() -> Any:
+    from lightspeed.data.io import load_default_jets
+    from lightspeed.zoo._common import SPLIT_SEED, TEST_FRACTION
+
+    return load_default_jets().split(TEST_FRACTION, SPLIT_SEED)[1]

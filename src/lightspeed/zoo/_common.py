@@ -1,0 +1,174 @@
+"""Shared pieces of the training recipes: seeding, scaling folded into layers, ONNX export."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lightspeed.errors import require
+
+OPSET = 13
+BATCH_DIM = "N"
+TEST_FRACTION = 0.25
+SPLIT_SEED = 0
+
+
+@dataclass
+class ModelCard:
+    """What a shipped model is, how it was trained and how well it does (written next to the ONNX)."""
+
+    name: str
+    description: str
+    task: str
+    inputs: dict[str, list[Any]]
+    outputs: dict[str, list[Any]]
+    metrics: dict[str, float]
+    training: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: Path) -> Path:
+        path.write_text(json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> ModelCard:
+        return cls(**json.loads(path.read_text()))
+
+
+def torch_module() -> Any:
+    """Import torch or raise ToolMissingError with the install command."""
+    return require("torch", "torch", "training the reference models (pip install torch==2.13.0)")
+
+
+def seed_everything(seed: int) -> Any:
+    torch = torch_module()
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)  # the box is shared; these nets are tiny
+    return torch
+
+
+def fit_scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and std (std floored so constant columns do not blow up)."""
+    mean = x.mean(axis=0).astype(np.float64)
+    std = np.maximum(x.std(axis=0).astype(np.float64), 1e-6)
+    return mean, std
+
+
+def fold_input_scaling(linear: Any, mean: np.ndarray, std: np.ndarray) -> None:
+    """Make ``linear`` act on raw x where it was trained on (x - mean) / std.
+
+    W (x - m)/s + b = (W/s) x + (b - W m/s), so the exported model takes raw inputs.
+    """
+    torch = torch_module()
+    with torch.no_grad():
+        w = linear.weight.double()
+        s = torch.as_tensor(std, dtype=torch.float64)
+        m = torch.as_tensor(mean, dtype=torch.float64)
+        linear.bias.copy_((linear.bias.double() - (w * (m / s)).sum(dim=1)).float())
+        linear.weight.copy_((w / s).float())
+
+
+def fold_output_scaling(linear: Any, mean: np.ndarray, std: np.ndarray) -> None:
+    """Make ``linear`` output y = mean + std * y_trained, so the export predicts in physical units."""
+    torch = torch_module()
+    with torch.no_grad():
+        s = torch.as_tensor(std, dtype=torch.float64)
+        m = torch.as_tensor(mean, dtype=torch.float64)
+        linear.weight.copy_((linear.weight.double() * s[:, None]).float())
+        linear.bias.copy_((linear.bias.double() * s + m).float())
+
+
+def export_onnx(model: Any, example: np.ndarray, path: Path, input_name: str, output_name: str) -> Path:
+    """Export with opset 13 and a symbolic batch dimension 'N'; check the file with onnx."""
+    torch = torch_module()
+    import onnx
+
+    model.eval()
+    x = torch.as_tensor(example[:2], dtype=torch.float32)
+    torch.onnx.export(
+        model,
+        (x,),
+        str(path),
+        input_names=[input_name],
+        output_names=[output_name],
+        dynamic_axes={input_name: {0: BATCH_DIM}, output_name: {0: BATCH_DIM}},
+        opset_version=OPSET,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    return path
+
+
+def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
+    """Run a single-input, single-output ONNX model with onnxruntime (float32)."""
+    ort = require("onnxruntime", "serve", "running the zoo models")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def train_loop(
+    model: Any,
+    loss_fn: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    epochs: int,
+    batch_size: int = 256,
+    lr: float = 3e-3,
+    seed: int = 0,
+    weight_decay: float = 0.0,
+) -> list[float]:
+    """Plain Adam + cosine schedule over shuffled mini-batches; returns the loss per epoch."""
+    torch = torch_module()
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    yt = torch.as_tensor(y)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(len(xt), generator=gen)
+        total = 0.0
+        for i in range(0, len(xt), batch_size):
+            idx = perm[i : i + batch_size]
+            opt.zero_grad()
+            loss = loss_fn(model(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        sched.step()
+        history.append(total / len(xt))
+    model.eval()
+    return history
+
+
+def roc_auc(score_bkg: np.ndarray, score_sig: np.ndarray) -> float:
+    """Area under the ROC curve: P(score_sig > score_bkg), ties counted half (Mann-Whitney U)."""
+    scores = np.concatenate([score_bkg, score_sig])
+    ranks = np.empty(len(scores))
+    order = np.argsort(scores, kind="mergesort")
+    ranks[order] = np.arange(1, len(scores) + 1)
+    # average ranks of ties
+    sorted_scores = scores[order]
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    for f, c in zip(first, counts, strict=True):
+        if c > 1:
+            ranks[order[f : f + c]] = f + (c + 1) / 2.0
+    r_sig = ranks[len(score_bkg) :].sum()
+    n_s, n_b = len(score_sig), len(score_bkg)
+    return float((r_sig - n_s * (n_s + 1) / 2.0) / (n_s * n_b))
+
+
+def tolist(a: np.ndarray) -> list[float]:
+    return [float(v) for v in np.asarray(a).ravel()]
+
+
+def card_dict(card: ModelCard) -> dict[str, Any]:
+    return asdict(card)
