@@ -43,7 +43,10 @@ def _type(value: Any, where: str) -> FixedType:
     try:
         return parse_type(value)
     except FixedTypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        hint = ""
+        if isinstance(value, str) and "<" in value and ">" not in value:
+            hint = " (in a YAML flow mapping {...} quote types that contain commas)"
+        raise ConfigError(f"{where}: {exc}{hint}") from None
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
