@@ -8,6 +8,8 @@ tensor for debugging (``trace``).
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -61,11 +63,44 @@ def run_float(graph: Graph, inputs: Mapping[str, np.ndarray], keep_all: bool = F
     return env if keep_all else {t: env[t] for t in graph.outputs}
 
 
+CHUNK_ROWS = 4096  # samples per chunk: keeps every intermediate cache-sized
+
+
 def run_fixed(
     q: QuantizedModel, inputs: Mapping[str, np.ndarray], keep_all: bool = False
 ) -> dict[str, Fx]:
-    """Bit-exact fixed-point run. Inputs are floats, quantized to the model's input types."""
+    """Bit-exact fixed-point run. Inputs are floats, quantized to the model's input types.
+
+    Large batches run in chunks of samples (every op is per sample), on a few
+    threads when more than one core is available; the bits never depend on it.
+    """
     arrays = check_inputs(q.graph, inputs)
+    batch = next(iter(arrays.values())).shape[0] if arrays else 0
+    if batch <= CHUNK_ROWS or not _chunkable(q.graph):
+        return _run_fixed(q, arrays, keep_all)
+    starts = range(0, batch, CHUNK_ROWS)
+    parts = [{k: v[i : i + CHUNK_ROWS] for k, v in arrays.items()} for i in starts]
+    threads = _threads(len(parts))
+    with _single_threaded_blas():  # we parallelise over chunks; nested BLAS threads thrash
+        if threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(threads) as pool:
+                results = list(pool.map(lambda a: _run_fixed(q, a, keep_all), parts))
+        else:
+            results = [_run_fixed(q, a, keep_all) for a in parts]
+    return {t: _concat([r[t] for r in results]) for t in results[0]}
+
+
+def _single_threaded_blas():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: without it BLAS keeps its own threading
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _run_fixed(q: QuantizedModel, arrays: Mapping[str, np.ndarray], keep_all: bool) -> dict[str, Fx]:
     env: dict[str, Fx] = {}
     for name, a in arrays.items():
         t = q.input_types[name]
@@ -75,6 +110,24 @@ def run_fixed(
         outs = op.run_fixed(node, [env[t] for t in node.inputs], q.precision[node.name], q.qparams[node.name])
         env.update(zip(node.outputs, outs, strict=True))
     return env if keep_all else {t: env[t] for t in q.graph.outputs}
+
+
+def _chunkable(graph: Graph) -> bool:
+    """Every op works per sample, except a concat along the batch axis."""
+    return not any(n.op == "concat" and n.attrs.get("axis", 1) == 0 for n in graph.nodes)
+
+
+def _threads(n_parts: int) -> int:
+    env = os.environ.get("LIGHTSPEED_THREADS")
+    n = int(env) if env else min(os.cpu_count() or 1, 8)
+    return max(1, min(n, n_parts))
+
+
+def _concat(parts: list[Fx]) -> Fx:
+    ms = [p.m for p in parts]
+    if any(m.dtype == object for m in ms):
+        ms = [m.astype(object) for m in ms]
+    return Fx(np.concatenate(ms, axis=0), parts[0].t)
 
 
 def as_input_dict(graph: Graph, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -152,12 +152,20 @@ def _bitlen(m: np.ndarray) -> int:
 
 
 def as_exact(m: np.ndarray, extra_bits: int = 0) -> np.ndarray:
-    """Return m in a carrier that can hold ``m * 2**extra_bits`` exactly."""
+    """Return m in a carrier that can hold ``m * 2**extra_bits`` exactly.
+
+    ``int64`` carriers hold values below 2**62 in magnitude (every function here keeps
+    that invariant), so they need no scan unless bits are added.
+    """
     m = np.asarray(m)
     if m.dtype == object:
         return m
     if m.dtype.kind not in "iu":
         raise TypeError(f"integer array expected, got {m.dtype}")
+    if m.dtype == np.int64 and extra_bits <= 0:
+        return m
+    if m.dtype.itemsize <= 4 and max(extra_bits, 0) + 32 <= _SAFE_BITS:
+        return m.astype(np.int64)
     if _bitlen(m) + max(extra_bits, 0) <= _SAFE_BITS:
         return m.astype(np.int64, copy=False)
     return m.astype(object)
@@ -200,6 +208,8 @@ def _quantize_shift(m: np.ndarray, s: int, mode: str) -> np.ndarray:
     """floor-divide m by 2**s (s >= 1) applying the quantization mode."""
     if m.dtype != object and s > _SAFE_BITS:
         m = m.astype(object)
+    if mode == "RND" and m.dtype != object:
+        return (m + (1 << (s - 1))) >> s  # round half up == floor(m/2**s + 1/2); no overflow below 2**62
     fl = m >> s
     if mode == "TRN":
         return fl
@@ -209,21 +219,42 @@ def _quantize_shift(m: np.ndarray, s: int, mode: str) -> np.ndarray:
 
 
 def overflow(m: np.ndarray, t: FixedType) -> np.ndarray:
-    """Apply t's overflow mode to integers already at t's scale."""
+    """Apply t's overflow mode to integers already at t's scale.
+
+    Returns ``m`` itself (no copy) when every value is already in range.
+    """
     lo, hi = t.min_int, t.max_int
-    if m.dtype != object and t.width > _SAFE_BITS:
+    if t.overflow == "SAT_SYM" and t.signed and t.width > 1:
+        # symmetric range for signed types (the headers map -2**(W-1) to -max too);
+        # a 1-bit signed type has max 0, and the headers then saturate negatives to -1
+        lo = -hi
+    m = np.asarray(m)
+    if m.dtype != object:
+        m = as_exact(m)
+    if m.dtype != object:
+        if m.size == 0 or (lo <= int(m.min()) and int(m.max()) <= hi):
+            return m
+        if t.width <= _SAFE_BITS:
+            if t.overflow == "WRAP":
+                mask = (1 << t.width) - 1
+                if not t.signed:
+                    return m & mask
+                out = m - lo
+                out &= mask
+                out += lo
+                return out
+            if t.overflow == "SAT_ZERO":
+                return np.where((m < lo) | (m > hi), 0, m)
+            return np.clip(m, lo, hi)  # SAT, SAT_SYM (lo already symmetric)
         m = m.astype(object)
     if t.overflow == "WRAP":
         mod = 1 << t.width
-        out = (m - lo) % mod + lo if t.signed else m % mod
-    elif t.overflow == "SAT":
-        out = np.clip(m, lo, hi) if m.dtype != object else np.minimum(np.maximum(m, lo), hi)
+        out = (m - t.min_int) % mod + t.min_int if t.signed else m % mod
     elif t.overflow == "SAT_ZERO":
         bad = (m < lo) | (m > hi)
         out = np.where(bad, 0, m)
-    else:  # SAT_SYM: symmetric range for signed types (the headers map -2**(W-1) to -max too)
-        low = -hi if t.signed else lo
-        out = np.minimum(np.maximum(m, low), hi)
+    else:  # SAT, SAT_SYM
+        out = np.minimum(np.maximum(m, lo), hi)
     out = np.asarray(out)
     return shrink(out) if out.dtype == object else out.astype(np.int64, copy=False)
 
@@ -244,33 +275,62 @@ def requantize(m: np.ndarray, frac_in: int, t: FixedType) -> np.ndarray:
 def quantize_float(x: np.ndarray, t: FixedType, what: str = "input") -> np.ndarray:
     """Exactly quantize float values to t's integer representation (like ``ap_fixed(double)``)."""
     x = np.asarray(x, dtype=np.float64)
-    if not np.all(np.isfinite(x)):
-        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = int(np.size(x) - np.count_nonzero(finite))
         raise InputError(f"{what} contains {bad} NaN/Inf value(s); clean the data before quantizing")
-    y = np.ldexp(x, t.frac)  # exact: scaling by a power of two
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        return _quantize_finite(x, t)
+
+
+def _quantize_finite(x: np.ndarray, t: FixedType) -> np.ndarray:
+    y = np.ldexp(x, t.frac)  # exact unless it leaves the normal double range (handled below)
     fl = np.floor(y)
-    rem = y - fl  # exact for doubles
-    neg = x < 0
     if t.rounding == "TRN":
-        inc = np.zeros(y.shape, dtype=bool)
+        q = fl
     else:
-        qb = rem >= 0.5
-        r = (rem != 0) & (rem != 0.5)
-        odd = np.fmod(fl, 2) != 0
-        inc = {
-            "RND": qb,
-            "RND_ZERO": qb & (neg | r),
-            "RND_MIN_INF": qb & r,
-            "RND_INF": qb & (~neg | r),
-            "RND_CONV": qb & (r | odd),
-            "TRN_ZERO": neg & (rem != 0),
-        }[t.rounding]
-    q = fl + inc
-    if q.size and float(np.max(np.abs(q))) < 2.0**_SAFE_BITS:
-        m = q.astype(np.int64)
-    else:
-        m = np.array([int(v) for v in q.flat], dtype=object).reshape(q.shape)
+        # y - fl is inexact for y in (-0.5, 0), so compare y with fl + 0.5 (exact below 2**52;
+        # above, y is an integer and nothing is rounded)
+        half = fl + 0.5
+        small = np.abs(y) < 2.0**52
+        qb = (y >= half) & small  # Xilinx's qb: the first dropped bit
+        r = (y != fl) & (y != half)  # sticky: any dropped bit below qb
+        neg = x < 0
+        mode = t.rounding
+        if mode == "RND":
+            inc = qb
+        elif mode == "RND_ZERO":
+            inc = qb & (neg | r)
+        elif mode == "RND_MIN_INF":
+            inc = qb & r
+        elif mode == "RND_INF":
+            inc = qb & (~neg | r)
+        elif mode == "RND_CONV":
+            inc = qb & (r | (np.fmod(fl, 2) != 0))
+        else:  # TRN_ZERO
+            inc = neg & (y != fl)
+        q = fl + inc
+    # huge values (|y| >= 2**62, inf after scaling) and nonzero values that underflowed to 0
+    special = (np.abs(y) >= 2.0**_SAFE_BITS) | ((y == 0) & (x != 0))
+    if not special.any():
+        return overflow(q.astype(np.int64), t)
+    m = q.astype(object)
+    m[~special] = q[~special].astype(np.int64)
+    idx = np.flatnonzero(special)
+    flat = m.reshape(-1)
+    xf = x.reshape(-1)
+    for i in idx:
+        flat[i] = _quantize_double_exact(float(xf[i]), t)
     return overflow(m, t)
+
+
+def _quantize_double_exact(v: float, t: FixedType) -> int:
+    """One double quantized with Python integers (before overflow)."""
+    num, den = v.as_integer_ratio()  # den is a power of two
+    k = den.bit_length() - 1 - t.frac  # v * 2**frac = num / 2**k
+    if k <= 0:
+        return num << -k
+    return int(_quantize_shift(np.array([num], dtype=object), k, t.rounding)[0])
 
 
 def to_float(m: np.ndarray, frac: int | FixedType) -> np.ndarray:

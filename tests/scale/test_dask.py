@@ -67,6 +67,6 @@ def test_unreachable_scheduler(setup):
     from lightspeed.errors import LightspeedError
 
     d, _, _ = setup
-    with pytest.raises(LightspeedError, match="127.0.0.1:1"):
+    with pytest.raises(LightspeedError, match=r"127\.0\.0\.1:1"):
         predict_parquet(d / "jets.parquet", d / "model", list(FEATURES), d / "x.parquet",
                         scheduler="tcp://127.0.0.1:1")  # fmt: skip

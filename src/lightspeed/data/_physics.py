@@ -33,6 +33,10 @@ _DECAY_PARENTS = {"w": (24,), "z": (23,), "t": (6, 24)}
 _N_DECAY_QUARKS = {"w": 2, "z": 2, "t": 3}
 _LIGHT_QUARKS = (1, 2, 3)
 _INVISIBLE = (12, 14, 16)
+# Reclustering radius for "all constituents into one C/A tree" (grooming, ECFs). With a finite
+# R = 0.8, pairs further apart than R (common in wide jets) would merge with the beam and the
+# exclusive jet would lose particles; FastJet's own SoftDrop reclusters with its maximal R too.
+_RECLUSTER_R = 1000.0
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,9 @@ def _delta_r(eta1: Any, phi1: Any, eta2: Any, phi2: Any) -> Any:
 
 def _ecf_features(groomed: Any, fastjet: Any) -> dict[str, np.ndarray]:
     """The 13 energy-correlation ratios of the groomed jets (FastJet contrib EnergyCorrelator, pt_R)."""
-    cs = fastjet.ClusterSequence(groomed, fastjet.JetDefinition(fastjet.cambridge_algorithm, 0.8))
+    cs = fastjet.ClusterSequence(
+        groomed, fastjet.JetDefinition(fastjet.cambridge_algorithm, _RECLUSTER_R)
+    )
 
     def ecf(**kw: Any) -> np.ndarray:
         return np.asarray(cs.exclusive_jets_energy_correlator(njets=1, **kw), dtype=np.float64)
@@ -107,7 +113,9 @@ def process_batch(events: Any, cls: str, cfg: PhysicsConfig) -> dict[str, np.nda
 
     prt = events.prt
     aid = abs(prt.id)
-    visible = prt[(prt.status > 0) & (aid != _INVISIBLE[0]) & (aid != _INVISIBLE[1]) & (aid != _INVISIBLE[2])]
+    visible = prt[
+        (prt.status > 0) & (aid != _INVISIBLE[0]) & (aid != _INVISIBLE[1]) & (aid != _INVISIBLE[2])
+    ]
     parts = ak.zip(
         {"px": visible.p.px, "py": visible.p.py, "pz": visible.p.pz, "E": visible.p.e},
         with_name="Momentum4D",
@@ -166,7 +174,9 @@ def process_batch(events: Any, cls: str, cfg: PhysicsConfig) -> dict[str, np.nda
     z = lc.E / je
     feats["j_zlogz"] = ak.to_numpy(ak.sum(z * np.log(z), axis=1))
     feats["j_multiplicity"] = ak.to_numpy(ak.num(lc)).astype(np.float64)
-    sd_cs = fastjet.ClusterSequence(lc, fastjet.JetDefinition(fastjet.cambridge_algorithm, cfg.jet_r))
+    sd_cs = fastjet.ClusterSequence(
+        lc, fastjet.JetDefinition(fastjet.cambridge_algorithm, _RECLUSTER_R)
+    )
     sd = sd_cs.exclusive_jets_softdrop_grooming(njets=1, beta=0.0, symmetry_cut=0.1, R0=cfg.jet_r)
     feats["j_mass_mmdt"] = ak.to_numpy(sd.msoftdrop)
     feats.update(_ecf_features(sd.constituents, fastjet))

@@ -23,12 +23,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Needs: pip install 'pythia8mc==8.317.2' fastjet awkward"
         ),
     )
-    jets.add_argument("--n", type=int, required=True, help="number of jets in total (split evenly over the classes)")
-    jets.add_argument("-o", "--output", required=True, help="output file: .h5/.hdf5 (HDF5) or .parquet")
-    jets.add_argument("--seed", type=int, default=1, help="run seed; each chunk's Pythia seed derives from it (default 1)")
-    jets.add_argument("--workers", type=int, default=1, help="worker processes (0: run in this process; default 1)")
     jets.add_argument(
-        "--classes", default="g,q,w,z,t", help="comma-separated subset of g,q,w,z,t (default all five)"
+        "--n",
+        type=int,
+        required=True,
+        help="number of jets in total (split evenly over the classes)",
+    )
+    jets.add_argument(
+        "-o", "--output", required=True, help="output file: .h5/.hdf5 (HDF5) or .parquet"
+    )
+    jets.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="run seed; each chunk's Pythia seed derives from it (default 1)",
+    )
+    jets.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (0: run in this process; default 1)",
+    )
+    jets.add_argument(
+        "--classes",
+        default="g,q,w,z,t",
+        help="comma-separated subset of g,q,w,z,t (default all five)",
     )
     jets.add_argument(
         "--constituents",
@@ -37,9 +56,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="also store the N highest-pT constituents (pT, eta, phi) per jet, zero-padded (default 0: none)",
     )
-    jets.add_argument("--chunk-size", type=int, default=500, help="jets per work unit and per resume step (default 500)")
-    jets.add_argument("--pthat-min", type=float, default=500.0, help="Pythia PhaseSpace:pTHatMin in GeV (default 500)")
-    jets.add_argument("--pthat-max", type=float, default=1000.0, help="Pythia PhaseSpace:pTHatMax in GeV (default 1000)")
+    jets.add_argument(
+        "--chunk-size",
+        type=int,
+        default=500,
+        help="jets per work unit and per resume step (default 500)",
+    )
+    jets.add_argument(
+        "--pthat-min",
+        type=float,
+        default=500.0,
+        help="Pythia PhaseSpace:pTHatMin in GeV (default 500)",
+    )
+    jets.add_argument(
+        "--pthat-max",
+        type=float,
+        default=1000.0,
+        help="Pythia PhaseSpace:pTHatMax in GeV (default 1000)",
+    )
     jets.add_argument(
         "--mpi",
         action="store_true",
@@ -54,8 +88,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="summarise a jet file (counts per class, feature ranges, mass peaks)",
         description="Summarise a lightspeed or hls4ml jet file; with no FILE, the shipped default sample.",
     )
-    info.add_argument("file", nargs="?", help="jet file (.h5, .parquet, hls4ml .h5/.csv/.arff); default: shipped sample")
-    info.add_argument("--plot", metavar="PNG", help="also write the soft-drop mass plot per class to PNG")
+    info.add_argument(
+        "file",
+        nargs="?",
+        help="jet file (.h5, .parquet, hls4ml .h5/.csv/.arff); default: shipped sample",
+    )
+    info.add_argument(
+        "--plot", metavar="PNG", help="also write the soft-drop mass plot per class to PNG"
+    )
     info.set_defaults(func=_cmd_info)
     data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
 
@@ -77,7 +117,11 @@ def _cmd_jets(args: argparse.Namespace) -> int:
         physics=physics,
     )
     path = generate_jets(
-        args.output, config, workers=args.workers, progress=not args.no_progress, overwrite=args.overwrite
+        args.output,
+        config,
+        workers=args.workers,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     print(f"wrote {args.n} jets to {path}")
     return 0

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from lightspeed.errors import InputError, require
 from lightspeed.data.schema import CLASSES, FEATURES
+from lightspeed.errors import InputError, require
 
 FORMAT = "lightspeed-jets"
 FORMAT_VERSION = 1
@@ -72,7 +72,7 @@ class JetSample:
     def split(self, test_fraction: float = 0.25, seed: int = 0) -> tuple[JetSample, JetSample]:
         """A reproducible random (train, test) split."""
         perm = np.random.default_rng(seed).permutation(len(self))
-        n_test = int(round(test_fraction * len(self)))
+        n_test = round(test_fraction * len(self))
         return self.subset(np.sort(perm[n_test:])), self.subset(np.sort(perm[:n_test]))
 
 
@@ -243,7 +243,9 @@ def load_hls4ml(path: str | os.PathLike[str]) -> JetSample:
 
     with h5py.File(path, "r") as f:
         if "jets" in f and "jetFeatureNames" in f:
-            names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["jetFeatureNames"][()]]
+            names = [
+                n.decode() if isinstance(n, bytes) else str(n) for n in f["jetFeatureNames"][()]
+            ]
             jets = np.asarray(f["jets"][()], dtype=np.float64)
             cols = {n: jets[:, i] for i, n in enumerate(names)}
             extras: dict[str, np.ndarray] = {}
@@ -269,7 +271,9 @@ def _zenodo_constituents(f: Any) -> np.ndarray:
     return np.stack([lst[:, :, names.index(w)] for w in want], axis=-1).astype(np.float32)
 
 
-def _hls4ml_columns(cols: dict[str, np.ndarray], source: Path, extras: dict[str, np.ndarray]) -> JetSample:
+def _hls4ml_columns(
+    cols: dict[str, np.ndarray], source: Path, extras: dict[str, np.ndarray]
+) -> JetSample:
     missing = [n for n in (*FEATURES, *_HLS4ML_LABELS) if n not in cols]
     if missing:
         raise InputError(f"'{source}' lacks the hls4ml columns {missing}")
@@ -277,7 +281,9 @@ def _hls4ml_columns(cols: dict[str, np.ndarray], source: Path, extras: dict[str,
     onehot = np.stack([cols[n] for n in _HLS4ML_LABELS], axis=1)
     if not np.all(onehot.sum(axis=1) == 1):
         raise InputError(f"'{source}': label columns j_g..j_t are not one-hot")
-    return JetSample(features, onehot.argmax(axis=1).astype(np.int64), extras, {"source": str(source)})
+    return JetSample(
+        features, onehot.argmax(axis=1).astype(np.int64), extras, {"source": str(source)}
+    )
 
 
 def _hls4ml_table(names: list[str], rows: list[list[str]], source: Path) -> JetSample:
@@ -289,9 +295,13 @@ def _hls4ml_table(names: list[str], rows: list[list[str]], source: Path) -> JetS
     features = np.array([[float(r[i]) for i in idx] for r in rows], dtype=np.float32)
     lookup = {c: k for k, c in enumerate(CLASSES)}
     try:
-        labels = np.array([lookup[r[ci].strip().strip("'\"").lower()] for r in rows], dtype=np.int64)
+        labels = np.array(
+            [lookup[r[ci].strip().strip("'\"").lower()] for r in rows], dtype=np.int64
+        )
     except KeyError as exc:
-        raise InputError(f"'{source}': unknown class value {exc}; expected one of {CLASSES}") from exc
+        raise InputError(
+            f"'{source}': unknown class value {exc}; expected one of {CLASSES}"
+        ) from exc
     return JetSample(features, labels, {}, {"source": str(source)})
 
 

@@ -153,7 +153,9 @@ def generate_jets(
                     bar.advance(_run_chunk(*task)[1])
             else:
                 ctx = get_context("spawn")
-                with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_quiet_worker) as pool:
+                with ProcessPoolExecutor(
+                    workers, mp_context=ctx, initializer=_quiet_worker
+                ) as pool:
                     pending = {pool.submit(_run_chunk, *task) for task in todo}
                     try:
                         while pending:
@@ -165,7 +167,9 @@ def generate_jets(
                             fut.cancel()
                         raise
     except KeyboardInterrupt:
-        print(f"interrupted: finished chunks are kept in '{parts}'; rerun the same command to resume")
+        print(
+            f"interrupted: finished chunks are kept in '{parts}'; rerun the same command to resume"
+        )
         raise
     sample = _assemble(parts, config)
     save_jets(sample, out)

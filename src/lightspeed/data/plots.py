@@ -14,7 +14,7 @@ MASS_BINS = np.arange(0.0, 302.5, 5.0)
 
 def mass_peak(mass: np.ndarray, lo: float = 40.0) -> float:
     """Centre of the most populated 5 GeV bin above ``lo`` GeV (below it the QCD/grooming spike lives)."""
-    counts, edges = np.histogram(mass[mass >= lo], bins=MASS_BINS[MASS_BINS >= lo])
+    counts, edges = np.histogram(mass[mass >= lo], bins=MASS_BINS[lo <= MASS_BINS])
     k = int(np.argmax(counts))
     return float(0.5 * (edges[k] + edges[k + 1]))
 
@@ -27,7 +27,9 @@ def mass_summary(sample: JetSample) -> list[dict]:
         mk = m[sample.labels == k]
         if len(mk) == 0:
             continue
-        rows.append({"class": cls, "n": len(mk), "median": float(np.median(mk)), "peak": mass_peak(mk)})
+        rows.append(
+            {"class": cls, "n": len(mk), "median": float(np.median(mk)), "peak": mass_peak(mk)}
+        )
     return rows
 
 
@@ -51,7 +53,11 @@ def plot_mass(sample: JetSample, path: str | os.PathLike[str]) -> Path:
             label=labels.get(cls, cls),
         )
     top = ax.get_ylim()[1]
-    for value, name, dx, ha in ((80.4, "$m_W$", -2, "right"), (91.2, "$m_Z$", 2, "left"), (172.5, "$m_t$", 2, "left")):
+    for value, name, dx, ha in (
+        (80.4, "$m_W$", -2, "right"),
+        (91.2, "$m_Z$", 2, "left"),
+        (172.5, "$m_t$", 2, "left"),
+    ):
         ax.axvline(value, color="grey", linestyle=":", linewidth=1)
         ax.text(value + dx, top * 0.95, name, color="grey", ha=ha, va="top")
     ax.set_xlabel("soft-drop (mMDT) jet mass [GeV]")

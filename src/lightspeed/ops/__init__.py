@@ -17,12 +17,14 @@ from lightspeed.ops.quant import QUANT
 from lightspeed.ops.reshape import FLATTEN, RESHAPE, TRANSPOSE
 from lightspeed.ops.scale import BATCHNORM
 from lightspeed.ops.tables import SIGMOID, SOFTMAX, TANH
+from lightspeed.ops.trees import TREE_ENSEMBLE
 
 OPS: dict[str, Op] = {
     op.name: op
     for op in (
         DENSE, CONV, BATCHNORM, RELU, LEAKY_RELU, CLIP, SIGMOID, TANH, SOFTMAX,
         ADD, MUL, CONCAT, MAXPOOL, AVGPOOL, GLOBAL_AVGPOOL, FLATTEN, RESHAPE, TRANSPOSE, QUANT,
+        TREE_ENSEMBLE,
     )
 }  # fmt: skip
 

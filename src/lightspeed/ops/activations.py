@@ -31,7 +31,7 @@ def _relu_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 def _relu_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
     x = xs[0]
-    m = np.where(x.m > 0, x.m, 0)
+    m = np.maximum(x.m, 0) if x.m.dtype != object else np.where(x.m > 0, x.m, 0)
     return [Fx(requantize(m, x.t.frac, prec["result"]), prec["result"])]
 
 

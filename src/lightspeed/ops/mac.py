@@ -26,6 +26,7 @@ from lightspeed.fixed import FixedType, _quantize_shift, as_exact, overflow, req
 
 _EXACT_FLOAT = 2**52  # float64 holds integers (and x + 0.5 steps) exactly below this
 _CHUNK_ELEMS = 1 << 21  # elements per block of element-wise products (memory bound)
+JIT_MIN_WORK = 1 << 20  # multiply-accumulates below which NumPy beats JIT start-up
 
 
 def mac(
@@ -52,12 +53,54 @@ def mac(
     wraps = acc_t.overflow == "WRAP"
     no_overflow = col_bound <= min(abs(acc_t.min_int), acc_t.max_int)
     single = wraps or no_overflow  # one overflow step at the end gives the same bits
+    fast = _mac_jit_path(x, x_max, w, s, acc0, acc_t, single, col_bound)
+    if fast is not None:
+        return fast
     if s > 0:
         return _mac_elementwise(x, w, s, acc0, acc_t, single)
     w_scaled = w << (-s) if s < 0 else w
     if single:
         return overflow(_exact_matmul(x, w_scaled, x_max) + acc0, acc_t)
     return _sequential(x, w_scaled, acc0, acc_t)
+
+
+def _mac_jit_path(
+    x: np.ndarray, x_max: int, w: np.ndarray, s: int, acc0: np.ndarray, acc_t: FixedType,
+    single: bool, col_bound: int,
+) -> np.ndarray | None:
+    """The fused numba kernel where it gives the reference's bits; None to use NumPy.
+
+    Skipped for small work (JIT start-up would dominate), for exact products with
+    one final overflow (float64 BLAS is faster) and where int64 cannot hold every
+    intermediate.
+    """
+    if x.dtype == object or w.dtype == object or acc0.dtype == object:
+        return None
+    if x.size * w.shape[1] < JIT_MIN_WORK:
+        return None
+    if s <= 0 and single:
+        return None
+    w_max = int(np.max(np.abs(w))) if w.size else 0
+    prod_bits = x_max.bit_length() + w_max.bit_length() + max(-s, 0)
+    from lightspeed.ops import _mac_jit
+
+    if single:
+        # sums may wrap in the carrier when the accumulator wraps to at most its width
+        for dtype, bits in ((np.int32, 31), (np.int64, 63)):
+            fits = (acc_t.overflow == "WRAP" and acc_t.width <= bits + 1) or col_bound < 2**bits
+            if prod_bits <= bits and fits:
+                out = _mac_jit.wrap_sums(x, w, s, acc_t.rounding, acc0, dtype)
+                return None if out is None else overflow(out, acc_t)
+        return None
+    lo, hi = acc_t.min_int, acc_t.max_int
+    if acc_t.overflow == "SAT_SYM" and acc_t.signed and acc_t.width > 1:
+        lo = -hi
+    kind = _mac_jit.OVF_SAT_ZERO if acc_t.overflow == "SAT_ZERO" else _mac_jit.OVF_SAT
+    for dtype, bits in ((np.int32, 31), (np.int64, 63)):
+        if prod_bits <= bits and 2 * max(abs(lo), abs(hi)) < 2**bits:
+            out = _mac_jit.sat_sums(x, w, s, acc_t.rounding, acc0, lo, hi, kind, dtype)
+            return None if out is None else out.astype(np.int64)
+    return None
 
 
 def _column_bound(x_max: int, w: np.ndarray, s: int, acc0: np.ndarray) -> int:

@@ -40,6 +40,15 @@ def _pinned(node, cfg: PrecisionConfig) -> dict[str, FixedType]:
     return pinned
 
 
+def _trained_input_type(graph: Graph, name: str) -> FixedType | None:
+    """An input read only by ``quant`` nodes of one type (a QONNX Quant) takes that type."""
+    users = graph.consumers(name)
+    kinds = {str(n.attrs.get("type")) for n in users}
+    if users and all(n.op == "quant" for n in users) and len(kinds) == 1:
+        return parse_type(kinds.pop())
+    return None
+
+
 def quantize(
     graph: Graph,
     precision: str | FixedType = "auto",
@@ -85,6 +94,8 @@ def quantize(
     for name in graph.inputs:
         if name in cfg.inputs:
             types[name] = cfg.inputs[name]
+        elif (trained := _trained_input_type(graph, name)) is not None:
+            types[name] = trained
         elif cfg.default is not None:
             types[name] = cfg.default
         else:

@@ -43,6 +43,9 @@ class BatchingPolicy:
     max_queue_size: int = 0  # 0: server default bound
     default_timeout_ns: int = 0  # 0: no queue timeout
     allow_timeout_override: bool = True
+    # executions whose running average is below this run on the loop thread itself:
+    # for tiny models a thread hop costs more than the model (0 disables)
+    inline_below_ns: int = 0
 
 
 @dataclass
@@ -125,6 +128,9 @@ class Scheduler:
         self._preferred = frozenset(policy.preferred)
         self._max_rows = policy.max_batch_size if policy.max_batch_size > 0 else 1
         self._closed = False
+        self._soon = False  # a _schedule call is already pending for this loop tick
+        # running average execution time (-1: unknown, so the first execution uses a thread)
+        self._avg_exec_ns = -1
         # preserve_ordering: finished batches wait for all earlier ones
         self._seq_next = 0
         self._seq_deliver = 0
@@ -156,7 +162,10 @@ class Scheduler:
         self._queue.append(_Request(inputs, rows, outputs, fut, now, deadline))
         if deadline:
             loop.call_at(loop.time() + timeout_ns / 1e9, self._expire_all)
-        self._schedule()
+        if not self._soon:
+            # schedule once per loop tick, so requests that arrive together batch together
+            self._soon = True
+            loop.call_soon(self._schedule)
         return fut
 
     @property
@@ -233,6 +242,7 @@ class Scheduler:
         return [q.popleft() for _ in range(take)]
 
     def _schedule(self) -> None:
+        self._soon = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -263,10 +273,19 @@ class Scheduler:
         stats.queue_count += len(batch)
         if self._idle is not None:
             self._idle.clear()
-        self._pool.submit(self._work, instance, batch, seq)
+        if 0 <= self._avg_exec_ns < self.policy.inline_below_ns:
+            self._done(instance, batch, seq, self._run(instance, batch), reschedule=False)
+        else:
+            self._pool.submit(self._work, instance, batch, seq)
 
     # ------------------------------------------------------------------ worker thread
     def _work(self, instance, batch: list[_Request], seq: int) -> None:
+        outcome = self._run(instance, batch)
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+            self._loop.call_soon_threadsafe(self._done, instance, batch, seq, outcome)
+
+    def _run(self, instance, batch: list[_Request]) -> tuple:
         t0 = _ns()
         try:
             outputs = batch[0].outputs if len(batch) == 1 else None
@@ -280,16 +299,20 @@ class Scheduler:
             result = self._execute(instance, inputs, wanted)
             t2 = _ns()
             outcome: tuple = (result, None, t1 - t0, t2 - t1)
-        except BaseException as exc:  # report, never kill the worker
+        except Exception as exc:  # report, never kill the worker
             outcome = (None, exc, 0, 0)
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-            self._loop.call_soon_threadsafe(self._done, instance, batch, seq, outcome)
+        return outcome
 
     # ------------------------------------------------------------------ completion (loop)
-    def _done(self, instance, batch: list[_Request], seq: int, outcome: tuple) -> None:
+    def _done(
+        self, instance, batch: list[_Request], seq: int, outcome: tuple, reschedule: bool = True
+    ) -> None:
         self._free.append(instance)
         self._running -= 1
+        if outcome[1] is None:
+            took = outcome[2] + outcome[3]
+            avg = self._avg_exec_ns
+            self._avg_exec_ns = took if avg < 0 else avg + ((took - avg) >> 3)
         if self.policy.preserve_ordering and self._n_instances > 1:
             self._held[seq] = (batch, outcome)
             while self._seq_deliver in self._held:
@@ -298,7 +321,8 @@ class Scheduler:
                 self._deliver(b, o)
         else:
             self._deliver(batch, outcome)
-        self._schedule()
+        if reschedule:
+            self._schedule()
 
     def _deliver(self, batch: list[_Request], outcome: tuple) -> None:
         result, exc, input_ns, infer_ns = outcome

@@ -72,6 +72,14 @@ def register(subparsers) -> None:
         "from instance_group.count)",
     )
     p.add_argument(
+        "--inline-us",
+        type=int,
+        default=200,
+        help="run model executions whose running average is below this many microseconds on "
+        "the network thread instead of a worker thread (default 200: a thread hop costs more "
+        "than a tiny model; 0 = always use worker threads)",
+    )
+    p.add_argument(
         "--log-level",
         default="INFO",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -174,17 +182,20 @@ def _serve(args) -> int:
         drain_timeout_s=args.drain_timeout,
         load_all=args.model_control == "none",
         ort_threads=args.ort_threads,
+        inline_below_us=args.inline_us,
     )
 
     async def main() -> None:
         await Server(config).serve_forever()
 
-    try:
-        import uvloop  # type: ignore[import-not-found]
+    import os
+    import sys
 
-        uvloop.run(main())
-    except ImportError:
-        asyncio.run(main())
+    # worker threads hand results back through the GIL; the default 5 ms switch interval
+    # would let the network thread hold it for that long while a finished batch waits
+    sys.setswitchinterval(float(os.environ.get("LIGHTSPEED_SWITCH_INTERVAL", "0.0005")))
+    # plain asyncio: grpc.aio's poller integration is slower under uvloop
+    asyncio.run(main())
     return 0
 
 

@@ -38,9 +38,10 @@ class CoreOptions:
 
     max_queue_size: int = 4096  # per model version, when the config sets none
     ort_threads: int = 1  # intra-op threads per onnxruntime instance
+    inline_below_us: int = 200  # run executions faster than this on the loop thread (0: never)
 
 
-def batching_policy(config) -> BatchingPolicy:
+def batching_policy(config, inline_below_us: int = 0) -> BatchingPolicy:
     db = config.dynamic_batching
     dynamic = config.HasField("dynamic_batching")
     qp = db.default_queue_policy
@@ -53,13 +54,16 @@ def batching_policy(config) -> BatchingPolicy:
         max_queue_size=qp.max_queue_size,
         default_timeout_ns=qp.default_timeout_microseconds * 1000,
         allow_timeout_override=qp.allow_timeout_override or not qp.default_timeout_microseconds,
+        inline_below_ns=inline_below_us * 1000,
     )
 
 
 class LoadedModel:
     """One ready version of a model: its specs, instances and scheduler."""
 
-    def __init__(self, config, version: int, instances: list[B.Backend]) -> None:
+    def __init__(
+        self, config, version: int, instances: list[B.Backend], inline_below_us: int = 0
+    ) -> None:
         self.config = config
         self.name = config.name
         self.version = version
@@ -77,7 +81,7 @@ class LoadedModel:
             f"{self.name}:{version}",
             instances,
             _execute,
-            batching_policy(config),
+            batching_policy(config, inline_below_us),
             self.output_names,
         )
 
@@ -361,7 +365,7 @@ class InferenceCore:
             cfg = model_config_pb2().ModelConfig()
             cfg.CopyFrom(config)
             instances = build_instances(cfg, repo.version_path(name, v, cfg), v, self.options)
-            built[v] = LoadedModel(cfg, v, instances)
+            built[v] = LoadedModel(cfg, v, instances, self.options.inline_below_us)
         return built
 
     def _install(self, name: str, versions: dict[int, LoadedModel]) -> None:

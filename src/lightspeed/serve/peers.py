@@ -34,7 +34,9 @@ def _venv(env: str, default: str) -> Path:
 def triton_paths(venv: Path | None = None) -> dict[str, Path]:
     """The tritonserver binary and its support files inside a pytriton venv."""
     venv = venv or _venv("LIGHTSPEED_TRITON_VENV", "/work/peers/triton")
-    site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    site = (
+        venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    )
     ts = site / "pytriton" / "tritonserver"
     paths = {
         "site": site,
@@ -103,8 +105,14 @@ class PeerProcess:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_triton(repo: Path, *, venv: Path | None = None, timeout: float = 90.0) -> PeerProcess:
-    """Start real ``tritonserver`` on ``repo`` (python backend only) on free ports."""
+def start_triton(
+    repo: Path, *, venv: Path | None = None, timeout: float = 90.0, require_ready: bool = True
+) -> PeerProcess:
+    """Start real ``tritonserver`` on ``repo`` (python backend only) on free ports.
+
+    ``require_ready=False`` keeps it running when some model fails to load (for inspecting
+    its repository index).
+    """
     p = triton_paths(venv)
     work = Path(tempfile.mkdtemp(prefix="ls-triton-"))
     backends = work / "backends" / "python"
@@ -131,6 +139,8 @@ def start_triton(repo: Path, *, venv: Path | None = None, timeout: float = 90.0)
         "--allow-metrics=false",
         "--log-verbose=0",
     ]
+    if not require_ready:
+        cmd += ["--exit-on-error=false", "--strict-readiness=false"]
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     _wait_port(grpc_port, proc, timeout, log)
     _wait_ready_http(http_port, proc, timeout, log)
@@ -164,7 +174,7 @@ def mlserver_bin(venv: Path | None = None) -> Path:
     return exe
 
 
-_MLSERVER_RUNTIME = '''
+_MLSERVER_RUNTIME = """
 import numpy as np
 import onnxruntime as ort
 from mlserver import MLModel
@@ -189,36 +199,38 @@ class OnnxModel(MLModel):
             model_name=self.name,
             outputs=[NumpyCodec.encode_output(n, r) for n, r in zip(self._out_names, results)],
         )
-'''
+"""
 
 
 def start_mlserver(
-    onnx_path: Path,
-    name: str,
+    models: list[tuple[str, Path, int, float]],
     *,
-    max_batch_size: int = 0,
-    max_batch_time_s: float = 0.0,
     venv: Path | None = None,
     timeout: float = 120.0,
 ) -> PeerProcess:
-    """Start MLServer serving ``onnx_path`` via an onnxruntime MLModel runtime on free ports."""
+    """Start MLServer on free ports with an onnxruntime runtime per model.
+
+    ``models``: (name, onnx path, max_batch_size, max_batch_time in s); a
+    max_batch_size above 1 turns on MLServer's adaptive batching.
+    """
     import json
 
     exe = mlserver_bin(venv)
     work = Path(tempfile.mkdtemp(prefix="ls-mlserver-"))
-    mdir = work / name
-    mdir.mkdir()
-    shutil.copy2(onnx_path, mdir / "model.onnx")
-    (mdir / "runtime.py").write_text(_MLSERVER_RUNTIME)
-    settings = {
-        "name": name,
-        "implementation": "runtime.OnnxModel",
-        "parameters": {"uri": str(mdir / "model.onnx")},
-    }
-    if max_batch_size > 1:
-        settings["max_batch_size"] = max_batch_size
-        settings["max_batch_time"] = max_batch_time_s
-    (mdir / "model-settings.json").write_text(json.dumps(settings))
+    (work / "runtime_onnx.py").write_text(_MLSERVER_RUNTIME)
+    for name, onnx_path, max_batch_size, max_batch_time_s in models:
+        mdir = work / name
+        mdir.mkdir()
+        shutil.copy2(onnx_path, mdir / "model.onnx")
+        settings: dict = {
+            "name": name,
+            "implementation": "runtime_onnx.OnnxModel",
+            "parameters": {"uri": str(mdir / "model.onnx")},
+        }
+        if max_batch_size > 1:
+            settings["max_batch_size"] = max_batch_size
+            settings["max_batch_time"] = max_batch_time_s
+        (mdir / "model-settings.json").write_text(json.dumps(settings))
     grpc_port, http_port = free_port(), free_port()
     (work / "settings.json").write_text(
         json.dumps(
@@ -233,9 +245,12 @@ def start_mlserver(
         )
     )
     log = work / "mlserver.log"
-    env = dict(os.environ, PYTHONPATH=str(mdir))
+    env = dict(os.environ, PYTHONPATH=str(work))
     proc = subprocess.Popen(
-        [str(exe), "start", str(work)], cwd=mdir, env=env, stdout=log.open("w"),
+        [str(exe), "start", str(work)],
+        cwd=work,
+        env=env,
+        stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
     _wait_port(grpc_port, proc, timeout, log)

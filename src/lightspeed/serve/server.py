@@ -33,6 +33,7 @@ class ServerConfig:
     drain_timeout_s: float = 30.0
     load_all: bool = True  # False: explicit model control, load via the repository API
     ort_threads: int = 1
+    inline_below_us: int = 200
 
 
 class Server:
@@ -42,7 +43,12 @@ class Server:
         self.config = config
         repo = ModelRepository(config.repository) if config.repository is not None else None
         self.core = core or InferenceCore(
-            repo, CoreOptions(max_queue_size=config.max_queue_size, ort_threads=config.ort_threads)
+            repo,
+            CoreOptions(
+                max_queue_size=config.max_queue_size,
+                ort_threads=config.ort_threads,
+                inline_below_us=config.inline_below_us,
+            ),
         )
         self.grpc_port: int | None = None
         self.http_port: int | None = None

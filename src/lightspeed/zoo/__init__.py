@@ -5,6 +5,7 @@
 ['autoencoder', 'deepsets', 'facile', 'jet_tagger']
 >>> zoo.model_path("jet_tagger")        # raw 16 hls4ml features -> 5 logits
 >>> zoo.info("jet_tagger").metrics      # float accuracy on the shipped sample's test split
+>>> zoo.evaluate("jet_tagger", quantized=True)   # bit-exact fixed point at auto precision
 >>> zoo.train("jet_tagger", "out/")     # re-train with torch (optional extra)
 """
 
@@ -19,7 +20,16 @@ from typing import Any
 from lightspeed.errors import InputError
 from lightspeed.zoo._common import ModelCard
 
-__all__ = ["MODELS_DIR", "ModelCard", "evaluate", "info", "list_models", "model_path", "recipe", "train"]
+__all__ = [
+    "MODELS_DIR",
+    "ModelCard",
+    "evaluate",
+    "info",
+    "list_models",
+    "model_path",
+    "recipe",
+    "train",
+]
 
 MODELS_DIR = Path(__file__).parent / "models"
 _RECIPES = {
@@ -45,7 +55,9 @@ def model_path(name: str) -> Path:
     _check(name)
     path = MODELS_DIR / f"{name}.onnx"
     if not path.exists():
-        raise InputError(f"zoo model '{name}' has no shipped ONNX; train it with lightspeed.zoo.train('{name}', DIR)")
+        raise InputError(
+            f"zoo model '{name}' has no shipped ONNX; train it with lightspeed.zoo.train('{name}', DIR)"
+        )
     return path
 
 
@@ -71,20 +83,68 @@ def train(name: str, out_dir: str | os.PathLike[str], **kwargs: Any) -> ModelCar
     return recipe(name).train(out, **kwargs)
 
 
-def evaluate(name: str, sample: Any = None, path: str | os.PathLike[str] | None = None) -> dict[str, float]:
-    """Float metrics of the ONNX model (shipped, or ``path``) on ``sample``.
+def default_split(name: str) -> tuple[Any, Any]:
+    """(train, test) split the model card of ``name`` reports on (shipped sample, 25% test, seed 0).
 
-    Without ``sample``, the test split of the shipped default jets that the model card reports.
+    The DeepSets tagger needs constituents, which the shipped sample does not have:
+    pass your own sample to :func:`evaluate` / :func:`quantize` for it.
+    """
+    from lightspeed.data.io import load_default_jets
+    from lightspeed.zoo._common import SPLIT_SEED, TEST_FRACTION
+
+    _check(name)
+    if name == "deepsets":
+        raise InputError(
+            "the DeepSets tagger needs a sample with constituents: "
+            "lightspeed data jets --n 2000 --constituents 30 -o FILE, then pass load_jets(FILE)"
+        )
+    return load_default_jets().split(TEST_FRACTION, SPLIT_SEED)
+
+
+def quantize(
+    name: str,
+    calibration: Any = None,
+    precision: str = "auto",
+    path: str | os.PathLike[str] | None = None,
+    n_calibration: int = 5000,
+) -> Any:
+    """Quantize the zoo model with :func:`lightspeed.quantize`; returns the QuantizedModel.
+
+    ``calibration`` is a JetSample (its recipe inputs are used) or an input array;
+    by default the first ``n_calibration`` jets of the training split.
+    """
+    import lightspeed
+    from lightspeed.data.io import JetSample
+
+    mod = recipe(name)
+    if calibration is None:
+        calibration = default_split(name)[0]
+    x = mod.inputs(calibration) if isinstance(calibration, JetSample) else calibration
+    graph = lightspeed.load(Path(path) if path is not None else model_path(name))
+    return lightspeed.quantize(graph, precision=precision, calibration=x[:n_calibration])
+
+
+def evaluate(
+    name: str,
+    sample: Any = None,
+    path: str | os.PathLike[str] | None = None,
+    quantized: bool = False,
+    calibration: Any = None,
+) -> dict[str, float]:
+    """Metrics of the ONNX model (shipped, or ``path``) on ``sample``.
+
+    Without ``sample``: the test split of the shipped jets that the model card
+    reports. ``quantized=True`` evaluates the bit-exact fixed-point emulation
+    at auto precision (calibrated on ``calibration``, default the training split)
+    instead of the float model.
     """
     mod = recipe(name)
     onnx_path = Path(path) if path is not None else model_path(name)
     if sample is None:
-        sample = mod.default_test_sample() if hasattr(mod, "default_test_sample") else _default_test()
-    return mod.evaluate(onnx_path, sample)
-
-
-def _default_test() -> Any:
-    from lightspeed.data.io import load_default_jets
-    from lightspeed.zoo._common import SPLIT_SEED, TEST_FRACTION
-
-    return load_default_jets().split(TEST_FRACTION, SPLIT_SEED)[1]
+        sample = default_split(name)[1]
+    predict = None
+    if quantized:
+        if calibration is None:
+            calibration = sample if name == "deepsets" else default_split(name)[0]
+        predict = quantize(name, calibration, path=onnx_path).predict
+    return mod.evaluate(onnx_path, sample, predict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,9 @@ from typing import Any
 import numpy as np
 
 from lightspeed.errors import require
+
+# A model as a function: batch of inputs -> batch of outputs (onnxruntime or the fixed-point emulator).
+Predict = Callable[[np.ndarray], np.ndarray]
 
 OPSET = 13
 BATCH_DIM = "N"
@@ -58,18 +62,21 @@ def fit_scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def fold_input_scaling(linear: Any, mean: np.ndarray, std: np.ndarray) -> None:
-    """Make ``linear`` act on raw x where it was trained on (x - mean) / std.
+def fold_input_scaling(layer: Any, mean: np.ndarray, std: np.ndarray) -> None:
+    """Make a Linear/Conv ``layer`` act on raw x where it was trained on (x - mean) / std.
 
     W (x - m)/s + b = (W/s) x + (b - W m/s), so the exported model takes raw inputs.
+    ``mean``/``std`` are per input feature (Linear) or per input channel (Conv).
     """
     torch = torch_module()
     with torch.no_grad():
-        w = linear.weight.double()
-        s = torch.as_tensor(std, dtype=torch.float64)
-        m = torch.as_tensor(mean, dtype=torch.float64)
-        linear.bias.copy_((linear.bias.double() - (w * (m / s)).sum(dim=1)).float())
-        linear.weight.copy_((w / s).float())
+        w = layer.weight.double()
+        extra = (1,) * (w.dim() - 2)  # kernel dims of a convolution
+        s = torch.as_tensor(std, dtype=torch.float64).reshape(1, -1, *extra)
+        m = torch.as_tensor(mean, dtype=torch.float64).reshape(1, -1, *extra)
+        shift = (w * (m / s)).sum(dim=tuple(range(1, w.dim())))
+        layer.bias.copy_((layer.bias.double() - shift).float())
+        layer.weight.copy_((w / s).float())
 
 
 def fold_output_scaling(linear: Any, mean: np.ndarray, std: np.ndarray) -> None:
@@ -82,7 +89,9 @@ def fold_output_scaling(linear: Any, mean: np.ndarray, std: np.ndarray) -> None:
         linear.bias.copy_((linear.bias.double() * s + m).float())
 
 
-def export_onnx(model: Any, example: np.ndarray, path: Path, input_name: str, output_name: str) -> Path:
+def export_onnx(
+    model: Any, example: np.ndarray, path: Path, input_name: str, output_name: str
+) -> Path:
     """Export with opset 13 and a symbolic batch dimension 'N'; check the file with onnx."""
     torch = torch_module()
     import onnx
@@ -111,6 +120,13 @@ def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def predictor(onnx_path: Path, predict: Predict | None = None) -> Predict:
+    """``predict`` if given, else onnxruntime on ``onnx_path``."""
+    if predict is not None:
+        return predict
+    return lambda x: run_onnx(onnx_path, x)
 
 
 def train_loop(

@@ -8,6 +8,7 @@ probabilities.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def build() -> Any:
     nn = torch.nn
     sizes = (len(FEATURES), *HIDDEN)
     layers: list[Any] = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), nn.ReLU()]
     layers.append(nn.Linear(sizes[-1], len(CLASSES)))
     return nn.Sequential(*layers)
@@ -37,17 +38,25 @@ def inputs(sample: JetSample) -> np.ndarray:
     return sample.features.astype(np.float32)
 
 
-def evaluate(onnx_path: Path, sample: JetSample) -> dict[str, float]:
+def evaluate(
+    onnx_path: Path, sample: JetSample, predict: c.Predict | None = None
+) -> dict[str, float]:
     """Accuracy and one-vs-rest ROC AUC per class of the model on ``sample``."""
-    logits = c.run_onnx(onnx_path, inputs(sample))
+    logits = c.predictor(onnx_path, predict)(inputs(sample))
     metrics = {"accuracy": float(np.mean(logits.argmax(axis=1) == sample.labels))}
     for k, cls in enumerate(CLASSES):
-        score = logits[:, k] - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) - logits.max(1)
+        score = (
+            logits[:, k]
+            - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1))
+            - logits.max(1)
+        )
         metrics[f"auc_{cls}"] = c.roc_auc(score[sample.labels != k], score[sample.labels == k])
     return metrics
 
 
-def train(out_dir: Path, sample: JetSample | None = None, epochs: int = 40, seed: int = 0) -> c.ModelCard:
+def train(
+    out_dir: Path, sample: JetSample | None = None, epochs: int = 40, seed: int = 0
+) -> c.ModelCard:
     torch = c.seed_everything(seed)
     sample = sample if sample is not None else load_default_jets()
     train_s, test_s = sample.split(c.TEST_FRACTION, c.SPLIT_SEED)
