@@ -115,7 +115,12 @@ def quantize(
             out_ranges = [ranges.get(t, (0.0, 0.0)) for t in node.outputs]
             ctx = AutoContext(in_types, out_ranges, pinned, opts, node.params)
             prec = op.auto_precision(node, ctx)
-        missing = [r for r in op.roles if r not in prec]
+        # a dense/conv without a bias has no bias type
+        missing = [
+            r
+            for r in op.roles
+            if r not in prec and (r != "bias" or "bias" in node.params or node.op == "batchnorm")
+        ]
         if missing:
             raise ConfigError(f"layer {node.name!r}: no type for roles {missing}")
         precision_map[node.name] = prec

@@ -1,0 +1,83 @@
+"""Model importers: ONNX (+ QONNX ``Quant``), PyTorch; all produce a float IR graph.
+
+``load_model(source, input_shape=None)`` dispatches on the source:
+
+* a path to an ``.onnx`` file, or an ``onnx.ModelProto``: :func:`import_onnx`
+  (QONNX ``Quant``/``BipolarQuant`` nodes are understood);
+* a ``torch.nn.Module``: :func:`import_torch` (needs ``input_shape``).
+
+``input_shape`` never includes the batch axis: a tuple for one input, a dict
+``{input: shape}``, or the CLI string form ``"3,32,32"`` / ``"x:16;y:3,8"``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lightspeed.errors import ModelError
+from lightspeed.ir import Graph
+
+
+def load_model(source: Any, input_shape: Any = None) -> Graph:
+    """Load a model (ONNX/QONNX path or ModelProto, or torch ``nn.Module``) as a float IR graph."""
+    from lightspeed.frontends.torch import is_torch_module
+
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise ModelError(f"model file {str(path)!r} does not exist; check the path")
+        hint = _FOREIGN.get(path.suffix.lower())
+        if hint:
+            raise ModelError(f"{str(path)!r} is not an ONNX model: {hint}")
+        from lightspeed.frontends.onnx import import_onnx
+
+        return import_onnx(path, input_shape)
+    if is_torch_module(source):
+        from lightspeed.frontends.torch import import_torch
+
+        return import_torch(source, input_shape)
+    try:
+        import onnx
+
+        if isinstance(source, onnx.ModelProto):
+            from lightspeed.frontends.onnx import import_onnx
+
+            return import_onnx(source, input_shape)
+    except ImportError:  # pragma: no cover - onnx is a core dependency
+        pass
+    raise ModelError(
+        f"cannot load a model from a {type(source).__name__}; pass an .onnx path, an "
+        "onnx.ModelProto or a torch.nn.Module"
+    )
+
+
+_TORCH_HINT = "load the nn.Module in Python and pass it (lightspeed.load(module, input_shape=...)) or export it with torch.onnx.export"
+_FOREIGN = {
+    ".pt": _TORCH_HINT,
+    ".pth": _TORCH_HINT,
+    ".ckpt": _TORCH_HINT,
+    ".h5": "convert Keras models to ONNX (tf2onnx) or QONNX (qonnx's Keras converter) first",
+    ".keras": "convert Keras models to ONNX (tf2onnx) or QONNX (qonnx's Keras converter) first",
+    ".pb": "convert TensorFlow models to ONNX with tf2onnx first",
+    ".json": "for XGBoost JSON models use lightspeed.frontends.trees",
+}
+
+
+def __getattr__(name: str) -> Any:  # lazy re-exports keep `import lightspeed.frontends` light
+    if name == "import_onnx":
+        from lightspeed.frontends.onnx import import_onnx
+
+        return import_onnx
+    if name == "import_torch":
+        from lightspeed.frontends.torch import import_torch
+
+        return import_torch
+    if name == "export_qonnx":
+        from lightspeed.frontends.qonnx_export import export_qonnx
+
+        return export_qonnx
+    raise AttributeError(name)
+
+
+__all__ = ["export_qonnx", "import_onnx", "import_torch", "load_model"]

@@ -1,0 +1,400 @@
+"""ONNX (opset 13+) and QONNX importer: an ``onnx.ModelProto`` -> float :class:`~lightspeed.ir.Graph`.
+
+The importer walks the ONNX nodes in order and keeps three tables: constants
+(initializers, ``Constant`` nodes and everything folded from them), aliases
+(tensors removed by ``Identity``/``Dropout``/``Cast``) and the IR shapes of the
+dynamic tensors (without the batch axis). Constant subgraphs -- including the
+``Shape -> Gather -> Concat -> Reshape`` chains exporters emit -- are folded
+with ``onnx.reference``; ``Shape`` of a dynamic tensor yields a sentinel for
+the batch dimension that only ``Reshape`` may consume.
+
+Affine constants (BatchNormalization, ``Mul``/``Add``/``Sub``/``Div`` by a
+constant, HardSigmoid's scale) fold into the preceding dense/conv/batchnorm
+when that layer's output has no other consumer, else they become a
+standalone ``batchnorm`` (per channel on the first non-batch axis).
+
+QONNX ``Quant``/``BipolarQuant`` (see :mod:`lightspeed.frontends.qonnx`) on
+constants fold into the values and record the trained type on the consuming
+layer (``attrs["precision"]``); on activations they become ``quant`` nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lightspeed.errors import ModelError, ShapeError, UnsupportedOpError
+from lightspeed.ir import Graph, Node, Shape, infer_shapes
+
+BATCH = (1 << 40) + 7  # sentinel for the (unknown) batch size inside folded shape tensors
+
+QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas")
+
+# nearest supported alternative, named in UnsupportedOpError messages
+_ALTERNATIVES = {
+    "ConvTranspose": "Upsample + Conv is not supported either; use a strided Conv model",
+    "Pad": "the pads attribute of Conv/MaxPool/AveragePool",
+    "Gelu": "Relu, LeakyRelu or Tanh",
+    "Elu": "LeakyRelu",
+    "Selu": "LeakyRelu",
+    "Silu": "Relu or Sigmoid",
+    "HardSwish": "HardSigmoid or Relu",
+    "Exp": "Softmax (last axis)",
+    "LogSoftmax": "Softmax (last axis)",
+    "Sqrt": "BatchNormalization with constant statistics",
+    "Pow": "Mul",
+    "ReduceMean": "GlobalAveragePool (ReduceMean is supported over all spatial axes only)",
+    "PRelu": "LeakyRelu (PRelu is supported with one shared slope only)",
+    "ReduceSum": "GlobalAveragePool",
+    "ReduceMax": "MaxPool or GlobalMaxPool",
+    "LSTM": "Dense/Conv layers (MatMul/Gemm/Conv)",
+    "GRU": "Dense/Conv layers (MatMul/Gemm/Conv)",
+    "RNN": "Dense/Conv layers (MatMul/Gemm/Conv)",
+    "Resize": "Concat or Reshape",
+    "Upsample": "Concat or Reshape",
+    "InstanceNormalization": "BatchNormalization",
+    "LayerNormalization": "BatchNormalization",
+    "Gather": "Reshape/Transpose (Gather is only supported on constants)",
+    "Slice": "Reshape/Transpose (Slice is only supported on constants)",
+    "Split": "separate Conv/Gemm layers (Split is only supported on constants)",
+    "QuantizeLinear": "QONNX Quant with a power-of-two scale",
+    "DequantizeLinear": "QONNX Quant with a power-of-two scale",
+    "Trunc": "QONNX Quant with rounding_mode FLOOR",
+    "Einsum": "MatMul with a constant weight",
+    "Max": "Relu or Clip",
+    "Min": "Clip",
+    "Abs": "Relu",
+    "Neg": "Mul by a constant",
+    "Sub": "Add (Sub of two non-constant tensors is not supported)",
+    "Div": "Mul by a constant (Div by a non-constant tensor is not supported)",
+}
+
+_SUPPORTED = (
+    "Gemm, MatMul, Conv, BatchNormalization, Relu, LeakyRelu, Clip, HardSigmoid, Sigmoid, Tanh, "
+    "Softmax, Add, Sub, Mul, Div, Concat, MaxPool, AveragePool, GlobalAveragePool, "
+    "GlobalMaxPool, ReduceMean (spatial), PRelu (shared slope), Sum, Flatten, Reshape, Squeeze, Unsqueeze, Transpose, Identity, Dropout, Cast, "
+    "QONNX Quant/BipolarQuant"
+)
+
+
+def unsupported(op_type: str, node_name: str, why: str = "") -> UnsupportedOpError:
+    alt = _ALTERNATIVES.get(op_type, f"one of the supported ops ({_SUPPORTED})")
+    detail = f" ({why})" if why else ""
+    return UnsupportedOpError(
+        f"node {node_name!r}: ONNX op {op_type}{detail} is not supported; nearest supported: {alt}"
+    )
+
+
+def load_onnx(source: str | Path | Any) -> Any:
+    """Read an ONNX file (or pass a ModelProto through); malformed input -> ModelError."""
+    import onnx
+
+    if isinstance(source, onnx.ModelProto):
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise ModelError(f"model file {str(path)!r} does not exist; check the path")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf DecodeError, external data errors, ...
+        raise ModelError(
+            f"{str(path)!r} is not a readable ONNX model ({type(exc).__name__}: {exc}); "
+            "re-export it with torch.onnx.export or onnx.save"
+        ) from None
+    if not model.graph.node:
+        raise ModelError(f"{str(path)!r} holds no ONNX graph nodes; is it really an ONNX model?")
+    return model
+
+
+InputShape = Sequence[int] | Mapping[str, Sequence[int]] | str | None
+
+
+def parse_input_shape(spec: InputShape, names: list[str]) -> dict[str, Shape]:
+    """Normalize ``--input-shape`` forms to ``{input: shape}`` (shapes without the batch axis).
+
+    Accepts a tuple (single input), a dict, or a string ``"3,32,32"`` /
+    ``"x:16;y:3,8"`` (inputs separated by ``;``).
+    """
+    if spec is None:
+        return {}
+    if isinstance(spec, str):
+        parts = [p.strip() for p in spec.split(";") if p.strip()]
+        out: dict[str, Shape] = {}
+        for i, p in enumerate(parts):
+            name, _, dims = p.rpartition(":")
+            if not name:
+                if i >= len(names):
+                    raise ShapeError(f"--input-shape {spec!r} names more inputs than the model has")
+                name = names[i]
+            try:
+                out[name] = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+            except ValueError:
+                raise ShapeError(
+                    f"cannot parse input shape {p!r}; use e.g. 3,32,32 or name:3,32,32"
+                ) from None
+        return out
+    if isinstance(spec, Mapping):
+        return {str(k): tuple(int(d) for d in v) for k, v in spec.items()}
+    items: tuple[Any, ...] = tuple(spec)
+    if items and all(isinstance(d, (list, tuple)) for d in items):
+        return {n: tuple(int(v) for v in d) for n, d in zip(names, items, strict=False)}
+    if len(names) != 1:
+        raise ShapeError(
+            f"the model has {len(names)} inputs ({', '.join(names)}); give --input-shape per input "
+            "as name:dims;name:dims"
+        )
+    return {names[0]: tuple(int(d) for d in items)}
+
+
+@dataclass
+class _State:
+    """Everything the importer tracks while walking the ONNX graph."""
+
+    consts: dict[str, np.ndarray] = field(default_factory=dict)
+    alias: dict[str, str] = field(default_factory=dict)
+    shapes: dict[str, Shape] = field(default_factory=dict)  # IR shapes of dynamic tensors
+    nodes: list[Node] = field(default_factory=list)
+    uses: dict[str, int] = field(default_factory=dict)  # consumers (incl. graph outputs)
+    qtypes: dict[str, str] = field(default_factory=dict)  # trained type of a quantized constant
+    names: set[str] = field(default_factory=set)
+    opset: int = 13
+    batch: dict[str, int | None] = field(default_factory=dict)  # static batch of each input
+    exact: bool = False  # a lightspeed export: fold affine ops only into their own layer
+    meta: dict[str, Any] = field(default_factory=dict)  # lightspeed.precision metadata
+
+    def resolve(self, t: str) -> str:
+        while t in self.alias:
+            t = self.alias[t]
+        return t
+
+    def is_const(self, t: str) -> bool:
+        return self.resolve(t) in self.consts
+
+    def const(self, t: str) -> np.ndarray:
+        return self.consts[self.resolve(t)]
+
+    def producer(self, t: str) -> Node | None:
+        for n in reversed(self.nodes):
+            if t in n.outputs:
+                return n
+        return None
+
+    def unique(self, base: str) -> str:
+        name = base or "node"
+        i = 1
+        while name in self.names:
+            name = f"{base}_{i}"
+            i += 1
+        self.names.add(name)
+        return name
+
+    def emit(self, node: Node) -> Node:
+        from lightspeed.ops import get_op
+
+        node.name = self.unique(node.name)
+        ins = []
+        for t in node.inputs:
+            if t not in self.shapes:
+                raise ModelError(f"node {node.name!r}: input tensor {t!r} is never produced")
+            ins.append(self.shapes[t])
+        try:
+            outs = get_op(node.op).infer_shape(node, ins)
+        except ShapeError as exc:
+            raise ShapeError(f"node {node.name!r} ({node.op}): {exc}") from None
+        for t, s in zip(node.outputs, outs, strict=True):
+            self.shapes[t] = tuple(int(d) for d in s)
+        self.nodes.append(node)
+        return node
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Graph:
+    """Import an ONNX/QONNX model (path or ModelProto) into a float IR graph."""
+    from onnx import numpy_helper
+
+    model = load_onnx(source)
+    g = model.graph
+    st = _State()
+    st.meta = _lightspeed_metadata(model)
+    st.exact = bool(st.meta)
+    st.opset = max(
+        (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13
+    )
+    for init in g.initializer:
+        try:
+            st.consts[init.name] = numpy_helper.to_array(init)
+        except Exception as exc:
+            raise ModelError(
+                f"initializer {init.name!r} cannot be read ({exc}); keep external data next to "
+                "the model file"
+            ) from None
+    for vi_node in g.node:
+        for t in vi_node.input:
+            st.uses[t] = st.uses.get(t, 0) + 1
+    for o in g.output:
+        st.uses[o.name] = st.uses.get(o.name, 0) + 1
+    inputs = _graph_inputs(g, st, input_shape)
+    for t, s in inputs.items():
+        st.shapes[t] = s
+        st.names.add(t)
+
+    from lightspeed.frontends import _convert
+
+    for onode in g.node:
+        _convert.convert_node(onode, st, model)
+
+    _apply_metadata(st)
+    outputs = []
+    for o in g.output:
+        r = st.resolve(o.name)
+        if r in st.consts:
+            raise ModelError(
+                f"graph output {o.name!r} is a constant (it does not depend on the input); "
+                "remove it from the model outputs"
+            )
+        outputs.append(r)
+    _restore_output_names(st, outputs, [o.name for o in g.output], inputs)
+    name = g.name or (Path(source).stem if isinstance(source, (str, Path)) else "model")
+    graph = Graph(name=name, inputs=inputs, outputs=outputs, nodes=st.nodes)
+    _drop_dead(graph)
+    return infer_shapes(graph)
+
+
+def _lightspeed_metadata(model: Any) -> dict[str, Any]:
+    """The exact types a lightspeed QONNX export stored (see :mod:`.qonnx_export`), if any."""
+    import json
+
+    from lightspeed.frontends.qonnx_export import META_KEY
+
+    for prop in model.metadata_props:
+        if prop.key == META_KEY:
+            try:
+                meta = json.loads(prop.value)
+            except ValueError:
+                raise ModelError(
+                    f"metadata {META_KEY!r} is not valid JSON; re-export the model"
+                ) from None
+            if not isinstance(meta, dict) or not isinstance(meta.get("nodes"), dict):
+                raise ModelError(f"metadata {META_KEY!r} has no 'nodes' table; re-export the model")
+            return meta
+    return {}
+
+
+def _apply_metadata(st: _State) -> None:
+    """Pin every role of every node to the exported type (QONNX cannot state them all)."""
+    from lightspeed.frontends.qonnx_export import META_ATTRS
+
+    nodes = st.meta.get("nodes", {})
+    for node in st.nodes:
+        entry = nodes.get(node.name)
+        if not entry or entry.get("op") != node.op:
+            continue
+        prec = dict(entry.get("precision", {}))
+        if prec:
+            node.attrs["precision"] = prec
+        for k, v in entry.get("attrs", {}).items():
+            if k in META_ATTRS:
+                node.attrs[k] = v
+        if node.op == "quant" and "result" in prec:
+            node.attrs["type"] = prec["result"]
+
+
+def _graph_inputs(g: Any, st: _State, input_shape: InputShape) -> dict[str, Shape]:
+    names = [i.name for i in g.input if i.name not in st.consts]
+    if not names:
+        raise ModelError("the model has no (non-constant) inputs")
+    given = parse_input_shape(input_shape, names)
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise ShapeError(
+            f"--input-shape names {', '.join(unknown)}, but the model inputs are {', '.join(names)}"
+        )
+    out: dict[str, Shape] = {}
+    for vi in g.input:
+        if vi.name in st.consts:
+            continue
+        tt = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type"):
+            raise ModelError(
+                f"input {vi.name!r} is not a tensor (sequence/map inputs are not supported)"
+            )
+        if tt.elem_type not in (1, 10, 11, 16):  # float, float16, double, bfloat16
+            raise ModelError(
+                f"input {vi.name!r} has a non-float element type ({tt.elem_type}); "
+                "lightspeed models take float inputs"
+            )
+        dims: list[int | None] = []
+        if tt.HasField("shape"):
+            for d in tt.shape.dim:
+                dims.append(
+                    int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
+                )
+        if vi.name in given:
+            shape = given[vi.name]
+            if dims and len(dims) - 1 != len(shape):
+                raise ShapeError(
+                    f"--input-shape {shape} for {vi.name!r} has {len(shape)} dims but the model "
+                    f"input has {len(dims) - 1} besides the batch axis; give it without the batch axis"
+                )
+            if any(d <= 0 for d in shape):
+                raise ShapeError(f"--input-shape {shape} for {vi.name!r} must be positive integers")
+            for i, (d, s) in enumerate(zip(dims[1:], shape, strict=False)):
+                if d is not None and d != s:
+                    raise ShapeError(
+                        f"--input-shape {shape} for {vi.name!r} contradicts the model's static "
+                        f"dim {i + 1} = {d}"
+                    )
+            st.batch[vi.name] = dims[0] if dims else None
+            out[vi.name] = tuple(shape)
+            continue
+        if not tt.HasField("shape") or not dims:
+            raise ShapeError(
+                f"input {vi.name!r} has no shape in the model; pass --input-shape (without the "
+                "batch axis), e.g. --input-shape 16"
+            )
+        if len(dims) < 2:
+            raise ShapeError(
+                f"input {vi.name!r} has shape {dims}: lightspeed needs a batch axis first plus "
+                "at least one feature axis; re-export with a (batch, features) input"
+            )
+        if any(d is None for d in dims[1:]):
+            shown = ["?" if d is None else d for d in dims[1:]]
+            raise ShapeError(
+                f"input {vi.name!r} has dynamic non-batch dims {shown}; pass --input-shape "
+                "with the static shape without the batch axis (input_shape=... in Python)"
+            )
+        st.batch[vi.name] = dims[0]
+        out[vi.name] = tuple(int(d) for d in dims[1:] if d is not None)
+    return out
+
+
+def _restore_output_names(st: _State, resolved: list[str], wanted: list[str], inputs) -> None:
+    """Rename tensors so graph outputs keep their ONNX names after aliases/folds."""
+    for r, w in zip(resolved, wanted, strict=True):
+        if r == w or r in inputs or w in st.shapes or resolved.count(r) > 1:
+            continue
+        for n in st.nodes:
+            n.inputs = [w if t == r else t for t in n.inputs]
+            n.outputs = [w if t == r else t for t in n.outputs]
+        st.shapes[w] = st.shapes.pop(r)
+        resolved[resolved.index(r)] = w
+
+
+def _drop_dead(graph: Graph) -> None:
+    """Remove nodes whose outputs reach no graph output (e.g. unused branches)."""
+    needed = set(graph.outputs)
+    keep: list[Node] = []
+    for n in reversed(graph.nodes):
+        if any(t in needed for t in n.outputs):
+            keep.append(n)
+            needed.update(n.inputs)
+    graph.nodes = keep[::-1]

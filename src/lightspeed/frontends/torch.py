@@ -1,0 +1,133 @@
+"""PyTorch frontend: export an ``nn.Module`` to ONNX in memory, then import it.
+
+torch is an optional extra and is imported lazily. The model is exported in
+``eval()`` mode with a dynamic batch axis through the TorchScript-based
+exporter (``dynamo=False``), which handles the small feed-forward models used
+here reliably and without extra dependencies.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from lightspeed.errors import ModelError, ShapeError, ToolMissingError
+from lightspeed.ir import Graph
+
+TORCH_INSTALL = "pip install torch==2.13.0"
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError as exc:
+        raise ToolMissingError(
+            f"PyTorch is needed to import an nn.Module: {TORCH_INSTALL} "
+            "(or export the model to ONNX yourself and pass the .onnx file)"
+        ) from exc
+    return torch
+
+
+def is_torch_module(obj: Any) -> bool:
+    """True for an ``nn.Module`` (checked without importing torch when it is not loaded)."""
+    import sys
+
+    if "torch" not in sys.modules:
+        return False
+    return isinstance(obj, sys.modules["torch"].nn.Module)
+
+
+def _shapes(input_shape: Any) -> tuple[list[str] | None, list[tuple[int, ...]]]:
+    """(input names if the user named them, shapes) from the accepted input_shape forms."""
+    if input_shape is None:
+        raise ShapeError(
+            "a PyTorch model needs the example input shape (without the batch axis): "
+            "load_model(module, input_shape=(16,)) or --input-shape 16"
+        )
+    if isinstance(input_shape, str):
+        parts = [p.strip() for p in input_shape.split(";") if p.strip()]
+        named = [p.rpartition(":") for p in parts]
+        names = [n for n, _, _ in named] if all(n for n, _, _ in named) else None
+        try:
+            return names, [
+                tuple(int(d) for d in dims.split(",") if d.strip()) for _, _, dims in named
+            ]
+        except ValueError:
+            raise ShapeError(
+                f"cannot parse input shape {input_shape!r}; use e.g. 3,32,32"
+            ) from None
+    if isinstance(input_shape, dict):
+        return [str(k) for k in input_shape], [
+            tuple(int(d) for d in v) for v in input_shape.values()
+        ]
+    items = list(input_shape)
+    if items and all(isinstance(d, Sequence) for d in items):
+        return None, [tuple(int(x) for x in d) for d in items]
+    return None, [tuple(int(d) for d in items)]
+
+
+def _input_names(module: Any, n: int) -> list[str]:
+    if n == 1:
+        return ["input"]
+    import inspect
+
+    try:
+        params = [
+            p.name
+            for p in inspect.signature(module.forward).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    return params[:n] if len(params) >= n else [f"input{i}" for i in range(n)]
+
+
+def export_onnx_bytes(module: Any, input_shape: Any, opset: int = 17) -> bytes:
+    """Export ``module`` to ONNX bytes with a dynamic batch axis."""
+    torch = _torch()
+    names, shapes = _shapes(input_shape)
+    if any(not s or any(d <= 0 for d in s) for s in shapes):
+        raise ShapeError(f"input shape {input_shape} must be positive dims without the batch axis")
+    module = module.eval()
+    # batch 2 so that the exporter cannot specialise the batch axis to 1
+    args = tuple(torch.zeros((2, *s), dtype=torch.float32) for s in shapes)
+    names = names or _input_names(module, len(shapes))
+    try:
+        with torch.no_grad():
+            out = module(*args)
+    except Exception as exc:
+        raise ModelError(
+            f"{type(module).__name__} does not run on inputs of shape "
+            f"{[tuple(a.shape[1:]) for a in args]}: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
+            "check input_shape (without the batch axis)"
+        ) from None
+    n_out = len(out) if isinstance(out, (tuple, list)) else 1
+    outputs = ["output"] if n_out == 1 else [f"output{i}" for i in range(n_out)]
+    dyn = {n: {0: "batch"} for n in [*names, *outputs]}
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module, args, buf, input_names=names, output_names=outputs,
+                dynamic_axes=dyn, opset_version=opset, dynamo=False,
+            )  # fmt: skip
+    except Exception as exc:  # the exporter raises many types (RuntimeError, OnnxExporterError)
+        raise ModelError(
+            f"torch.onnx.export failed for {type(module).__name__}: {str(exc).splitlines()[0]}; "
+            "simplify the forward pass (no data-dependent control flow) or export to ONNX yourself"
+        ) from None
+    return buf.getvalue()
+
+
+def import_torch(module: Any, input_shape: Any = None) -> Graph:
+    """Import a PyTorch ``nn.Module`` (needs ``input_shape`` without the batch axis)."""
+    import onnx
+
+    from lightspeed.frontends.onnx import import_onnx
+
+    model = onnx.load_from_string(export_onnx_bytes(module, input_shape))
+    model.graph.name = type(module).__name__
+    return import_onnx(model)
