@@ -22,8 +22,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="compiled model directory to write")
     p.add_argument(
         "--precision", default="auto",
-        help="'auto' (default: size types from calibration data, exact accumulation) or one type "
-        "for every tensor, e.g. 'ap_fixed<16,6>'",
+        help="'auto' (default: size types from calibration data, exact accumulation), one type "
+        "for every tensor, e.g. 'ap_fixed<16,6>', or 'search' (per-layer widths found by greedy "
+        "search with quantization-aware fine-tuning; needs torch and --calibration data)",
+    )  # fmt: skip
+    p.add_argument(
+        "--budget", type=float, default=0.01,
+        help="search: allowed relative accuracy loss vs the float model (default 0.01 = keep 99%%)",
+    )  # fmt: skip
+    p.add_argument(
+        "--labels", help="search: class index per calibration sample (.npy); without it the float "
+        "model's argmax is the target",
+    )  # fmt: skip
+    p.add_argument(
+        "--search-cost", default="bops", choices=["bops", "lut"],
+        help="search: cost to minimise, bit operations (default) or the firmware's LUT-equivalent "
+        "estimate (LUT + 55 DSP)",
     )  # fmt: skip
     p.add_argument("--config", help="YAML/JSON precision config with per-input/per-layer overrides")
     p.add_argument(
@@ -155,6 +169,8 @@ def compile_model(args: argparse.Namespace):
     cal = None
     if args.calibration:
         cal = load_array_file(args.calibration, list(graph.inputs), "calibration")
+    if args.precision == "search":
+        return _compile_search(args, graph, cal)
     opts = AutoOptions()
     if args.weight_bits or args.frac_bits:
         opts = AutoOptions(
@@ -162,6 +178,29 @@ def compile_model(args: argparse.Namespace):
         )
     q = lightspeed.quantize(graph, precision=args.precision, calibration=cal, config=args.config, options=opts)
     q.save(args.output, source={"model": str(args.model), "precision": args.precision, "config": args.config})
+    return q
+
+
+def _compile_search(args: argparse.Namespace, graph: Any, cal: Any):
+    """``--precision search``: see lightspeed.quantize.search (docs/qat.md)."""
+    import numpy as np
+
+    from lightspeed.quantize.search import search_graph
+
+    labels = None
+    if args.labels:
+        labels = np.asarray(load_array_file(args.labels, ["labels"], "labels")["labels"])
+    res = search_graph(
+        graph, cal, labels=labels, budget=args.budget, cost=args.search_cost, progress=print
+    )
+    q = res.quantized
+    if not res.met_goal:
+        print(
+            f"warning: the search kept {res.accuracy / res.float_accuracy:.1%} of float accuracy, short of "
+            f"{1 - args.budget:.1%}; standardise the inputs or allow a larger --budget"
+        )
+    source = {"model": str(args.model), "precision": "search", "search": res.summary()}
+    q.save(args.output, source=source)
     return q
 
 

@@ -18,7 +18,8 @@ import numpy as np
 from lightspeed.errors import InputError
 from lightspeed.fixed import quantize_float
 from lightspeed.ir.graph import Graph
-from lightspeed.ops import Fx, get_op
+from lightspeed.ops import Fx, _mac_jit, get_op
+from lightspeed.ops import mac as _mac
 
 if TYPE_CHECKING:
     from lightspeed.quantize.model import QuantizedModel
@@ -76,6 +77,8 @@ def run_fixed(
     """
     arrays = check_inputs(q.graph, inputs)
     batch = next(iter(arrays.values())).shape[0] if arrays else 0
+    if batch * _macs_per_sample(q) >= _mac.JIT_MIN_WORK:
+        _mac_jit.kernels()  # worth the one-off numba start-up: every MAC may now use it
     if batch <= CHUNK_ROWS or not _chunkable(q.graph):
         return _run_fixed(q, arrays, keep_all)
     starts = range(0, batch, CHUNK_ROWS)
@@ -110,6 +113,22 @@ def _run_fixed(q: QuantizedModel, arrays: Mapping[str, np.ndarray], keep_all: bo
         outs = op.run_fixed(node, [env[t] for t in node.inputs], q.precision[node.name], q.qparams[node.name])
         env.update(zip(node.outputs, outs, strict=True))
     return env if keep_all else {t: env[t] for t in q.graph.outputs}
+
+
+def _macs_per_sample(q: QuantizedModel) -> int:
+    """Rough multiply-accumulates per sample of the dense/conv layers (weights x positions)."""
+    total = 0
+    for node in q.graph.nodes:
+        w = q.qparams.get(node.name, {}).get("weight")
+        if w is None or node.op not in ("dense", "conv"):
+            continue
+        out_shape = q.graph.shapes.get(node.outputs[0], ())
+        if node.op == "dense":
+            positions = int(np.prod(out_shape[:-1])) if len(out_shape) > 1 else 1
+            total += int(w.size) * positions
+        else:
+            total += int(w.size) * int(np.prod(out_shape[1:]))
+    return total
 
 
 def _chunkable(graph: Graph) -> bool:

@@ -343,8 +343,24 @@ def to_float(m: np.ndarray, frac: int | FixedType) -> np.ndarray:
 
 
 def cast(m: np.ndarray, src: FixedType, dst: FixedType) -> np.ndarray:
-    """``(dst) x`` for x of type src."""
-    return requantize(m, src.frac, dst)
+    """``(dst) x`` for x of type src (integers within src's range).
+
+    Same bits as :func:`requantize`; skips the overflow scan when no value of src
+    can leave dst's range after quantization.
+    """
+    shift = src.frac - dst.frac
+    if shift > 0:
+        lo = src.min_int >> shift
+        hi = (src.max_int >> shift) + (0 if dst.rounding == "TRN" else 1)
+    else:
+        lo, hi = src.min_int << -shift, src.max_int << -shift
+    d_lo = -dst.max_int if dst.overflow == "SAT_SYM" and dst.signed and dst.width > 1 else dst.min_int
+    m = np.asarray(m)
+    if not (d_lo <= lo and hi <= dst.max_int) or m.dtype == object:
+        return requantize(m, src.frac, dst)
+    if shift > 0:
+        return _quantize_shift(as_exact(m), shift, dst.rounding)
+    return as_exact(m, -shift) << (-shift) if shift < 0 else as_exact(m)
 
 
 # ---------------------------------------------------------------------------

@@ -15,14 +15,18 @@ from lightspeed.data.io import (
     load_jets,
     save_jets,
 )
+from lightspeed.data.jets import JetGenConfig, PhysicsConfig, generate_jets
 from lightspeed.data.schema import CLASSES, FEATURE_DOCS, FEATURES
 
 __all__ = [
     "CLASSES",
     "FEATURES",
     "FEATURE_DOCS",
+    "JetGenConfig",
     "JetSample",
+    "PhysicsConfig",
     "default_sample_path",
+    "generate_jets",
     "load_default_jets",
     "load_hls4ml",
     "load_jets",

@@ -106,6 +106,28 @@ def _ecf_features(groomed: Any, fastjet: Any) -> dict[str, np.ndarray]:
     }
 
 
+def substructure(constituents: Any, jet_e: np.ndarray, jet_r: float = 0.8) -> np.ndarray:
+    """The 16 hls4ml features (FEATURES order) of jets given as jagged (px, py, pz, E) records.
+
+    ``jet_e`` is each jet's energy (for z = E_i / E_jet in j_zlogz).
+    """
+    import awkward as ak
+    import fastjet
+
+    feats: dict[str, np.ndarray] = {}
+    z = constituents.E / jet_e
+    feats["j_zlogz"] = ak.to_numpy(ak.sum(z * np.log(z), axis=1))
+    feats["j_multiplicity"] = ak.to_numpy(ak.num(constituents)).astype(np.float64)
+    cs = fastjet.ClusterSequence(
+        constituents, fastjet.JetDefinition(fastjet.cambridge_algorithm, _RECLUSTER_R)
+    )
+    # mMDT = soft drop with beta = 0, z_cut = 0.1
+    sd = cs.exclusive_jets_softdrop_grooming(njets=1, beta=0.0, symmetry_cut=0.1, R0=jet_r)
+    feats["j_mass_mmdt"] = ak.to_numpy(sd.msoftdrop)
+    feats.update(_ecf_features(sd.constituents, fastjet))
+    return np.stack([np.asarray(feats[name], dtype=np.float64) for name in FEATURES], axis=1)
+
+
 def process_batch(events: Any, cls: str, cfg: PhysicsConfig) -> dict[str, np.ndarray]:
     """Leading, truth-matched jets of a batch of Pythia events -> arrays (one row per kept jet)."""
     import awkward as ak
@@ -170,17 +192,7 @@ def process_batch(events: Any, cls: str, cfg: PhysicsConfig) -> dict[str, np.nda
     lc = lc[keep]
     jpt, jeta, jphi, jmass, je = jpt[keep], jeta[keep], jphi[keep], jmass[keep], je[keep]
 
-    feats: dict[str, np.ndarray] = {}
-    z = lc.E / je
-    feats["j_zlogz"] = ak.to_numpy(ak.sum(z * np.log(z), axis=1))
-    feats["j_multiplicity"] = ak.to_numpy(ak.num(lc)).astype(np.float64)
-    sd_cs = fastjet.ClusterSequence(
-        lc, fastjet.JetDefinition(fastjet.cambridge_algorithm, _RECLUSTER_R)
-    )
-    sd = sd_cs.exclusive_jets_softdrop_grooming(njets=1, beta=0.0, symmetry_cut=0.1, R0=cfg.jet_r)
-    feats["j_mass_mmdt"] = ak.to_numpy(sd.msoftdrop)
-    feats.update(_ecf_features(sd.constituents, fastjet))
-    features = np.stack([feats[name] for name in FEATURES], axis=1)
+    features = substructure(lc, je, cfg.jet_r)
 
     # Constituent kinematics (ungroomed), sorted by pT, for rings and the optional table.
     cpt_, ceta_, cphi_ = _kin(lc.px, lc.py, lc.pz)
@@ -227,13 +239,15 @@ def generate_chunk(cls: str, n_jets: int, seed: int, cfg: PhysicsConfig) -> dict
     have = 0
     max_events = 200 * n_jets + 10_000  # guard against a selection that keeps nothing
     n_events = 0
+    # small chunks (tests, quick looks) need fewer events per batch; big ones use batch_events
+    batch = min(cfg.batch_events, max(20, 2 * n_jets))
     while have < n_jets:
         if n_events >= max_events:
             raise RuntimeError(
                 f"class {cls!r}: only {have} of {n_jets} jets passed in {n_events} events"
             )
-        events = pythia.nextBatch(cfg.batch_events)
-        n_events += cfg.batch_events
+        events = pythia.nextBatch(batch)
+        n_events += batch
         got = process_batch(events, cls, cfg)
         if got:
             parts.append(got)

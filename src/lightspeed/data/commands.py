@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Generate pp -> jets at 13 TeV with Pythia8, cluster anti-kT R=0.8 with FastJet, keep the "
             "leading jet matched to its parton/boson/top, and compute the 16 hls4ml features. Classes "
-            "are balanced. Ctrl-C keeps finished chunks in OUT.parts/; rerun the same command to resume. "
+            "are balanced. Ctrl-C keeps finished chunks in OUTPUT.parts/; rerun the same command to resume. "
             "Needs: pip install 'pythia8mc==8.317.2' fastjet awkward"
         ),
     )
@@ -85,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     info = sub.add_parser(
         "info",
-        help="summarise a jet file (counts per class, feature ranges, mass peaks)",
+        help="summarise a jet file (jets per class, soft-drop mass median and peak)",
         description="Summarise a lightspeed or hls4ml jet file; with no FILE, the shipped default sample.",
     )
     info.add_argument(

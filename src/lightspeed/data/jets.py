@@ -14,11 +14,13 @@ import json
 import math
 import os
 import shutil
+import signal
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,6 +85,9 @@ def _quiet_worker() -> None:
     # Pythia and FastJet print banners from C++; keep the progress display clean.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
+    # Ctrl-C is handled by the parent: it cancels the queued chunks and lets the running
+    # ones finish and save, so no work in flight is half-written or lost.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_chunk(cls: str, n: int, seed: int, physics: PhysicsConfig, part: str) -> tuple[str, int]:
@@ -90,7 +95,8 @@ def _run_chunk(cls: str, n: int, seed: int, physics: PhysicsConfig, part: str) -
 
     arrays = generate_chunk(cls, n, seed, physics)
     tmp = part + ".tmp.npz"
-    np.savez(tmp, **arrays)
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, part)
     return part, n
 
@@ -162,14 +168,13 @@ def generate_jets(
                             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                             for fut in finished:
                                 bar.advance(fut.result()[1])
-                    except BaseException:
+                    except KeyboardInterrupt:
+                        print("interrupted: saving the chunks in progress, then stopping ...")
                         for fut in pending:
                             fut.cancel()
                         raise
     except KeyboardInterrupt:
-        print(
-            f"interrupted: finished chunks are kept in '{parts}'; rerun the same command to resume"
-        )
+        print(f"stopped: finished chunks are kept in '{parts}'; rerun the same command to resume")
         raise
     sample = _assemble(parts, config)
     save_jets(sample, out)
@@ -243,7 +248,7 @@ class _Progress:
             self._bar.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
 

@@ -46,7 +46,7 @@ def plot_mass(sample: JetSample, path: str | os.PathLike[str]) -> Path:
     for k, cls in enumerate(sample.class_names):
         ax.hist(
             m[sample.labels == k],
-            bins=MASS_BINS,
+            bins=list(MASS_BINS),
             histtype="step",
             density=True,
             linewidth=1.6,

@@ -22,7 +22,13 @@ from lightspeed.ir import Graph
 def load_model(source: Any, input_shape: Any = None) -> Graph:
     """Load a model (ONNX/QONNX path or ModelProto, or torch ``nn.Module``) as a float IR graph."""
     from lightspeed.frontends.torch import is_torch_module
+    from lightspeed.frontends.trees import is_tree_model
 
+    if is_tree_model(source):  # sklearn/XGBoost/LightGBM objects, XGBoost .json files
+        from lightspeed.frontends.trees import load_trees
+
+        width = input_shape[0] if isinstance(input_shape, tuple) and len(input_shape) == 1 else None
+        return load_trees(source, n_features=width)
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():

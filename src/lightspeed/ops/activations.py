@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lightspeed.fixed import FixedType, overflow, requantize
+from lightspeed.fixed import FixedType, cast, overflow, requantize
 from lightspeed.ir.graph import Node
 from lightspeed.ops.base import (
     AutoContext,
@@ -32,7 +32,7 @@ def _relu_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 def _relu_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
     x = xs[0]
     m = np.maximum(x.m, 0) if x.m.dtype != object else np.where(x.m > 0, x.m, 0)
-    return [Fx(requantize(m, x.t.frac, prec["result"]), prec["result"])]
+    return [Fx(cast(m, x.t, prec["result"]), prec["result"])]
 
 
 def _relu_auto(node: Node, ctx: AutoContext) -> Precision:

@@ -2,8 +2,9 @@
 
 Attributes: ``strides``, ``pads`` (begin..., end...), ``dilations``, ``group``.
 The weight is (C_out, C_in / group, *kernel). Each output pixel is a
-multiply-accumulate over its patch in (channel, kernel...) order, with the
-dense layer's semantics (see :mod:`lightspeed.ops.mac`); padding adds zeros.
+multiply-accumulate over its patch in (kernel..., channel) order -- hls4ml's
+channels-last im2col order, which only matters for saturating accumulators --
+with the dense layer's semantics (see :mod:`lightspeed.ops.mac`); padding adds zeros.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lightspeed.errors import ShapeError
-from lightspeed.fixed import requantize
+from lightspeed.fixed import cast
 from lightspeed.ir.graph import Node, Shape
 from lightspeed.ops.base import (
     AutoContext,
@@ -25,7 +26,7 @@ from lightspeed.ops.base import (
     mac_cost,
     quantize_param,
 )
-from lightspeed.ops.mac import linear_precision, mac
+from lightspeed.ops.mac import conv_mac, linear_precision, mac
 
 
 def conv_attrs(node: Node) -> tuple[tuple[int, ...], list[int], list[int], list[int], int]:
@@ -62,7 +63,7 @@ def _shape(node: Node, ins: list[Shape]) -> list[Shape]:
 
 
 def patches(x: np.ndarray, node: Node) -> np.ndarray:
-    """(B, C, *S) -> (B, *O, C, *k) windows, zero padded (works for ints and floats)."""
+    """(B, C, *S) -> (B, *O, *k, C) windows, zero padded (works for ints and floats)."""
     k, strides, pads, dil, _ = conv_attrs(node)
     nd = len(k)
     pad_width = [(0, 0), (0, 0)] + [(pads[i], pads[i + nd]) for i in range(nd)]
@@ -72,14 +73,14 @@ def patches(x: np.ndarray, node: Node) -> np.ndarray:
     sl = (slice(None), slice(None))
     sl += tuple(slice(None, None, s) for s in strides) + tuple(slice(None, None, d) for d in dil)
     win = win[sl]
-    perm = (0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd))
+    perm = (0, *range(2, 2 + 2 * nd), 1)
     return win.transpose(perm)
 
 
 def weight_matrix(w: np.ndarray, group: int, g: int) -> np.ndarray:
-    """Group g's weights as (C_in_g * K, C_out_g), rows in (channel, kernel...) order."""
+    """Group g's weights as (K * C_in_g, C_out_g), rows in (kernel..., channel) order."""
     cout_g = w.shape[0] // group
-    wg = w[g * cout_g : (g + 1) * cout_g]
+    wg = np.moveaxis(w[g * cout_g : (g + 1) * cout_g], 1, -1)  # (C_out_g, *k, C_in_g)
     return wg.reshape(cout_g, -1).T
 
 
@@ -91,7 +92,7 @@ def _run(x: np.ndarray, node: Node, w: np.ndarray, per_group) -> np.ndarray:
     cin_g = w.shape[1]
     outs = []
     for g in range(group):
-        pg = p[..., g * cin_g : (g + 1) * cin_g, *([slice(None)] * (w.ndim - 2))]
+        pg = p[..., g * cin_g : (g + 1) * cin_g]
         cols = np.ascontiguousarray(pg).reshape(b * int(np.prod(out_sp)), -1)
         outs.append(per_group(cols, g))
     y = np.concatenate(outs, axis=1).reshape(b, *out_sp, w.shape[0])
@@ -123,9 +124,14 @@ def _qparams(node: Node, prec: Precision) -> QParams:
 def _fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
     x = xs[0]
     w = q["weight"]
-    group = conv_attrs(node)[4]
+    _, strides, pads, dil, group = conv_attrs(node)
     cout_g = w.shape[0] // group
     bias = q.get("bias")
+    if group == 1:  # direct convolution kernel (numba), same bits as im2col + mac
+        args = (prec["weight"], bias, prec.get("bias"), prec["accum"], strides, pads, dil)
+        acc = conv_mac(x.m, x.t, w, *args)
+        if acc is not None:
+            return [Fx(cast(acc, prec["accum"], prec["result"]), prec["result"])]
 
     def per_group(cols: np.ndarray, g: int) -> np.ndarray:
         bg = None if bias is None else bias[g * cout_g : (g + 1) * cout_g]
@@ -133,7 +139,7 @@ def _fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
         return mac(cols, x.t, wm, prec["weight"], bg, prec.get("bias"), prec["accum"])
 
     acc = _run(x.m, node, w, per_group)
-    return [Fx(requantize(acc, prec["accum"].frac, prec["result"]), prec["result"])]
+    return [Fx(cast(acc, prec["accum"], prec["result"]), prec["result"])]
 
 
 def _auto(node: Node, ctx: AutoContext) -> Precision:

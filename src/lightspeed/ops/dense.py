@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lightspeed.errors import ShapeError
-from lightspeed.fixed import requantize
+from lightspeed.fixed import cast
 from lightspeed.ir.graph import Node, Shape
 from lightspeed.ops.base import (
     AutoContext,
@@ -47,7 +47,7 @@ def _fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
     lead = x.m.shape[:-1]
     flat = x.m.reshape(-1, x.m.shape[-1])
     acc = mac(flat, x.t, q["weight"], prec["weight"], q.get("bias"), prec.get("bias"), prec["accum"])
-    res = requantize(acc, prec["accum"].frac, prec["result"])
+    res = cast(acc, prec["accum"], prec["result"])
     return [Fx(res.reshape(*lead, -1), prec["result"])]
 
 

@@ -26,7 +26,9 @@ from lightspeed.fixed import FixedType, _quantize_shift, as_exact, overflow, req
 
 _EXACT_FLOAT = 2**52  # float64 holds integers (and x + 0.5 steps) exactly below this
 _CHUNK_ELEMS = 1 << 21  # elements per block of element-wise products (memory bound)
-JIT_MIN_WORK = 1 << 20  # multiply-accumulates below which NumPy beats JIT start-up
+# multiply-accumulates per call (or per predict, see emulate) below which NumPy beats the
+# one-off numba start-up (~0.5 s); once the kernels are loaded every MAC uses them
+JIT_MIN_WORK = 1 << 25
 
 
 def mac(
@@ -39,7 +41,69 @@ def mac(
     acc_t: FixedType,
 ) -> np.ndarray:
     """``x`` (B, N) integers, ``w`` (N, M) integers, ``b`` (M,) -> accumulator integers (B, M)."""
-    n_in, n_out = w.shape
+    acc0, w, s, x_max, col_bound, single = _prepare(x_t, w, w_t, b, b_t, acc_t)
+    p = _jit_plan(x.dtype, x.size * w.shape[1], x_max, w, s, acc0, acc_t, single, col_bound)
+    if p is not None:
+        from lightspeed.ops import _mac_jit
+
+        out = _mac_jit.dense(x, w, acc0, p)
+        if out is not None:
+            return out
+    if s > 0:
+        return _mac_elementwise(x, w, s, acc0, acc_t, single)
+    w_scaled = w << (-s) if s < 0 else w
+    if single:
+        return overflow(_exact_matmul(x, w_scaled, x_max) + acc0, acc_t)
+    return _sequential(x, w_scaled, acc0, acc_t)
+
+
+def conv_mac(
+    x: np.ndarray,
+    x_t: FixedType,
+    w: np.ndarray,
+    w_t: FixedType,
+    b: np.ndarray | None,
+    b_t: FixedType | None,
+    acc_t: FixedType,
+    strides: list[int],
+    pads: list[int],
+    dilations: list[int],
+) -> np.ndarray | None:
+    """Direct (no im2col) 1D/2D convolution through the numba kernel, where it applies.
+
+    ``x`` (B, C, *S) integers, ``w`` (C_out, C, *k) integers (one group) -> accumulator
+    integers (B, C_out, *O); None when the kernel does not apply (the caller then runs
+    im2col + :func:`mac`). Patches are summed in (kernel..., channel) order.
+    """
+    nd = w.ndim - 2
+    if nd not in (1, 2) or x.dtype == object:
+        return None
+    if nd == 1:  # a 1D conv is a 2D conv of height 1
+        out = conv_mac(
+            x[:, :, None, :], x_t, w[:, :, None, :], w_t, b, b_t, acc_t, [1, *strides],
+            [0, pads[0], 0, pads[1]], [1, *dilations],
+        )
+        return None if out is None else out[:, :, 0, :]
+    c_out, c_in, kh, kw = w.shape
+    w4 = np.ascontiguousarray(w.transpose(2, 3, 1, 0))  # (KH, KW, C, M): rows in (kh, kw, c) order
+    acc0, wm, s, x_max, col_bound, single = _prepare(x_t, w4.reshape(-1, c_out), w_t, b, b_t, acc_t)
+    out_hw = tuple(
+        (x.shape[2 + i] + pads[i] + pads[i + 2] - dilations[i] * (k - 1) - 1) // strides[i] + 1
+        for i, k in enumerate((kh, kw))
+    )
+    work = x.shape[0] * out_hw[0] * out_hw[1] * wm.size
+    p = _jit_plan(x.dtype, work, x_max, wm, s, acc0, acc_t, single, col_bound)
+    if p is None:
+        return None
+    from lightspeed.ops import _mac_jit
+
+    geom = (strides[0], strides[1], pads[0], pads[1], dilations[0], dilations[1])
+    return _mac_jit.conv2d(x, wm.reshape(kh, kw, c_in, c_out), acc0, p, geom, out_hw)
+
+
+def _prepare(x_t: FixedType, w: np.ndarray, w_t: FixedType, b, b_t, acc_t: FixedType):
+    """(acc0, w, s, x_max, col_bound, single): what every MAC path needs to know."""
+    n_out = w.shape[1]
     if b is None or b_t is None:
         acc0 = np.zeros(n_out, dtype=np.int64)
     else:
@@ -53,54 +117,27 @@ def mac(
     wraps = acc_t.overflow == "WRAP"
     no_overflow = col_bound <= min(abs(acc_t.min_int), acc_t.max_int)
     single = wraps or no_overflow  # one overflow step at the end gives the same bits
-    fast = _mac_jit_path(x, x_max, w, s, acc0, acc_t, single, col_bound)
-    if fast is not None:
-        return fast
-    if s > 0:
-        return _mac_elementwise(x, w, s, acc0, acc_t, single)
-    w_scaled = w << (-s) if s < 0 else w
-    if single:
-        return overflow(_exact_matmul(x, w_scaled, x_max) + acc0, acc_t)
-    return _sequential(x, w_scaled, acc0, acc_t)
+    return acc0, w, s, x_max, col_bound, single
 
 
-def _mac_jit_path(
-    x: np.ndarray, x_max: int, w: np.ndarray, s: int, acc0: np.ndarray, acc_t: FixedType,
-    single: bool, col_bound: int,
-) -> np.ndarray | None:
-    """The fused numba kernel where it gives the reference's bits; None to use NumPy.
+def _jit_plan(x_dtype, work: int, x_max: int, w: np.ndarray, s: int, acc0: np.ndarray,
+              acc_t: FixedType, single: bool, col_bound: int):
+    """A numba kernel plan where it gives the reference's bits; None to use NumPy.
 
-    Skipped for small work (JIT start-up would dominate), for exact products with
-    one final overflow (float64 BLAS is faster) and where int64 cannot hold every
-    intermediate.
+    Skipped for small work before numba is loaded (its start-up would dominate), for
+    exact products with one final overflow (float64 BLAS is faster) and where int64
+    cannot hold every intermediate.
     """
-    if x.dtype == object or w.dtype == object or acc0.dtype == object:
+    if x_dtype == object or w.dtype == object or acc0.dtype == object:
         return None
-    if x.size * w.shape[1] < JIT_MIN_WORK:
+    from lightspeed.ops import _mac_jit
+
+    if work < JIT_MIN_WORK and not _mac_jit.loaded():
         return None
     if s <= 0 and single:
         return None
     w_max = int(np.max(np.abs(w))) if w.size else 0
-    prod_bits = x_max.bit_length() + w_max.bit_length() + max(-s, 0)
-    from lightspeed.ops import _mac_jit
-
-    if single:
-        # sums may wrap in the carrier when the accumulator wraps to at most its width
-        for dtype, bits in ((np.int32, 31), (np.int64, 63)):
-            fits = (acc_t.overflow == "WRAP" and acc_t.width <= bits + 1) or col_bound < 2**bits
-            if prod_bits <= bits and fits:
-                out = _mac_jit.wrap_sums(x, w, s, acc_t.rounding, acc0, dtype)
-                return None if out is None else overflow(out, acc_t)
-        return None
-    lo, hi = acc_t.min_int, acc_t.max_int
-    if acc_t.overflow == "SAT_SYM" and acc_t.signed and acc_t.width > 1:
-        lo = -hi
-    kind = _mac_jit.OVF_SAT_ZERO if acc_t.overflow == "SAT_ZERO" else _mac_jit.OVF_SAT
-    for dtype, bits in ((np.int32, 31), (np.int64, 63)):
-        if prod_bits <= bits and 2 * max(abs(lo), abs(hi)) < 2**bits:
-            out = _mac_jit.sat_sums(x, w, s, acc_t.rounding, acc0, lo, hi, kind, dtype)
-            return None if out is None else out.astype(np.int64)
-    return None
+    return _mac_jit.plan(x_max, w_max, s, acc_t, single, col_bound)
 
 
 def _column_bound(x_max: int, w: np.ndarray, s: int, acc0: np.ndarray) -> int:

@@ -28,6 +28,7 @@ from lightspeed.serve.repository import (
     tensor_specs,
     validate_config,
 )
+from lightspeed.serve.shm import SharedMemoryRegistry
 
 log = logging.getLogger("lightspeed.serve")
 
@@ -169,7 +170,7 @@ class LoadedModel:
             inst.close()
 
 
-def _execute(instance: B.Backend, inputs: dict, outputs: list) -> dict:
+def _execute(instance, inputs: dict, outputs: list) -> dict:
     return instance.execute(inputs, outputs)
 
 
@@ -201,13 +202,13 @@ def _autocomplete(config, backend: B.Backend) -> None:
             continue
         by_name = {s.name: s for s in found}
         for t in declared:
-            spec = by_name.get(t.name)
-            if spec is None:
+            match = by_name.get(t.name)
+            if match is None:
                 raise invalid(
                     f"model '{config.name}': config.pbtxt declares {field} '{t.name}' but the "
                     f"model file has {field}s {list(by_name)}"
                 )
-            want = datatype_to_config_type(spec.datatype)
+            want = datatype_to_config_type(match.datatype)
             if mc.DataType.Name(t.data_type) != want:
                 raise invalid(
                     f"model '{config.name}': {field} '{t.name}' is "
@@ -267,6 +268,7 @@ class InferenceCore:
         self._latest: dict[str, LoadedModel] = {}
         self._state: dict[str, tuple[str, str]] = {}  # name -> (state, reason)
         self._locks: dict[str, asyncio.Lock] = {}
+        self.shm = SharedMemoryRegistry()
 
     # ---------------------------------------------------------------- lookup (hot path)
     def get(self, name: str, version: str = "") -> LoadedModel:
@@ -319,6 +321,7 @@ class InferenceCore:
         """(Re)load a model from the repository; the old versions drain before closing."""
         if self.repository is None:
             raise not_found("this server has no model repository to load from")
+        self.repository.model_dir(name)  # NOT_FOUND for a name the repository lacks
         async with self._lock(name):
             self._state[name] = ("LOADING", "")
             try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 import grpc
 from google.protobuf import json_format
@@ -17,28 +18,35 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from lightspeed.serve.core import InferenceCore, LoadedModel
 from lightspeed.serve.errors import ServeError, invalid
 from lightspeed.serve.protocol import CONTENTS_FIELD, array_from_list, array_from_raw
+from lightspeed.serve.shm import SharedMemoryRegistry
 from lightspeed.serve.stats import model_statistics, select_models
 
 log = logging.getLogger("lightspeed.serve.grpc")
 
 SERVER_NAME = "lightspeed"
 SERVER_VERSION = "0.1.0"
-EXTENSIONS = ["classification", "model_repository", "model_configuration", "statistics"]
+EXTENSIONS = [
+    "model_repository",
+    "model_configuration",
+    "statistics",
+    "binary_tensor_data",
+    "system_shared_memory",
+]
 _STATUS = {name: getattr(grpc.StatusCode, name) for name in grpc.StatusCode.__members__}
 
 
-def decode_inputs(request, model: LoadedModel) -> dict:
-    """ModelInferRequest inputs -> {name: array}; raw contents are viewed, not copied."""
+def _param(params, key: str, kind: str, default=0):
+    return getattr(params[key], kind) if key in params else default
+
+
+def decode_inputs(request, model: LoadedModel, shm: SharedMemoryRegistry | None = None) -> dict:
+    """ModelInferRequest inputs -> {name: array}; raw and shared-memory data are not copied."""
     raw = request.raw_input_contents
     tensors = request.inputs
-    if raw and len(raw) != len(tensors):
-        raise invalid(
-            f"request has {len(tensors)} inputs but {len(raw)} raw_input_contents; "
-            "send one raw buffer per input"
-        )
     inputs = {}
     specs = model.inputs
-    for i, t in enumerate(tensors):
+    n_raw = 0
+    for t in tensors:
         name = t.name
         spec = specs.get(name)
         if spec is None:
@@ -51,13 +59,33 @@ def decode_inputs(request, model: LoadedModel) -> dict:
                 f"expected {spec.datatype}"
             )
         what = f"input '{name}'"
-        if raw:
-            inputs[name] = array_from_raw(raw[i], t.datatype, t.shape, what)
+        params = t.parameters
+        if params and "shared_memory_region" in params and shm is not None:
+            data = shm.view(
+                params["shared_memory_region"].string_param,
+                _param(params, "shared_memory_offset", "int64_param"),
+                _param(params, "shared_memory_byte_size", "int64_param"),
+                what,
+            )
+            inputs[name] = array_from_raw(data, t.datatype, t.shape, what)
+        elif raw:
+            if n_raw >= len(raw):
+                raise invalid(
+                    f"request has fewer raw_input_contents ({len(raw)}) than inputs sent "
+                    "without shared memory; send one raw buffer per input"
+                )
+            inputs[name] = array_from_raw(raw[n_raw], t.datatype, t.shape, what)
+            n_raw += 1
         else:
             field = CONTENTS_FIELD.get(t.datatype)
             if field is None:
                 raise invalid(f"{what}: {t.datatype} must be sent in raw_input_contents")
             inputs[name] = array_from_list(getattr(t.contents, field), t.datatype, t.shape, what)
+    if n_raw != len(raw):
+        raise invalid(
+            f"request has {len(raw)} raw_input_contents but {n_raw} inputs use them; "
+            "send one raw buffer per input"
+        )
     return inputs
 
 
@@ -68,7 +96,13 @@ def _timeout_ns(request) -> int:
     return int(param.int64_param) * 1000  # Triton: microseconds
 
 
-def encode_response(model: LoadedModel, request_id: str, result: dict):
+def encode_response(
+    model: LoadedModel,
+    request_id: str,
+    result: dict,
+    shm_out: dict | None = None,
+    shm: SharedMemoryRegistry | None = None,
+):
     resp = pb.ModelInferResponse(
         model_name=model.name, model_version=model.version_str, id=request_id
     )
@@ -79,31 +113,57 @@ def encode_response(model: LoadedModel, request_id: str, result: dict):
         spec = specs[name]
         if arr.dtype != spec.dtype:
             arr = arr.astype(spec.dtype)
-        outputs.add(name=name, datatype=spec.datatype, shape=arr.shape)
-        raws.append(arr.tobytes())
+        out = outputs.add(name=name, datatype=spec.datatype, shape=arr.shape)
+        if shm_out and name in shm_out:
+            region, offset, size = shm_out[name]
+            assert shm is not None
+            shm.write(region, offset, size, arr.tobytes(), f"output '{name}'")
+            out.parameters["shared_memory_region"].string_param = region
+            out.parameters["shared_memory_byte_size"].int64_param = arr.nbytes
+            if offset:
+                out.parameters["shared_memory_offset"].int64_param = offset
+            raws.append(b"")  # keeps raw_output_contents aligned with outputs
+        else:
+            raws.append(arr.tobytes())
     return resp
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """Implements every RPC of the service on top of :class:`InferenceCore`."""
 
-    def __init__(self, core: InferenceCore, live: asyncio.Event | None = None) -> None:
+    def __init__(self, core: InferenceCore) -> None:
         self.core = core
         self.accepting = True
+        self._streams: set[_StreamState] = set()
 
     async def _abort(self, context, exc: ServeError):
         await context.abort(_STATUS[exc.code], exc.message)
 
-    async def _infer(self, request):
+    def _start(self, request):
+        """Decode, check and queue one request (no awaiting): (model, future, shm outputs)."""
         model = self.core.get(request.model_name, request.model_version)
-        inputs = decode_inputs(request, model)
+        shm = self.core.shm
+        inputs = decode_inputs(request, model, shm)
         rows = model.check(inputs)
         outputs = None
+        shm_out = None
         if request.outputs:
             outputs = [o.name for o in request.outputs]
             model.check_outputs(outputs)
-        result = await model.infer(inputs, rows, outputs, _timeout_ns(request))
-        return encode_response(model, request.id, result)
+            for o in request.outputs:
+                p = o.parameters
+                if p and "shared_memory_region" in p:
+                    shm_out = shm_out or {}
+                    shm_out[o.name] = (
+                        p["shared_memory_region"].string_param,
+                        _param(p, "shared_memory_offset", "int64_param"),
+                        _param(p, "shared_memory_byte_size", "int64_param"),
+                    )
+        return model, model.infer(inputs, rows, outputs, _timeout_ns(request)), shm_out
+
+    async def _infer(self, request):
+        model, future, shm_out = self._start(request)
+        return encode_response(model, request.id, await future, shm_out, self.core.shm)
 
     # ------------------------------------------------------------------ health / metadata
     async def ServerLive(self, request, context):
@@ -152,37 +212,66 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return await self._abort(context, exc)
 
     async def ModelStreamInfer(self, request_iterator, context):
-        """Each request runs concurrently (so the batcher can merge them); responses carry ids."""
-        queue: asyncio.Queue = asyncio.Queue()
+        """Requests on a stream run concurrently (the batcher can merge them); responses
+        go back as they finish, carrying the request id. No task per request: a done
+        callback encodes each response, which keeps a stream cheaper than unary calls.
+        At shutdown the stream ends once its accepted requests are answered."""
+        state = _StreamState()
+        self._streams.add(state)
 
-        async def one(request):
-            try:
-                resp = await self._infer(request)
-                await queue.put(pb.ModelStreamInferResponse(infer_response=resp))
-            except ServeError as exc:
-                await queue.put(_stream_error(request, exc.message))
-            except Exception as exc:  # keep the stream alive for other requests
-                log.exception("stream request failed")
-                await queue.put(_stream_error(request, f"internal error: {exc}"))
+        def finished(request, model, shm_out, future) -> None:
+            if future.cancelled():
+                state.put(_stream_error(request, "request cancelled"))
+                return
+            exc = future.exception()
+            if exc is None:
+                try:
+                    resp = encode_response(
+                        model, request.id, future.result(), shm_out, self.core.shm
+                    )
+                    state.put(pb.ModelStreamInferResponse(infer_response=resp))
+                except ServeError as err:
+                    state.put(_stream_error(request, err.message))
+            elif isinstance(exc, ServeError):
+                state.put(_stream_error(request, exc.message))
+            else:
+                state.put(_stream_error(request, f"internal error: {exc}"))
 
-        async def reader():
-            tasks: set[asyncio.Task] = set()
+        async def reader() -> None:
             try:
                 async for request in request_iterator:
-                    task = asyncio.ensure_future(one(request))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                if tasks:
-                    await asyncio.gather(*tasks)
+                    state.pending += 1
+                    if state.closing:
+                        state.put(_stream_error(request, "server is shutting down"))
+                        continue
+                    try:
+                        model, future, shm_out = self._start(request)
+                    except ServeError as exc:
+                        state.put(_stream_error(request, exc.message))
+                        continue
+                    except Exception as exc:  # a bug must not end other requests' stream
+                        log.exception("stream request failed")
+                        state.put(_stream_error(request, f"internal error: {exc}"))
+                        continue
+                    future.add_done_callback(partial(finished, request, model, shm_out))
             finally:
-                await queue.put(None)
+                state.reading = False
+                state.maybe_end()
 
         read = asyncio.ensure_future(reader())
         try:
-            while (item := await queue.get()) is not None:
+            while (item := await state.out.get()) is not None:
                 yield item
         finally:
             read.cancel()
+            self._streams.discard(state)
+
+    def begin_shutdown(self) -> None:
+        """Refuse new work; open streams end as soon as their accepted requests are answered."""
+        self.accepting = False
+        for state in list(self._streams):
+            state.closing = True
+            state.maybe_end()
 
     # ------------------------------------------------------------------ repository
     async def RepositoryIndex(self, request, context):
@@ -216,12 +305,24 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     async def SystemSharedMemoryStatus(self, request, context):
-        return pb.SystemSharedMemoryStatusResponse()
+        try:
+            regions = self.core.shm.status(request.name)
+        except ServeError as exc:
+            return await self._abort(context, exc)
+        resp = pb.SystemSharedMemoryStatusResponse()
+        for r in regions:
+            resp.regions[r["name"]].CopyFrom(pb.SystemSharedMemoryStatusResponse.RegionStatus(**r))
+        return resp
 
     async def SystemSharedMemoryRegister(self, request, context):
-        await self._unimplemented(request, context, "system shared memory")
+        try:
+            self.core.shm.register(request.name, request.key, request.offset, request.byte_size)
+        except ServeError as exc:
+            return await self._abort(context, exc)
+        return pb.SystemSharedMemoryRegisterResponse()
 
     async def SystemSharedMemoryUnregister(self, request, context):
+        self.core.shm.unregister(request.name)
         return pb.SystemSharedMemoryUnregisterResponse()
 
     async def CudaSharedMemoryStatus(self, request, context):
@@ -232,6 +333,27 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def CudaSharedMemoryUnregister(self, request, context):
         return pb.CudaSharedMemoryUnregisterResponse()
+
+
+class _StreamState:
+    """Bookkeeping of one ModelStreamInfer call."""
+
+    def __init__(self) -> None:
+        self.out: asyncio.Queue = asyncio.Queue()
+        self.pending = 0
+        self.reading = True
+        self.closing = False
+        self._ended = False
+
+    def put(self, item) -> None:
+        self.pending -= 1
+        self.out.put_nowait(item)
+        self.maybe_end()
+
+    def maybe_end(self) -> None:
+        if (not self.reading or self.closing) and self.pending == 0 and not self._ended:
+            self._ended = True
+            self.out.put_nowait(None)
 
 
 def _stream_error(request, message: str):

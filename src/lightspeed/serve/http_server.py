@@ -30,7 +30,7 @@ def _error(exc: ServeError) -> web.Response:
     return web.json_response({"error": exc.message}, status=exc.http_status)
 
 
-def _decode_infer(body: bytes, header_len: int | None, model: LoadedModel):
+def _decode_infer(body: bytes, header_len: int | None, model: LoadedModel, shm=None):
     """Parse an infer request body -> (inputs, outputs, binary_out, request_dict)."""
     if header_len is not None:
         if header_len < 0 or header_len > len(body):
@@ -66,8 +66,20 @@ def _decode_infer(body: bytes, header_len: int | None, model: LoadedModel):
                 f"expected {spec.datatype}"
             )
         what = f"input '{name}'"
-        size = (t.get("parameters") or {}).get("binary_data_size")
-        if size is not None:
+        params = t.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise invalid(f"{what}: parameters must be a JSON object")
+        size = params.get("binary_data_size")
+        region = params.get("shared_memory_region")
+        if region is not None and shm is not None:
+            data = shm.view(
+                region,
+                int(params.get("shared_memory_offset", 0)),
+                int(params.get("shared_memory_byte_size", 0)),
+                what,
+            )
+            inputs[name] = array_from_raw(data, datatype, shape, what)
+        elif size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise invalid(
                     f"{what}: binary_data_size {size} runs past the {len(binary)} binary bytes"
@@ -81,9 +93,12 @@ def _decode_infer(body: bytes, header_len: int | None, model: LoadedModel):
     if offset != len(binary):
         raise invalid(f"{len(binary) - offset} binary bytes follow the inputs unclaimed")
     params = req.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise invalid("request parameters must be a JSON object")
     binary_all = bool(params.get("binary_data_output", False))
     outputs = None
     binary_out: dict[str, bool] = {}
+    shm_out: dict[str, tuple[str, int, int]] = {}
     if req.get("outputs"):
         outputs = []
         for o in req["outputs"]:
@@ -91,15 +106,26 @@ def _decode_infer(body: bytes, header_len: int | None, model: LoadedModel):
             if not isinstance(name, str):
                 raise invalid("each entry of outputs must be an object with a name")
             outputs.append(name)
-            binary_out[name] = bool((o.get("parameters") or {}).get("binary_data", binary_all))
+            oparams = o.get("parameters") or {}
+            if not isinstance(oparams, dict):
+                raise invalid(f"output '{name}': parameters must be a JSON object")
+            binary_out[name] = bool(oparams.get("binary_data", binary_all))
+            if "shared_memory_region" in oparams:
+                shm_out[name] = (
+                    oparams["shared_memory_region"],
+                    int(oparams.get("shared_memory_offset", 0)),
+                    int(oparams.get("shared_memory_byte_size", 0)),
+                )
         model.check_outputs(outputs)
     timeout = params.get("timeout", 0)
     if not isinstance(timeout, int):
         raise invalid("parameters.timeout must be an integer number of microseconds")
-    return inputs, outputs, binary_out, binary_all, req.get("id"), timeout * 1000
+    return inputs, outputs, binary_out, binary_all, req.get("id"), timeout * 1000, shm_out
 
 
-def _encode_infer(model: LoadedModel, result: dict, binary_out: dict, binary_all: bool, rid):
+def _encode_infer(
+    model: LoadedModel, result: dict, binary_out: dict, binary_all: bool, rid, shm_out, shm
+):
     outputs = []
     blobs = []
     for name, arr in result.items():
@@ -107,7 +133,16 @@ def _encode_infer(model: LoadedModel, result: dict, binary_out: dict, binary_all
         if arr.dtype != spec.dtype:
             arr = arr.astype(spec.dtype)
         entry: dict = {"name": name, "datatype": spec.datatype, "shape": list(arr.shape)}
-        if binary_out.get(name, binary_all):
+        if name in shm_out:
+            region, offset, size = shm_out[name]
+            shm.write(region, offset, size, arr.tobytes(), f"output '{name}'")
+            entry["parameters"] = {
+                "shared_memory_region": region,
+                "shared_memory_byte_size": arr.nbytes,
+            }
+            if offset:
+                entry["parameters"]["shared_memory_offset"] = offset
+        elif binary_out.get(name, binary_all):
             blob = arr.tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
@@ -188,14 +223,42 @@ class HttpFrontEnd:
                     header_len = int(hl)
                 except ValueError:
                     raise invalid(f"{HEADER_LENGTH} must be an integer, got {hl!r}") from None
-            inputs, outputs, binary_out, binary_all, rid, timeout = _decode_infer(
-                body, header_len, model
+            inputs, outputs, binary_out, binary_all, rid, timeout, shm_out = _decode_infer(
+                body, header_len, model, self.core.shm
             )
             rows = model.check(inputs)
             result = await model.infer(inputs, rows, outputs, timeout)
+            return _encode_infer(model, result, binary_out, binary_all, rid, shm_out, self.core.shm)
         except ServeError as exc:
             return _error(exc)
-        return _encode_infer(model, result, binary_out, binary_all, rid)
+
+    async def shm_status(self, request):
+        try:
+            return web.json_response(self.core.shm.status(request.match_info.get("region", "")))
+        except ServeError as exc:
+            return _error(exc)
+
+    async def shm_register(self, request):
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(invalid("register body must be JSON with key, offset, byte_size"))
+        try:
+            if not isinstance(body, dict):
+                raise invalid("register body must be a JSON object")
+            self.core.shm.register(
+                request.match_info["region"],
+                str(body.get("key", "")),
+                int(body.get("offset", 0)),
+                int(body.get("byte_size", 0)),
+            )
+        except ServeError as exc:
+            return _error(exc)
+        return web.Response(status=200)
+
+    async def shm_unregister(self, request):
+        self.core.shm.unregister(request.match_info.get("region", ""))
+        return web.Response(status=200)
 
     async def repo_index(self, request):
         ready_only = False
@@ -246,6 +309,11 @@ def create_http_app(
         r.add_get(base + "/config", fe.model_config)
         r.add_get(base + "/stats", fe.model_stats)
         r.add_post(base + "/infer", fe.infer)
+    r.add_get("/v2/systemsharedmemory/status", fe.shm_status)
+    r.add_get("/v2/systemsharedmemory/region/{region}/status", fe.shm_status)
+    r.add_post("/v2/systemsharedmemory/region/{region}/register", fe.shm_register)
+    r.add_post("/v2/systemsharedmemory/unregister", fe.shm_unregister)
+    r.add_post("/v2/systemsharedmemory/region/{region}/unregister", fe.shm_unregister)
     r.add_post("/v2/repository/index", fe.repo_index)
     r.add_post("/v2/repository/models/{model}/load", fe.repo_load)
     r.add_post("/v2/repository/models/{model}/unload", fe.repo_unload)

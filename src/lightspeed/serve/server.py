@@ -12,6 +12,7 @@ import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lightspeed.serve.core import CoreOptions, InferenceCore
 from lightspeed.serve.repository import ModelRepository
@@ -53,9 +54,9 @@ class Server:
         self.grpc_port: int | None = None
         self.http_port: int | None = None
         self.metrics_port: int | None = None
-        self._grpc = None
-        self._servicer = None
-        self._http_fe = None
+        self._grpc: Any = None
+        self._servicer: Any = None
+        self._http_fe: Any = None
         self._runners: list = []
         self._stopped = asyncio.Event()
 
@@ -103,9 +104,10 @@ class Server:
         if self._stopped.is_set():
             return
         log.info("server stopping; draining in-flight requests")
-        for fe in (self._servicer, self._http_fe):
-            if fe is not None:
-                fe.accepting = False
+        if self._servicer is not None:
+            self._servicer.begin_shutdown()
+        if self._http_fe is not None:
+            self._http_fe.accepting = False
         waits = []
         if self._grpc is not None:
             waits.append(self._grpc.stop(self.config.drain_timeout_s))

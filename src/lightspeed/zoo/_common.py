@@ -33,6 +33,8 @@ class ModelCard:
     metrics: dict[str, float]
     training: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    # the same metrics for the bit-exact fixed-point emulation at auto precision
+    metrics_fixed: dict[str, float] = field(default_factory=dict)
 
     def save(self, path: Path) -> Path:
         path.write_text(json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
@@ -94,10 +96,22 @@ def export_onnx(
 ) -> Path:
     """Export with opset 13 and a symbolic batch dimension 'N'; check the file with onnx."""
     torch = torch_module()
+    import warnings
+
     import onnx
 
     model.eval()
     x = torch.as_tensor(example[:2], dtype=torch.float32)
+    with warnings.catch_warnings():
+        # the TorchScript exporter is deprecated but gives plain Gemm/Conv graphs with a named batch dim
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _export(torch, model, x, path, input_name, output_name)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    return path
+
+
+def _export(torch: Any, model: Any, x: Any, path: Path, input_name: str, output_name: str) -> None:
     torch.onnx.export(
         model,
         (x,),
@@ -109,9 +123,6 @@ def export_onnx(
         do_constant_folding=True,
         dynamo=False,
     )
-    proto = onnx.load(str(path))
-    onnx.checker.check_model(proto)
-    return path
 
 
 def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:

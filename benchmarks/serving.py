@@ -1,0 +1,608 @@
+"""Serving benchmark: lightspeed vs NVIDIA Triton vs MLServer, side by side in one run.
+
+Workloads (the SONIC pattern on a small CPU box):
+  * the zoo jet-tagging MLP (16->64->32->32->5, ONNX; a torch export of the same shape if the
+    zoo file is absent), batch-1 requests from an asyncio gRPC client at concurrency
+    1, 4, 16, 64, with dynamic batching off and on;
+  * FACILE-like: requests of 16,000 rows x 15 features (the zoo FACILE 15->36->36->1 net);
+  * both again on the lightspeed emulator backend (bit-exact fixed point), when the core is
+    present.
+
+All servers run as subprocesses on 127.0.0.1 for the whole run. At each point they are
+measured one after the other with the same load generator: one asyncio process using grpc.aio
+with a pre-serialized request, so the client does the same work for every server. Triton is
+the nvidia-pytriton wheel's tritonserver with the python backend running onnxruntime (the
+wheel has no onnxruntime backend); MLServer 1.7 runs an onnxruntime MLModel.
+
+Writes benchmarks/results/serving.json and serving.png and prints a Markdown table.
+
+    python benchmarks/serving.py                 # full run (~4-5 min)
+    python benchmarks/serving.py --quick         # 1 s per point
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+METHOD = "/inference.GRPCInferenceService/ModelInfer"
+
+
+# ----------------------------------------------------------------------------- models
+def export_mlp(path: Path, layers=(16, 64, 32, 32, 5), seed: int = 0) -> Path:
+    """A torch MLP exported to ONNX with a dynamic batch dimension."""
+    import torch
+
+    torch.manual_seed(seed)
+    mods: list = []
+    for i, (a, b) in enumerate(itertools.pairwise(layers)):
+        mods.append(torch.nn.Linear(a, b))
+        if i < len(layers) - 2:
+            mods.append(torch.nn.ReLU())
+    net = torch.nn.Sequential(*mods).eval()
+    x = torch.zeros(1, layers[0])
+    torch.onnx.export(
+        net,
+        (x,),
+        str(path),
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    return path
+
+
+# ----------------------------------------------------------------------------- load client
+def build_request(model: str, x: np.ndarray, inp: str = "x", out: str = "y") -> bytes:
+    from tritonclient.grpc import service_pb2 as pb
+
+    req = pb.ModelInferRequest(model_name=model)
+    req.inputs.add(name=inp, datatype="FP32", shape=list(x.shape))
+    req.outputs.add(name=out)
+    req.raw_input_contents.append(np.ascontiguousarray(x, np.float32).tobytes())
+    return req.SerializeToString()
+
+
+def decode_response(raw: bytes) -> np.ndarray:
+    from tritonclient.grpc import service_pb2 as pb
+
+    resp = pb.ModelInferResponse.FromString(raw)
+    out = resp.outputs[0]
+    dtype = {"FP32": np.float32, "FP64": np.float64}[out.datatype]
+    if resp.raw_output_contents:
+        return np.frombuffer(resp.raw_output_contents[0], dtype).reshape(list(out.shape))
+    return np.asarray(out.contents.fp32_contents, dtype).reshape(list(out.shape))
+
+
+async def _load(url: str, payload: bytes, concurrency: int, duration: float, warmup: float):
+    import grpc
+
+    opts = [("grpc.max_receive_message_length", 1 << 28), ("grpc.max_send_message_length", 1 << 28)]
+    async with grpc.aio.insecure_channel(url, options=opts) as channel:
+        call = channel.unary_unary(METHOD)  # raw bytes in/out: the client does no protobuf work
+        first = await call(payload)
+        lat: list[float] = []
+        errors = 0
+        start = time.perf_counter()
+        t_measure = start + warmup
+        t_end = t_measure + duration
+
+        async def worker():
+            nonlocal errors
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= t_end:
+                    return
+                try:
+                    await call(payload)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+                    continue
+                t1 = time.perf_counter()
+                if t0 >= t_measure:
+                    lat.append(t1 - t0)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return first, lat, errors
+
+
+async def _load_stream(url: str, payload: bytes, concurrency: int, duration: float, warmup: float):
+    """The same requests on one ModelStreamInfer stream, ``concurrency`` in flight."""
+    import grpc
+
+    opts = [("grpc.max_receive_message_length", 1 << 28), ("grpc.max_send_message_length", 1 << 28)]
+    async with grpc.aio.insecure_channel(url, options=opts) as channel:
+        call = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")()
+        sent: list[float] = []
+        lat: list[float] = []
+        errors = 0
+        first = None
+        start = time.perf_counter()
+        t_measure = start + warmup
+        t_end = t_measure + duration
+        slots = asyncio.Semaphore(concurrency)
+
+        async def writer():
+            while time.perf_counter() < t_end:
+                await slots.acquire()
+                sent.append(time.perf_counter())
+                await call.write(payload)
+            await call.done_writing()
+
+        async def reader():
+            nonlocal errors, first
+            from tritonclient.grpc import service_pb2 as pb
+
+            i = 0
+            async for raw in call:
+                t1 = time.perf_counter()
+                slots.release()
+                if first is None:
+                    msg = pb.ModelStreamInferResponse.FromString(raw)
+                    if msg.error_message:
+                        raise RuntimeError(msg.error_message)
+                    first = msg.infer_response.SerializeToString()
+                # responses come back in order for one model at a time, so pair them up
+                t0 = sent[i]
+                i += 1
+                if t0 >= t_measure:
+                    lat.append(t1 - t0)
+
+        await asyncio.gather(writer(), reader())
+        return first, lat, errors
+
+
+def proc_tree_cpu_s(pid: int) -> float:
+    """User+system CPU seconds of a process and all its descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            total += stats[p][1]
+        todo += [c for c, (ppid, _) in stats.items() if ppid == p]
+    return total
+
+
+def measure(
+    url: str,
+    payload: bytes,
+    concurrency: int,
+    duration: float,
+    warmup: float = 0.5,
+    server_pid: int | None = None,
+    stream: bool = False,
+):
+    import resource
+
+    cpu0 = proc_tree_cpu_s(server_pid) if server_pid else 0.0
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    load = _load_stream if stream else _load
+    first, lat, errors = asyncio.run(load(url, payload, concurrency, duration, warmup))
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu1 = proc_tree_cpu_s(server_pid) if server_pid else 0.0
+    # requests in the warm-up are not in ``lat``; scale them in by time
+    n_all = max(1, len(lat)) * (duration + warmup) / duration
+    client_cpu = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) / n_all
+    lat_ms = np.asarray(lat) * 1e3
+    return first, {
+        "server_cpu_us_per_req": (cpu1 - cpu0) / n_all * 1e6 if server_pid else None,
+        "client_cpu_us_per_req": client_cpu * 1e6,
+        "requests": len(lat),
+        "errors": errors,
+        "throughput_rps": len(lat) / duration,
+        "p50_ms": float(np.percentile(lat_ms, 50)) if len(lat) else None,
+        "p99_ms": float(np.percentile(lat_ms, 99)) if len(lat) else None,
+    }
+
+
+def server_batch_stats(url: str, model: str) -> tuple[int, int]:
+    """(inference_count, execution_count) from ModelStatistics; (0, 0) when not offered."""
+    import tritonclient.grpc as g
+
+    try:
+        s = g.InferenceServerClient(url).get_inference_statistics(model, as_json=True)
+        m = s["model_stats"][0]
+        return int(m.get("inference_count", 0)), int(m.get("execution_count", 0))
+    except Exception:
+        return 0, 0
+
+
+# ----------------------------------------------------------------------------- servers
+class LightspeedProc:
+    def __init__(self, repo: Path, extra: tuple[str, ...] = ()):
+        from lightspeed.serve.peers import free_port
+
+        self.port = free_port()
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+        self.log = open(Path(tempfile.mkdtemp()) / "lightspeed.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lightspeed.cli",
+                "serve",
+                str(repo),
+                "--grpc-port",
+                str(self.port),
+                "--http-port",
+                "-1",
+                "--metrics-port",
+                "-1",
+                "--log-level",
+                "WARNING",
+                *extra,
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.grpc_url = f"127.0.0.1:{self.port}"
+        self.pid = self.proc.pid
+        import tritonclient.grpc as g
+
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:
+                if g.InferenceServerClient(self.grpc_url).is_server_ready():
+                    return
+            except Exception:
+                time.sleep(0.2)
+        raise RuntimeError(f"lightspeed serve did not start; see {self.log.name}")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(30)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+_ECHO = """
+import asyncio, sys, grpc
+from tritonclient.grpc import service_pb2 as pb, service_pb2_grpc as pbg
+RESP = pb.ModelInferResponse(model_name="echo")
+class S(pbg.GRPCInferenceServiceServicer):
+    async def ModelInfer(self, request, context):
+        return RESP
+async def serve():
+    s = grpc.aio.server()
+    pbg.add_GRPCInferenceServiceServicer_to_server(S(), s)
+    s.add_insecure_port("127.0.0.1:" + sys.argv[1])
+    await s.start()
+    await s.wait_for_termination()
+asyncio.run(serve())
+"""
+
+
+class EchoProc:
+    """A grpc.aio servicer that returns a constant response: Python gRPC's floor."""
+
+    def __init__(self):
+        from lightspeed.serve.peers import free_port
+
+        port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-c", _ECHO, str(port)])
+        self.pid = self.proc.pid
+        self.grpc_url = f"127.0.0.1:{port}"
+        import socket
+
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("echo server did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def zoo_or_export(work: Path, name: str, layers, inp: str, out: str) -> tuple[Path, str, str]:
+    """The trained zoo model when present, else a torch MLP of the same shape."""
+    zoo = ROOT / "src" / "lightspeed" / "zoo" / "models" / f"{name}.onnx"
+    if zoo.exists():
+        return zoo, inp, out
+    return export_mlp(work / f"{name}.onnx", layers), "x", "y"
+
+
+def make_repos(work: Path, models: dict, compiled: dict) -> dict[str, Path]:
+    from lightspeed.serve.repo_add import EntryOptions, add_model
+
+    repos = {}
+    for backend in ("onnxruntime", "python"):
+        repo = work / f"repo_{backend}"
+        for name, (src, mbs) in models.items():
+            add_model(
+                src,
+                repo,
+                name,
+                EntryOptions(max_batch_size=mbs, dynamic_batching=False, backend=backend),
+            )
+            add_model(src, repo, f"{name}_db", EntryOptions(max_batch_size=mbs, backend=backend))
+        if backend == "onnxruntime":
+            for name, (src, mbs) in compiled.items():
+                add_model(src, repo, name, EntryOptions(max_batch_size=mbs, dynamic_batching=False))
+                add_model(src, repo, f"{name}_db", EntryOptions(max_batch_size=mbs))
+        repos[backend] = repo
+    return repos
+
+
+def quantize_for_emulator(onnx: Path, calib: np.ndarray, out: Path) -> Path | None:
+    try:
+        import lightspeed
+
+        q = lightspeed.quantize(lightspeed.load(str(onnx)), precision="auto", calibration=calib)
+        q.save(str(out))
+        return out
+    except Exception as exc:  # the emulator rows are skipped, and say why
+        print(f"emulator backend skipped for {onnx.name}: {exc}", file=sys.stderr)
+        return None
+
+
+# ----------------------------------------------------------------------------- run
+def run(args) -> dict:
+    sys.path.insert(0, str(ROOT / "src"))
+    import onnxruntime as ort
+
+    from lightspeed.serve import peers
+
+    work = Path(tempfile.mkdtemp(prefix="ls-bench-"))
+    rng = np.random.default_rng(1)
+    jets, j_in, j_out = zoo_or_export(work, "jet_tagger", (16, 64, 32, 32, 5), "features", "logits")
+    facile, f_in, f_out = zoo_or_export(work, "facile", (15, 36, 36, 1), "rings", "pt")
+    mlp_x = rng.normal(size=(1, 16)).astype(np.float32)
+    facile_x = np.abs(rng.normal(20, 30, size=(16000, 15))).astype(np.float32)
+    compiled = {}
+    c = quantize_for_emulator(
+        jets, rng.normal(size=(4000, 16)).astype(np.float32), work / "jets_compiled"
+    )
+    if c is not None:
+        compiled["mlp_emu"] = (c, 1024)
+    c = quantize_for_emulator(facile, facile_x[:4000], work / "facile_compiled")
+    if c is not None:
+        compiled["facile_emu"] = (c, 16000)
+    repos = make_repos(work, {"mlp": (jets, 1024), "facile": (facile, 16000)}, compiled)
+    ref_mlp = ort.InferenceSession(str(jets)).run(None, {j_in: mlp_x})[0]
+    ref_facile = ort.InferenceSession(str(facile)).run(None, {f_in: facile_x})[0]
+    emu_ref = {}
+    if compiled:
+        import lightspeed
+
+        if "mlp_emu" in compiled:
+            emu_ref["mlp_emu"] = lightspeed.load_compiled(str(compiled["mlp_emu"][0])).predict(
+                mlp_x
+            )
+        if "facile_emu" in compiled:
+            emu_ref["facile_emu"] = lightspeed.load_compiled(
+                str(compiled["facile_emu"][0])
+            ).predict(facile_x)
+
+    # every server stays up for the whole run; each point is measured on all of them in
+    # turn, so machine-load drift hits them alike
+    servers: dict[str, tuple[str, dict[str, str | None], bool, int]] = {}
+    stack: list = []
+    every = {"mlp": "mlp", "mlp_db": "mlp_db", "facile": "facile"}
+    ls = LightspeedProc(repos["onnxruntime"])
+    stack.append(ls)
+    servers["lightspeed"] = (ls.grpc_url, every, True, ls.pid)
+    if compiled:
+        emu = {
+            "mlp": "mlp_emu" if "mlp_emu" in compiled else None,
+            "mlp_db": "mlp_emu_db" if "mlp_emu" in compiled else None,
+            "facile": "facile_emu" if "facile_emu" in compiled else None,
+        }
+        servers["lightspeed (emulator)"] = (ls.grpc_url, emu, True, ls.pid)
+    try:
+        tr = peers.start_triton(repos["python"])
+        stack.append(tr)
+        servers["triton (python+ort)"] = (tr.grpc_url, every, True, tr.proc.pid)
+    except Exception as exc:
+        print(f"triton skipped: {exc}", file=sys.stderr)
+    try:
+        ml = peers.start_mlserver(
+            [("mlp", jets, 0, 0.0), ("mlp_db", jets, 64, 0.0005), ("facile", facile, 0, 0.0)]
+        )
+        stack.append(ml)
+        servers["mlserver"] = (ml.grpc_url, every, False, ml.proc.pid)
+    except Exception as exc:
+        print(f"mlserver skipped: {exc}", file=sys.stderr)
+    echo = EchoProc()
+    stack.append(echo)
+    no_model = {"mlp": "echo", "mlp_db": None, "facile": None}
+    servers["grpc.aio echo (no model)"] = (echo.grpc_url, no_model, False, echo.pid)
+
+    rows: list[dict] = []
+    dur = args.duration
+
+    def check(server, model, first, workload):
+        got = decode_response(first)
+        if "emu" in (model or ""):
+            key = "mlp_emu" if workload.startswith("mlp") else "facile_emu"
+            return {"bit_exact_vs_emulator": bool(np.array_equal(got, emu_ref[key]))}
+        ref = ref_mlp if workload.startswith("mlp") else ref_facile
+        return {"max_abs_err_vs_ort": float(np.abs(got - ref).max())}
+
+    try:
+        points = [("mlp batch-1", b, c) for b in ("off", "on") for c in (1, 4, 16, 64)]
+        points += [("mlp batch-1, one stream", b, c) for b in ("off", "on") for c in (16, 64)]
+        points += [("facile 16000x15", "off", c) for c in (1, 4)]
+        for workload, batching, conc in points:
+            stream = "stream" in workload
+            for server, (url, names, stats, pid) in servers.items():
+                if workload.startswith("mlp"):
+                    model = names["mlp_db" if batching == "on" else "mlp"]
+                    x, inp, out = mlp_x, j_in, j_out
+                else:
+                    model = names["facile"]
+                    x, inp, out = facile_x, f_in, f_out
+                if model is None or (stream and model == "echo"):
+                    continue
+                payload = build_request(model, x, inp, out)
+                before = server_batch_stats(url, model) if stats else (0, 0)
+                try:
+                    first, r = measure(url, payload, conc, dur, server_pid=pid, stream=stream)
+                except Exception as exc:  # e.g. a server without ModelStreamInfer
+                    print(f"{server} {workload}: {str(exc).splitlines()[0]}", file=sys.stderr)
+                    continue
+                after = server_batch_stats(url, model) if stats else (0, 0)
+                ni, ne = after[0] - before[0], after[1] - before[1]
+                r.update(
+                    server=server,
+                    workload=workload,
+                    batching=batching,
+                    concurrency=conc,
+                    model=model,
+                    avg_batch=(ni / ne) if ne else None,
+                )
+                r["rows_per_s"] = r["throughput_rps"] * len(x)
+                if model != "echo":
+                    r.update(check(server, model, first, workload))
+                rows.append(r)
+                print(_fmt(r), flush=True)
+    finally:
+        for proc in reversed(stack):
+            proc.stop()
+
+    return {
+        "benchmark": "serving",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "loadavg_at_end": os.getloadavg(),
+        },
+        "models": {"mlp": str(jets), "facile": str(facile)},
+        "duration_s_per_point": dur,
+        "client": "one asyncio process, grpc.aio, pre-serialized ModelInferRequest, raw bytes "
+        "responses; servers measured in turn at each point",
+        "rows": rows,
+    }
+
+
+def _fmt(r: dict) -> str:
+    def num(key, fmt):
+        v = r.get(key)
+        return format(v, fmt) if v is not None else "-"
+
+    big = r.get("rows_per_s") and r["rows_per_s"] > 10 * r["throughput_rps"]
+    rows = f"{r['rows_per_s'] / 1e6:.2f}M" if big else "-"
+    return (
+        f"| {r['server']} | {r['workload']} | {r['batching']} | {r['concurrency']} | "
+        f"{r['throughput_rps']:.0f} | {rows} | {num('p50_ms', '.2f')} | {num('p99_ms', '.2f')} | "
+        f"{num('avg_batch', '.1f')} | {num('server_cpu_us_per_req', '.0f')} | "
+        f"{num('client_cpu_us_per_req', '.0f')} | {r['errors']} |"
+    )
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "| server | workload | dyn. batching | concurrency | req/s | rows/s | p50 ms | p99 ms "
+        "| avg batch | server CPU µs/req | client CPU µs/req | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [_fmt(r) for r in result["rows"]]
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    rows = [r for r in result["rows"] if r["workload"].startswith("mlp batch-1")]
+    for server, batching, workload in sorted(
+        {(r["server"], r["batching"], r["workload"]) for r in rows}
+    ):
+        sel = sorted(
+            (
+                r
+                for r in rows
+                if r["server"] == server and r["batching"] == batching and r["workload"] == workload
+            ),
+            key=lambda r: r["concurrency"],
+        )
+        cs = [r["concurrency"] for r in sel]
+        style = ":" if "stream" in workload else ("-" if batching == "on" else "--")
+        label = f"{server}, batching {batching}" + (", stream" if "stream" in workload else "")
+        axes[0].plot(cs, [r["throughput_rps"] for r in sel], style, marker="o", label=label)
+        axes[1].plot(cs, [r["p99_ms"] for r in sel], style, marker="o", label=label)
+        axes[2].plot(
+            cs, [r["server_cpu_us_per_req"] or np.nan for r in sel], style, marker="o", label=label
+        )
+    titles = ("throughput (req/s)", "p99 latency (ms)", "server CPU per request (µs)")
+    for ax, label in zip(axes, titles, strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent batch-1 requests")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[2].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(
+        f"Jet MLP, batch-1 gRPC requests, all on {result['machine']['cpus']} shared CPU cores "
+        "(client included)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--duration", type=float, default=3.0, help="seconds measured per point")
+    ap.add_argument("--quick", action="store_true", help="1 s per point (smoke run)")
+    ap.add_argument(
+        "--write-docs", action="store_true", help="also write docs/benchmarks/serving.md"
+    )
+    args = ap.parse_args()
+    if args.quick:
+        args.duration = 1.0
+    t0 = time.time()
+    result = run(args)
+    result["wall_s"] = time.time() - t0
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serving.json").write_text(json.dumps(result, indent=1))
+    plot(result, RESULTS / "serving.png")
+    table = markdown(result)
+    print(table)
+    if args.write_docs:
+        (ROOT / "docs" / "benchmarks").mkdir(parents=True, exist_ok=True)
+        (ROOT / "docs" / "benchmarks" / "serving_table.md").write_text(table + "\n")
+    print(f"wrote {RESULTS / 'serving.json'} and serving.png in {result['wall_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Arithmetic building blocks shared by the op emitters: constant products and MACs.
+
+The multiply-accumulate follows the contract in :mod:`lightspeed.ops.mac`::
+
+    acc = (accum_t) bias
+    for i in inputs: acc = (accum_t)(acc + (accum_t)(x[i] * w[i]))
+    y = (result_t) acc
+
+and lowers it to an adder tree wherever that gives the same bits: the
+accumulator wraps (two's complement sums are exact modulo 2**W in any order),
+or interval analysis over the actual input bounds proves no partial sum can
+overflow. Otherwise (a saturating accumulator that might overflow) it emits
+the sequential chain in input order. Zero weights disappear, ``±2**k``
+weights become wiring, and trailing zero bits of a weight are folded into its
+scale so products are only rounded when they really have extra bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lightspeed.firmware.config import FirmwareOptions
+from lightspeed.firmware.netlist import Netlist, Sig
+from lightspeed.fixed import FixedType, requantize
+
+
+def csd(c: int) -> list[tuple[int, int]]:
+    """Canonical signed digits of c: [(shift, ±1)], fewest non-zero digits."""
+    out = []
+    k = 0
+    while c != 0:
+        if c & 1:
+            d = 2 - (c & 3)  # +1 if c % 4 == 1, -1 if c % 4 == 3
+            out.append((k, d))
+            c -= d
+        c >>= 1
+        k += 1
+    return out
+
+
+def trailing_zeros(c: int) -> int:
+    c = abs(int(c))
+    return (c & -c).bit_length() - 1 if c else 0
+
+
+@dataclass
+class Product:
+    """x * c * 2**-c_frac as a list of signed terms that sum to it (exactly)."""
+
+    terms: list[tuple[Sig, bool]]
+    frac: int
+
+
+def const_product(nl: Netlist, x: Sig, c: int, c_frac: int, opts: FirmwareOptions) -> Product:
+    """Terms of ``x * c`` (c an integer at ``c_frac`` fractional bits), never a zero term."""
+    c = int(c)
+    tz = trailing_zeros(c)
+    c >>= tz
+    frac = x.frac + c_frac - tz
+    if c in (1, -1):
+        return Product([(Sig(x.net, frac), c < 0)], frac)
+    digits = csd(c)
+    use_dsp = opts.multipliers == "dsp" or (
+        opts.multipliers == "auto" and len(digits) > opts.lut_max_digits
+    )
+    if use_dsp:
+        return Product([(nl.mulc(x, c, c_frac - tz), False)], frac)
+    # x * sum(d_k 2**k) = sum d_k (x at scale frac - k)
+    return Product([(Sig(x.net, frac - k), d < 0) for k, d in digits], frac)
+
+
+def product_sig(nl: Netlist, p: Product) -> Sig:
+    """One signal holding the product (sums shift-and-add terms)."""
+    if len(p.terms) == 1 and not p.terms[0][1]:
+        return p.terms[0][0]
+    return nl.sum(p.terms)
+
+
+def _term_bounds(nl: Netlist, terms: list[tuple[Sig, bool]], frac: int) -> tuple[int, int]:
+    """Bounds of sum(terms) at scale ``frac`` (every term at scale <= frac)."""
+    lo = hi = 0
+    for s, negate in terms:
+        n = nl.net(s)
+        sh = frac - s.frac
+        a, b = (n.lo << sh, n.hi << sh) if not negate else (-(n.hi << sh), -(n.lo << sh))
+        lo, hi = lo + a, hi + b
+    return lo, hi
+
+
+def mac(
+    nl: Netlist,
+    xs: list[Sig | None],
+    w: np.ndarray,
+    w_t: FixedType,
+    bias: int | None,
+    b_t: FixedType | None,
+    acc_t: FixedType,
+    res_t: FixedType,
+    opts: FirmwareOptions,
+) -> Sig:
+    """One output of a multiply-accumulate: ``(res_t) sum_i x_i w_i + bias`` per the contract.
+
+    ``xs[i] is None`` stands for a constant zero input (padding).
+    """
+    acc0 = 0 if bias is None or b_t is None else int(
+        requantize(np.array([bias], dtype=object), b_t.frac, acc_t)[0]
+    )
+    F = acc_t.frac
+    products: list[Product] = []
+    for x, wi in zip(xs, w, strict=True):
+        if x is None or int(wi) == 0 or nl.net(x).lo == nl.net(x).hi == 0:
+            continue
+        products.append(const_product(nl, x, int(wi), w_t.frac, opts))
+
+    # worst-case partial sums of the contract (quantized products, input order)
+    lo, hi = min(acc0, 0), max(acc0, 0)
+    for p in products:
+        plo, phi = _term_bounds(nl, p.terms, p.frac)
+        s = p.frac - F
+        if s > 0:
+            plo, phi = plo >> s, (phi >> s) + (0 if acc_t.rounding == "TRN" else 1)
+        else:
+            plo, phi = plo << -s, phi << -s
+        lo, hi = lo + min(plo, 0), hi + max(phi, 0)
+    wraps = acc_t.overflow == "WRAP"
+    safe = acc_t.min_int <= lo and hi <= acc_t.max_int
+
+    if wraps or safe:
+        terms: list[tuple[Sig, bool]] = []
+        for p in products:
+            if p.frac <= F:
+                terms.extend(p.terms)  # exact on the accumulator grid: straight into the tree
+            else:
+                q = nl.cast(product_sig(nl, p), F, acc_t.rounding, acc_t if wraps else None)
+                terms.append((q, False))
+        if acc0:
+            terms.append((nl.const(acc0, F), False))
+        total = nl.sum(terms, wrap_frac=(acc_t.width, F) if wraps else None)
+        acc = nl.cast(total, F, "TRN", acc_t)
+    else:
+        acc = nl.const(acc0, F)
+        for p in products:
+            q = nl.cast(product_sig(nl, p), F, acc_t.rounding, acc_t)
+            acc = nl.cast(nl.add(acc, q), F, "TRN", acc_t)
+    return nl.cast(acc, res_t.frac, res_t.rounding, res_t)

@@ -1,0 +1,120 @@
+"""Emitters for activations: ReLU, LeakyReLU, Clip, Quant and the lookup-table ops.
+
+Lookup tables follow the index rule of :mod:`lightspeed.ops.tables` exactly:
+``floor((x - lo) / step)`` with ``step = 2**k`` (a shift of the input word),
+minus the table start, clamped to ``[0, size - 1]``, then a ROM read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lightspeed.firmware.netlist import Netlist, Sig
+from lightspeed.firmware.verilog.arith import const_product, product_sig
+from lightspeed.firmware.verilog.lowering import EmitContext, register
+from lightspeed.ops.activations import clip_int_bounds
+from lightspeed.ops.tables import softmax_geometry, table_geometry
+
+
+def _map(arr: np.ndarray, fn) -> np.ndarray:
+    out = np.empty(arr.shape, dtype=object)
+    for idx, s in np.ndenumerate(arr):
+        out[idx] = fn(s)
+    return out
+
+
+def _cast_to(nl: Netlist, s: Sig, t) -> Sig:
+    return nl.cast(s, t.frac, t.rounding, t)
+
+
+@register("relu")
+def emit_relu(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
+    res = ctx.prec["result"]
+    return [_map(ins[0], lambda s: _cast_to(ctx.nl, ctx.nl.relu(s), res))]
+
+
+@register("clip")
+def emit_clip(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
+    res = ctx.prec["result"]
+    lo, hi = clip_int_bounds(ctx.node, ctx.in_types[0])
+    return [_map(ins[0], lambda s: _cast_to(ctx.nl, ctx.nl.clamp(s, lo, hi), res))]
+
+
+@register("quant")
+def emit_quant(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
+    res = ctx.prec["result"]
+    return [_map(ins[0], lambda s: _cast_to(ctx.nl, s, res))]
+
+
+@register("leaky_relu")
+def emit_leaky(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
+    nl, res, a_t = ctx.nl, ctx.prec["result"], ctx.prec["param"]
+    alpha = int(np.asarray(ctx.qparams["alpha"]).reshape(()))
+
+    def one(s: Sig) -> Sig:
+        pos = _cast_to(nl, s, res)
+        if alpha == 0:
+            neg = nl.const(0, res.frac)
+        else:
+            prod = product_sig(nl, const_product(nl, s, alpha, a_t.frac, ctx.opts))
+            neg = _cast_to(nl, prod, res)
+        if nl.net(s).lo > 0:
+            return pos
+        if nl.net(s).hi <= 0:
+            return neg
+        return nl.select_pos(s, pos, neg)
+
+    return [_map(ins[0], one)]
+
+
+def table_index(nl: Netlist, s: Sig, lo: float, step_log2: int, size: int) -> Sig:
+    """ROM address of x = s: ``clamp(floor(x / 2**step_log2) - lo / 2**step_log2, 0, size-1)``."""
+    m = Sig(s.net, 0)  # the integer word itself
+    sh = -step_log2 - s.frac  # x / step = m * 2**sh
+    if sh >= 0:
+        q = nl.cast(m, sh, "TRN") if sh else m  # left shift (wiring)
+        q = Sig(q.net, 0)
+    else:
+        q = Sig(nl.cast(m, sh, "TRN").net, 0)  # floor division by 2**-sh: drop bits
+    base = int(round(lo * 2.0**-step_log2))
+    d = nl.add(q, nl.const(-base, 0)) if base else q
+    return nl.clamp(d, 0, size - 1)
+
+
+@register("sigmoid")
+@register("tanh")
+def emit_unary_table(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
+    nl, res, tt = ctx.nl, ctx.prec["result"], ctx.prec["table"]
+    lo, _, size, step_log2 = table_geometry(ctx.node)
+    table = ctx.qparams["table"]
+
+    def one(s: Sig) -> Sig:
+        entry = nl.rom(table_index(nl, s, lo, step_log2, size), table, tt.frac)
+        return _cast_to(nl, entry, res)
+
+    return [_map(ins[0], one)]
+
+
+@register("softmax")
+def emit_softmax(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
+    nl, p, q = ctx.nl, ctx.prec, ctx.qparams
+    x = ins[0]
+    n = x.shape[-1]
+    r, es, e_step, isz, i_step = softmax_geometry(ctx.node, n)
+    r = float(ctx.node.attrs.get("exp_range", 8.0))
+    et, acc_t, inv_t, res = p["exp_table"], p["accum"], p["inv_table"], p["result"]
+    rows = x.reshape(-1, n)
+    out = np.empty(rows.shape, dtype=object)
+    for ri in range(rows.shape[0]):
+        xs = list(rows[ri])
+        mx = nl.max_tree(xs)
+        es_sig = []
+        for s in xs:
+            d = nl.add(s, mx, sub=True)
+            es_sig.append(nl.rom(table_index(nl, d, -r, e_step, es), q["exp_table"], et.frac))
+        total = nl.sum([(e, False) for e in es_sig])
+        s_acc = nl.cast(total, acc_t.frac, acc_t.rounding, acc_t)
+        inv = nl.rom(table_index(nl, s_acc, 0.0, i_step, isz), q["inv_table"], inv_t.frac)
+        for j, e in enumerate(es_sig):
+            out[ri, j] = _cast_to(nl, nl.mul(e, inv), res)
+    return [out.reshape(x.shape)]

@@ -1,0 +1,136 @@
+"""Lower a quantized graph to a pipelined netlist, one emitter per op.
+
+Tensors are NumPy object arrays of :class:`~lightspeed.firmware.netlist.Sig`
+in the IR layout, so reshape/transpose/flatten/concat are plain array moves
+(pure wiring). Each emitter gets its node's precision and integer parameters
+and returns its output tensors; the driver places pipeline registers after
+every layer (an activation that directly follows a layer shares its stage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lightspeed.errors import UnsupportedOpError
+from lightspeed.firmware.config import FirmwareOptions
+from lightspeed.firmware.netlist import Netlist, Sig, Timing
+from lightspeed.fixed import FixedType
+from lightspeed.ir.graph import Node
+
+Emitter = Callable[["EmitContext", list[np.ndarray]], list[np.ndarray]]
+EMITTERS: dict[str, Emitter] = {}
+
+# ops folded into the stage of the layer before them (cheap, element-wise)
+FUSABLE = {"relu", "clip", "leaky_relu", "quant"}
+WIRING = {"flatten", "reshape", "transpose"}
+
+
+def register(op: str) -> Callable[[Emitter], Emitter]:
+    def deco(fn: Emitter) -> Emitter:
+        EMITTERS[op] = fn
+        return fn
+
+    return deco
+
+
+@dataclass
+class EmitContext:
+    nl: Netlist
+    node: Node
+    prec: dict[str, FixedType]
+    qparams: dict[str, np.ndarray]
+    in_types: list[FixedType]
+    opts: FirmwareOptions
+
+
+@dataclass
+class Design:
+    """A lowered model: the netlist plus what the writers and reports need."""
+
+    nl: Netlist
+    opts: FirmwareOptions
+    inputs: dict[str, dict[str, Any]]  # tensor -> {"port", "type", "shape"}
+    outputs: dict[str, dict[str, Any]]
+    latency: int
+    layer_stages: dict[str, int] = field(default_factory=dict)
+
+
+def _load_emitters() -> None:
+    # importing registers them
+    from lightspeed.firmware.verilog import emit_act, emit_mac, emit_misc, emit_trees  # noqa: F401
+
+
+def port_name(prefix: str, tensor: str) -> str:
+    import re
+
+    clean = re.sub(r"[^A-Za-z0-9_]", "_", tensor)
+    return f"{prefix}_{clean}"
+
+
+def check_supported(q) -> None:
+    _load_emitters()
+    bad = sorted({n.op for n in q.graph.nodes if n.op not in EMITTERS})
+    if bad:
+        raise UnsupportedOpError(
+            f"firmware generation does not support op(s) {', '.join(bad)} "
+            f"(nodes {', '.join(n.name for n in q.graph.nodes if n.op in bad)}); supported: "
+            f"{', '.join(sorted(EMITTERS))}. Replace them in the model or use the emulator/serving path."
+        )
+
+
+def lower(q, opts: FirmwareOptions | None = None) -> Design:
+    """Trace the whole quantized model ``q`` into a pipelined netlist."""
+    opts = opts or FirmwareOptions()
+    check_supported(q)
+    nl = Netlist(Timing(period=opts.clock_period))
+    env: dict[str, np.ndarray] = {}
+    inputs = {}
+    for name, shape in q.graph.inputs.items():
+        t = q.input_types[name]
+        port = port_name("in", name)
+        arr = np.empty(shape, dtype=object)
+        for i, idx in enumerate(np.ndindex(*shape)):
+            arr[idx] = nl.input(port, i, t)
+        env[name] = arr
+        inputs[name] = {"port": port, "type": t, "shape": tuple(shape)}
+    consumers: dict[str, list[Node]] = {}
+    for n in q.graph.nodes:
+        for t in n.inputs:
+            consumers.setdefault(t, []).append(n)
+    stages = {}
+    for node in q.graph.nodes:
+        nl.layer = node.name
+        ctx = EmitContext(
+            nl, node, q.precision.get(node.name, {}), q.qparams.get(node.name, {}),
+            [q.tensor_types[t] for t in node.inputs], opts,
+        )
+        outs = EMITTERS[node.op](ctx, [env[t] for t in node.inputs])
+        for t, arr in zip(node.outputs, outs, strict=True):
+            users = consumers.get(t, [])
+            fuse_next = len(users) == 1 and users[0].op in FUSABLE and t not in q.graph.outputs
+            if node.op not in WIRING and not fuse_next:
+                arr = nl.barrier(arr)
+            _check_scale(nl, arr, q.tensor_types[t], node)
+            env[t] = arr
+            sigs = [s for s in arr.flat if isinstance(s, Sig)]
+            stages[node.name] = max((nl.net(s).stage for s in sigs), default=0)
+    outputs = {}
+    for name in q.graph.outputs:
+        t = q.tensor_types[name]
+        port = port_name("out", name)
+        nl.add_output(port, t, env[name])
+        outputs[name] = {"port": port, "type": t, "shape": tuple(env[name].shape)}
+    latency = nl.finish()
+    return Design(nl, opts, inputs, outputs, latency, stages)
+
+
+def _check_scale(nl: Netlist, arr: np.ndarray, t: FixedType, node: Node) -> None:
+    for s in arr.flat:
+        if isinstance(s, Sig) and s.frac != t.frac:
+            raise AssertionError(
+                f"node {node.name}: emitted signal at scale {s.frac}, tensor type {t} has {t.frac}"
+            )
