@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--precision", default="auto",
         help="'auto' (default: size types from calibration data, exact accumulation), one type "
-        "for every tensor, e.g. 'ap_fixed<16,6>', or 'search' (per-layer widths found by greedy "
+        "for every tensor, e.g. 'ap_fixed<16,6>', 'trained' (keep the types a QAT/QONNX model "
+        "carries, round nowhere else), or 'search' (per-layer widths found by greedy "
         "search with quantization-aware fine-tuning; needs torch and --calibration data)",
     )  # fmt: skip
     p.add_argument(

@@ -141,3 +141,20 @@ def test_trained_precision_attr_is_honoured(rng):
     assert q.precision["fc0"]["weight"] == parse_type("ap_fixed<4,1>")
     ints = q.qparams["fc0"]["weight"]
     assert ints.min() >= -8 and ints.max() <= 7
+
+
+def test_trained_precision_keeps_quant_types(rng):
+    from lightspeed.ir import Graph, Node, infer_shapes
+
+    w = np.round(rng.normal(0, 1, (4, 3)) * 8) / 8  # on the ap_fixed<6,3> grid
+    g = infer_shapes(Graph("t", {"x": (4,)}, ["y"], [
+        Node("qin", "quant", ["x"], ["xq"], {"type": "ap_fixed<8,3,RND_CONV,SAT>"}),
+        Node("fc", "dense", ["xq"], ["h"], {"precision": {"weight": "ap_fixed<6,3>"}}, {"weight": w}),
+        Node("qout", "quant", ["h"], ["y"], {"type": "ap_fixed<12,5,RND_CONV,SAT>"}),
+    ]))  # fmt: skip
+    x = rng.normal(0, 1, (200, 4))
+    q = lightspeed.quantize(g, "trained", calibration=x)
+    assert str(q.input_types["x"]) == "ap_fixed<8,3,RND_CONV,SAT>"
+    assert np.array_equal(q.predict(x), q.predict_float(x))  # float model fake-quantizes identically
+    with pytest.raises(ConfigError, match="own types"):
+        lightspeed.quantize(g, "trained", config={"layers": {}})

@@ -30,7 +30,9 @@ from lightspeed.ops.conv import weight_matrix
 from lightspeed.ops.mac import linear_precision
 from lightspeed.quantize.model import QuantizedModel
 
-_EXACT_BITS = 53  # float64 sums integers exactly below 2**53
+# float64 sums integers exactly below 2**53; one bit of margin because torch adds the bias
+# after the products, so a partial sum may exceed the accumulator's range by |bias|
+_EXACT_BITS = 52
 _PASS = (nn.Identity, nn.Dropout)
 _LEAVES = (_QMac, QBatchNorm, QInput, QReLU, QClip, QLeakyReLU)
 
@@ -68,8 +70,8 @@ def _mac_precision(
     if prec["accum"].width > _EXACT_BITS:
         raise ConfigError(
             f"layer {name!r}: the exact accumulator needs {prec['accum'].width} bits, more than the "
-            f"{_EXACT_BITS} float64 sums exactly, so PyTorch eval could not match the emulator; "
-            "reduce the input, weight or bias widths"
+            f"{_EXACT_BITS} that float64 sums exactly here, so PyTorch eval could not match the "
+            "emulator; reduce the input, weight or bias widths"
         )
     return prec
 
@@ -144,7 +146,12 @@ class _Exporter:
             lo, hi = (mod.min, mod.max) if isinstance(mod, QClip) else (mod.min_val, mod.max_val)
             self.clip(name, src, out, lo, hi, _out(mod))
         elif isinstance(mod, QLeakyReLU):
-            self.typed(src, name)
+            x_t = self.typed(src, name)
+            if x_t.width + mod.param_quant.fixed_type.width > _EXACT_BITS:
+                raise ConfigError(
+                    f"layer {name!r}: x * alpha needs {x_t.width + mod.param_quant.fixed_type.width} "
+                    f"bits, more than float64 holds exactly; narrow the input or the alpha type"
+                )
             prec = {"param": mod.param_quant.fixed_type, "result": _out(mod) or FixedType(1, 1)}
             self.add(name, "leaky_relu", [src], out, prec, attrs={"alpha": mod.alpha_q()})
         elif isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d)):
@@ -357,7 +364,7 @@ def quantized_from_graph(graph: Graph, input_types: dict[str, FixedType]) -> Qua
             types[t] = prec.get("result", types[node.inputs[0]])
     return QuantizedModel(
         graph=graph, input_types=dict(input_types), precision=precision, qparams=qparams,
-        tensor_types=types, default=None,
+        tensor_types=types, default="trained",
     )  # fmt: skip
 
 

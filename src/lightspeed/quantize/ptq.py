@@ -65,6 +65,8 @@ def quantize(
     """
     from lightspeed.emulate import as_input_dict, check_inputs
 
+    if precision == "trained":
+        return _quantize_trained(graph, calibration, config)
     cfg = make_config(precision, config, options)
     graph = graph.copy()
     check_against(cfg, graph)
@@ -140,5 +142,23 @@ def quantize(
         calibration_ranges=ranges,
     )
     if cal is not None:
+        q.stats = q.evaluate(cal)
+    return q
+
+
+def _quantize_trained(graph: Graph, calibration, config) -> QuantizedModel:
+    """``precision="trained"``: keep a QAT/QONNX model's own types, round nowhere else."""
+    from lightspeed.emulate import as_input_dict, check_inputs
+    from lightspeed.quantize.trained import from_trained
+
+    if config is not None:
+        raise ConfigError("precision='trained' uses the model's own types; drop the config")
+    q = from_trained(graph)
+    if calibration is not None:
+        try:
+            cal = check_inputs(q.graph, as_input_dict(q.graph, calibration))
+        except InputError as exc:
+            raise InputError(f"calibration data: {exc}") from None
+        q.calibration_ranges = calibration_ranges(q.graph, cal)
         q.stats = q.evaluate(cal)
     return q

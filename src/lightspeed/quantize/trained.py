@@ -122,5 +122,5 @@ def from_trained(
             types[t] = prec.get("result", x_t)
     return QuantizedModel(
         graph=graph, input_types={n: types[n] for n in graph.inputs}, precision=precision,
-        qparams=qparams, tensor_types=types,
+        qparams=qparams, tensor_types=types, default="trained",
     )  # fmt: skip
