@@ -23,7 +23,7 @@ from lightspeed.errors import ConfigError, ToolMissingError
 
 
 def _short(scenario: str, target: str, outdir, **kw) -> LoadgenConfig:
-    # Quick but valid runs: 1 s minimum duration, 600 jets, generous Server latency bound.
+    # Quick but valid runs: 1 s minimum duration, 600 jets, a generous Server latency bound.
     base = dict(
         scenario=scenario,
         target=target,
@@ -31,7 +31,7 @@ def _short(scenario: str, target: str, outdir, **kw) -> LoadgenConfig:
         count=600,
         performance_sample_count=600,
         min_duration_ms=1000,
-        target_latency_ms=200.0,
+        target_latency_ms=1000.0,  # validity must not hinge on a busy machine's stalls
     )
     if scenario == "server":
         base["min_query_count"] = 600  # early stopping on p99 needs > 459 queries
@@ -40,7 +40,11 @@ def _short(scenario: str, target: str, outdir, **kw) -> LoadgenConfig:
 
 def _check_valid_run(summary: dict, outdir) -> None:
     perf, acc = summary["performance"], summary["accuracy"]
-    assert perf["validity"] == "VALID", perf["invalid_reason"]
+    assert perf["validity"] == "VALID", (
+        perf["invalid_reason"],
+        perf["retried"],
+        perf["latency_ms"],
+    )
     assert perf["invalid_reason"] == ""
     assert perf["samples_per_second"] > 0
     assert perf["sut_error_count"] == 0

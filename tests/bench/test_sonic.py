@@ -47,6 +47,7 @@ def test_fit_recovers_parameters():
         ({"model": "m", "mode": "maybe"}, "--mode must be one of"),
         ({"target": "grpc://h:1/m"}, "--local-model"),
         ({"model": "m", "cpu_ms": -1.0}, "--cpu-ms"),
+        ({"model": "m", "client": "curl"}, "--client must be one of"),
     ],
 )
 def test_invalid_config(kw, message):
@@ -70,15 +71,20 @@ def test_unreachable_target_fails_fast(tmp_path):
         run_sonic(cfg)
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_short_capacity_study(mode, compiled_tagger, tmp_path):
+@pytest.mark.parametrize(
+    ("mode", "client"), [("sync", "tritonclient"), ("async", "tritonclient"), ("async", "sonic")]
+)
+def test_short_capacity_study(mode, client, compiled_tagger, tmp_path):
     pytest.importorskip("tritonclient.grpc")
     pytest.importorskip("scipy")
+    if client == "sonic":
+        pytest.importorskip("lightspeed.client", reason="the SONIC client is not in this build")
     cfg = SonicConfig(
         model=str(compiled_tagger),
         clients=[1, 2, 4],
         cpu_ms=1.0,
         mode=mode,
+        client=client,
         duration_s=0.6,
         warmup_s=0.2,
         local=mode == "sync",

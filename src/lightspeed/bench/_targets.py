@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,7 +287,12 @@ class ServerProcess:
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         found: queue.Queue = queue.Queue()
         threading.Thread(target=self._pump, args=(found,), daemon=True).start()
@@ -336,10 +340,9 @@ class ServerProcess:
             proc.wait(5)
 
 
-def wait_until(pred: Callable[[], bool], timeout_s: float, step_s: float = 0.05) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step_s)
-    return pred()
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it if the benchmark process dies (no orphan servers)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
