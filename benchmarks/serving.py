@@ -328,6 +328,33 @@ class EchoProc:
         self.proc.wait(10)
 
 
+def handler_cpu_us(repo: Path, model: str, x: np.ndarray, inp: str, out: str, n: int = 3000):
+    """CPU µs per request of lightspeed's own request path, in-process and without gRPC:
+    parse the request, decode, validate, schedule, run onnxruntime, encode, serialize."""
+    from tritonclient.grpc import service_pb2 as pb
+
+    from lightspeed.serve.core import InferenceCore
+    from lightspeed.serve.grpc_server import InferenceServicer
+    from lightspeed.serve.repository import ModelRepository
+
+    raw = build_request(model, x, inp, out)
+
+    async def main():
+        core = InferenceCore(ModelRepository(repo))
+        await core.load(model)
+        servicer = InferenceServicer(core)
+        for _ in range(200):
+            await servicer._infer(pb.ModelInferRequest.FromString(raw))
+        t0 = time.process_time()
+        for _ in range(n):
+            (await servicer._infer(pb.ModelInferRequest.FromString(raw))).SerializeToString()
+        cost = (time.process_time() - t0) / n * 1e6
+        await core.close()
+        return cost
+
+    return asyncio.run(main())
+
+
 def zoo_or_export(work: Path, name: str, layers, inp: str, out: str) -> tuple[Path, str, str]:
     """The trained zoo model when present, else a torch MLP of the same shape."""
     zoo = ROOT / "src" / "lightspeed" / "zoo" / "models" / f"{name}.onnx"
@@ -407,6 +434,11 @@ def run(args) -> dict:
             emu_ref["facile_emu"] = lightspeed.load_compiled(
                 str(compiled["facile_emu"][0])
             ).predict(facile_x)
+
+    handler = {
+        m: handler_cpu_us(repos["onnxruntime"], m, mlp_x, j_in, j_out) for m in ("mlp", "mlp_db")
+    }
+    print(f"lightspeed request path without gRPC (CPU µs/request): {handler}", flush=True)
 
     # every server stays up for the whole run; each point is measured on all of them in
     # turn, so machine-load drift hits them alike
@@ -504,6 +536,7 @@ def run(args) -> dict:
         },
         "models": {"mlp": str(jets), "facile": str(facile)},
         "duration_s_per_point": dur,
+        "lightspeed_request_path_cpu_us_without_grpc": handler,
         "client": "one asyncio process, grpc.aio, pre-serialized ModelInferRequest, raw bytes "
         "responses; servers measured in turn at each point",
         "rows": rows,
@@ -555,13 +588,16 @@ def plot(result: dict, path: Path) -> None:
             key=lambda r: r["concurrency"],
         )
         cs = [r["concurrency"] for r in sel]
-        style = ":" if "stream" in workload else ("-" if batching == "on" else "--")
-        label = f"{server}, batching {batching}" + (", stream" if "stream" in workload else "")
-        axes[0].plot(cs, [r["throughput_rps"] for r in sel], style, marker="o", label=label)
-        axes[1].plot(cs, [r["p99_ms"] for r in sel], style, marker="o", label=label)
-        axes[2].plot(
-            cs, [r["server_cpu_us_per_req"] or np.nan for r in sel], style, marker="o", label=label
-        )
+        colors = {"lightspeed": "C0", "lightspeed (emulator)": "C4", "triton (python+ort)": "C2",
+                  "mlserver": "C1", "grpc.aio echo (no model)": "C7"}  # fmt: skip
+        stream = "stream" in workload
+        style = ":" if stream else ("-" if batching == "on" else "--")
+        marker = "s" if stream else ("o" if batching == "on" else "x")
+        label = f"{server}, batching {batching}" + (", stream" if stream else "")
+        kw = {"color": colors.get(server), "marker": marker, "label": label}
+        axes[0].plot(cs, [r["throughput_rps"] for r in sel], style, **kw)
+        axes[1].plot(cs, [r["p99_ms"] for r in sel], style, **kw)
+        axes[2].plot(cs, [r["server_cpu_us_per_req"] or np.nan for r in sel], style, **kw)
     titles = ("throughput (req/s)", "p99 latency (ms)", "server CPU per request (µs)")
     for ax, label in zip(axes, titles, strict=True):
         ax.set_xscale("log", base=2)
