@@ -19,7 +19,11 @@ from lightspeed.ops import _mac_jit
 from lightspeed.ops import mac as mac_mod
 from tests.conftest import make_cnn, make_mlp
 
-numba = pytest.importorskip("numba", reason="numba not installed: the JIT kernels are optional")
+if _mac_jit.kernels() is None:
+    pytest.skip(
+        "numba kernels unavailable (numba not installed or LIGHTSPEED_NO_JIT set); they are optional",
+        allow_module_level=True,
+    )
 
 
 def _reference(monkeypatch, *args):
@@ -130,3 +134,61 @@ def test_quantize_float_fast_ties_match_exact_rounding() -> None:
         fl = f.numerator // f.denominator
         rem = f - fl
         assert int(g) == fl + (rem > Fraction(1, 2)), v
+
+
+def _conv_graph(nd: int):
+    from lightspeed.ir import Graph, Node, infer_shapes
+
+    rng = np.random.default_rng(11 + nd)
+    k = (3,) * nd
+    attrs = {
+        "strides": [2, 1][:nd] if nd == 2 else [2],
+        "dilations": [1, 2][:nd] if nd == 2 else [2],
+        "pads": [1, 0, 0, 2][: 2 * nd] if nd == 2 else [1, 2],
+    }
+    shape = (3, 11, 9) if nd == 2 else (3, 17)
+    nodes = [
+        Node(
+            "conv",
+            "conv",
+            ["x"],
+            ["c"],
+            attrs,
+            {"weight": rng.normal(0, 0.5, (5, 3, *k)), "bias": rng.normal(0, 0.2, 5)},
+        ),
+        Node("relu", "relu", ["c"], ["y"]),
+    ]
+    return infer_shapes(Graph(f"conv{nd}d", {"x": shape}, ["y"], nodes))
+
+
+@pytest.mark.parametrize("nd", [1, 2])
+@pytest.mark.parametrize(
+    "accum",
+    [
+        "ap_fixed<16,6>",
+        "ap_fixed<10,3,RND_CONV,SAT>",
+        "ap_fixed<12,2,TRN_ZERO,SAT_ZERO>",
+        "ap_fixed<40,12>",
+        "ap_ufixed<9,4,RND,SAT_SYM>",
+    ],
+)
+def test_direct_conv_kernel_matches_reference(monkeypatch, nd: int, accum: str) -> None:
+    """Strides, dilations, asymmetric padding; wrapping and saturating accumulators."""
+    g = _conv_graph(nd)
+    x = np.random.default_rng(2).normal(0, 2, (300, *g.inputs["x"]))
+    q = lightspeed.quantize(
+        g, "ap_fixed<12,4,RND,SAT>", config={"layers": {"conv": {"accum": accum}}}
+    )
+    with monkeypatch.context() as m:
+        m.setattr(_mac_jit, "kernels", lambda: None)
+        ref = q.run({"x": x}, trace=True)
+    calls = []
+    real = _mac_jit.kernels()
+    monkeypatch.setattr(mac_mod, "JIT_MIN_WORK", 0)
+    monkeypatch.setattr(_mac_jit, "kernels", lambda: calls.append(1) or real)
+    for rows in (300, 40):  # batch-innermost kernel (>= 64 samples) and direct one
+        monkeypatch.setattr(emulate, "CHUNK_ROWS", rows)
+        got = q.run({"x": x}, trace=True)
+        for t in ref:
+            assert np.array_equal(ref[t].m, got[t].m), (accum, t, rows)
+    assert calls

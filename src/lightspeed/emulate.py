@@ -55,7 +55,9 @@ def check_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np
     return out
 
 
-def run_float(graph: Graph, inputs: Mapping[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
+def run_float(
+    graph: Graph, inputs: Mapping[str, np.ndarray], keep_all: bool = False
+) -> dict[str, np.ndarray]:
     """Float64 reference model. Returns the outputs (or every tensor with ``keep_all``)."""
     env = dict(check_inputs(graph, inputs))
     for node in graph.nodes:
@@ -103,14 +105,18 @@ def _single_threaded_blas():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _run_fixed(q: QuantizedModel, arrays: Mapping[str, np.ndarray], keep_all: bool) -> dict[str, Fx]:
+def _run_fixed(
+    q: QuantizedModel, arrays: Mapping[str, np.ndarray], keep_all: bool
+) -> dict[str, Fx]:
     env: dict[str, Fx] = {}
     for name, a in arrays.items():
         t = q.input_types[name]
         env[name] = Fx(quantize_float(a, t, what=f"input {name!r}"), t)
     for node in q.graph.nodes:
         op = get_op(node.op)
-        outs = op.run_fixed(node, [env[t] for t in node.inputs], q.precision[node.name], q.qparams[node.name])
+        outs = op.run_fixed(
+            node, [env[t] for t in node.inputs], q.precision[node.name], q.qparams[node.name]
+        )
         env.update(zip(node.outputs, outs, strict=True))
     return env if keep_all else {t: env[t] for t in q.graph.outputs}
 

@@ -77,7 +77,11 @@ class FixedType:
 
     def with_modes(self, rounding: str | None = None, overflow: str | None = None) -> FixedType:
         return FixedType(
-            self.width, self.integer, self.signed, rounding or self.rounding, overflow or self.overflow
+            self.width,
+            self.integer,
+            self.signed,
+            rounding or self.rounding,
+            overflow or self.overflow,
         )
 
     def __str__(self) -> str:
@@ -116,7 +120,9 @@ def parse_type(text: str | FixedType) -> FixedType:
     try:
         if kind.endswith("int"):
             if len(args) != 1:
-                raise FixedTypeError(f"{text!r}: ap_int/ap_uint take exactly one width, e.g. ap_int<8>")
+                raise FixedTypeError(
+                    f"{text!r}: ap_int/ap_uint take exactly one width, e.g. ap_int<8>"
+                )
             width = int(args[0])
             return FixedType(width, width, signed)
         if len(args) < 2 or len(args) > 5:
@@ -209,7 +215,9 @@ def _quantize_shift(m: np.ndarray, s: int, mode: str) -> np.ndarray:
     if m.dtype != object and s > _SAFE_BITS:
         m = m.astype(object)
     if mode == "RND" and m.dtype != object:
-        return (m + (1 << (s - 1))) >> s  # round half up == floor(m/2**s + 1/2); no overflow below 2**62
+        return (
+            m + (1 << (s - 1))
+        ) >> s  # round half up == floor(m/2**s + 1/2); no overflow below 2**62
     fl = m >> s
     if mode == "TRN":
         return fl
@@ -278,7 +286,9 @@ def quantize_float(x: np.ndarray, t: FixedType, what: str = "input") -> np.ndarr
     finite = np.isfinite(x)
     if not finite.all():
         bad = int(np.size(x) - np.count_nonzero(finite))
-        raise InputError(f"{what} contains {bad} NaN/Inf value(s); clean the data before quantizing")
+        raise InputError(
+            f"{what} contains {bad} NaN/Inf value(s); clean the data before quantizing"
+        )
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         return _quantize_finite(x, t)
 
@@ -354,7 +364,9 @@ def cast(m: np.ndarray, src: FixedType, dst: FixedType) -> np.ndarray:
         hi = (src.max_int >> shift) + (0 if dst.rounding == "TRN" else 1)
     else:
         lo, hi = src.min_int << -shift, src.max_int << -shift
-    d_lo = -dst.max_int if dst.overflow == "SAT_SYM" and dst.signed and dst.width > 1 else dst.min_int
+    d_lo = (
+        -dst.max_int if dst.overflow == "SAT_SYM" and dst.signed and dst.width > 1 else dst.min_int
+    )
     m = np.asarray(m)
     if not (d_lo <= lo and hi <= dst.max_int) or m.dtype == object:
         return requantize(m, src.frac, dst)
@@ -367,8 +379,14 @@ def cast(m: np.ndarray, src: FixedType, dst: FixedType) -> np.ndarray:
 # sizing helpers used by auto precision
 
 
-def type_for_int_range(lo: int, hi: int, frac: int, signed: bool | None = None,
-                       rounding: str = "TRN", overflow_mode: str = "WRAP") -> FixedType:
+def type_for_int_range(
+    lo: int,
+    hi: int,
+    frac: int,
+    signed: bool | None = None,
+    rounding: str = "TRN",
+    overflow_mode: str = "WRAP",
+) -> FixedType:
     """Smallest type with ``frac`` fractional bits holding the integers lo..hi (at that scale)."""
     if signed is None:
         signed = lo < 0

@@ -86,8 +86,12 @@ def plan(
                 if acc_t.width > 62:
                     return None  # results could leave the int64 carrier: NumPy path
                 return Plan(
-                    dtype, s, mode, wrap=1 if acc_t.signed else 2,
-                    wrap_lo=acc_t.min_int, wrap_mask=(1 << acc_t.width) - 1,
+                    dtype,
+                    s,
+                    mode,
+                    wrap=1 if acc_t.signed else 2,
+                    wrap_lo=acc_t.min_int,
+                    wrap_mask=(1 << acc_t.width) - 1,
                 )
         return None
     lo, hi = acc_t.min_int, acc_t.max_int
@@ -108,14 +112,6 @@ def _batch_last(k: Any, x: np.ndarray, dtype) -> np.ndarray:
     return dst
 
 
-def _batch_first(k: Any, out: np.ndarray) -> np.ndarray:
-    """(..., B) int64 -> contiguous (B, ...)."""
-    src = out.reshape(-1, out.shape[-1])
-    dst = np.empty((src.shape[1], src.shape[0]), dtype=out.dtype)
-    k.transpose2d(src, dst)
-    return dst.reshape(out.shape[-1], *out.shape[:-1])
-
-
 def dense(x: np.ndarray, w: np.ndarray, acc0: np.ndarray, p: Plan) -> np.ndarray | None:
     """(B, N) x (N, M) -> int64 accumulators (B, M), or None without numba."""
     k = kernels()
@@ -124,9 +120,9 @@ def dense(x: np.ndarray, w: np.ndarray, acc0: np.ndarray, p: Plan) -> np.ndarray
     wd = np.ascontiguousarray(w, dtype=p.dtype)
     if x.shape[0] >= BATCH_LAST_MIN and w.shape[1] < ROWS_MIN_OUT:
         # narrow layers: long contiguous vectors over samples
-        out = np.empty((w.shape[1], x.shape[0]), dtype=np.int64)
+        out = np.empty((x.shape[0], w.shape[1]), dtype=np.int64)
         k.mac_cols(_batch_last(k, x, p.dtype), wd, *p.args(acc0), *p.tail(), out)
-        return _batch_first(k, out)
+        return out
     # wide layers: vectors over outputs, and zero inputs (after ReLU) are skipped
     out = np.empty((x.shape[0], w.shape[1]), dtype=np.int64)
     k.mac_rows(np.ascontiguousarray(x), wd, *p.args(acc0), *p.tail(), out)
@@ -134,7 +130,11 @@ def dense(x: np.ndarray, w: np.ndarray, acc0: np.ndarray, p: Plan) -> np.ndarray
 
 
 def conv2d(
-    x: np.ndarray, w: np.ndarray, acc0: np.ndarray, p: Plan, geom: tuple[int, ...],
+    x: np.ndarray,
+    w: np.ndarray,
+    acc0: np.ndarray,
+    p: Plan,
+    geom: tuple[int, ...],
     out_hw: tuple[int, int],
 ) -> np.ndarray | None:
     """x (B, C, H, W), w (KH, KW, C, M) -> int64 accumulators (B, M, OH, OW), or None."""
@@ -146,9 +146,9 @@ def conv2d(
     g = np.asarray(geom, dtype=np.int64)
     if x.shape[0] >= BATCH_LAST_MIN:
         xt = _batch_last(k, x, p.dtype).reshape(*x.shape[1:], x.shape[0])
-        out = np.empty((w.shape[3], *out_hw, x.shape[0]), dtype=np.int64)
+        out = np.empty((x.shape[0], w.shape[3], *out_hw), dtype=np.int64)
         k.conv2d_cols(xt, wd, s, mode, a0, g, sat, lo, hi, *p.tail(), out)
-        return _batch_first(k, out)
+        return out
     out = np.empty((x.shape[0], w.shape[3], *out_hw), dtype=np.int64)
     k.conv2d(np.ascontiguousarray(x), wd, s, mode, a0, g, sat, lo, hi, *p.tail(), out)
     return out

@@ -148,7 +148,7 @@ def conv2d(x, w, s, mode, acc0, geom, sat, lo, hi, wrap_lo, wrap_mask, wrap, out
 
 @nb.njit(cache=True, nogil=True)
 def mac_cols(xt, w, s, mode, acc0, sat, lo, hi, wrap_lo, wrap_mask, wrap, out):
-    """Dense, batch last: xt (N, B) in w's dtype; out (M, B) int64."""
+    """Dense, batch last: xt (N, B) in w's dtype; out (B, M) int64 (strided stores)."""
     n_in, n_b = xt.shape
     n_out = w.shape[1]
     acc = np.empty(n_b, dtype=w.dtype)
@@ -159,16 +159,17 @@ def mac_cols(xt, w, s, mode, acc0, sat, lo, hi, wrap_lo, wrap_mask, wrap, out):
             if wv != 0:
                 _accumulate(acc, wv, xt[i], s, mode, sat, lo, hi)
         for b in range(n_b):
-            out[j, b] = _wrapped(acc[b], wrap_lo, wrap_mask, wrap)
+            out[b, j] = _wrapped(acc[b], wrap_lo, wrap_mask, wrap)
 
 
 @nb.njit(cache=True, nogil=True)
 def conv2d_cols(xt, w, s, mode, acc0, geom, sat, lo, hi, wrap_lo, wrap_mask, wrap, out):
     """2D convolution, batch last: xt (C, H, W, B) in w's dtype, w (KH, KW, C, M),
-    out (M, OH, OW, B) int64; patches in (kh, kw, channel) order."""
+    out (B, M, OH, OW) int64 (strided stores beat a separate transpose); patches in
+    (kh, kw, channel) order."""
     n_c, h, wd, n_b = xt.shape
     kh_n, kw_n, _, m = w.shape
-    oh_n, ow_n = out.shape[1], out.shape[2]
+    oh_n, ow_n = out.shape[2], out.shape[3]
     sh, sw, pt, pl, dh, dw = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5]
     acc = np.empty(n_b, dtype=w.dtype)
     for j in range(m):
@@ -188,7 +189,7 @@ def conv2d_cols(xt, w, s, mode, acc0, geom, sat, lo, hi, wrap_lo, wrap_mask, wra
                             if wv != 0:
                                 _accumulate(acc, wv, xt[c, ih, iw], s, mode, sat, lo, hi)
                 for b in range(n_b):
-                    out[j, oh, ow, b] = _wrapped(acc[b], wrap_lo, wrap_mask, wrap)
+                    out[b, j, oh, ow] = _wrapped(acc[b], wrap_lo, wrap_mask, wrap)
 
 
 @nb.njit(cache=True, nogil=True)

@@ -80,8 +80,16 @@ def conv_mac(
         return None
     if nd == 1:  # a 1D conv is a 2D conv of height 1
         out = conv_mac(
-            x[:, :, None, :], x_t, w[:, :, None, :], w_t, b, b_t, acc_t, [1, *strides],
-            [0, pads[0], 0, pads[1]], [1, *dilations],
+            x[:, :, None, :],
+            x_t,
+            w[:, :, None, :],
+            w_t,
+            b,
+            b_t,
+            acc_t,
+            [1, *strides],
+            [0, pads[0], 0, pads[1]],
+            [1, *dilations],
         )
         return None if out is None else out[:, :, 0, :]
     c_out, c_in, kh, kw = w.shape
@@ -92,7 +100,8 @@ def conv_mac(
         for i, k in enumerate((kh, kw))
     )
     work = x.shape[0] * out_hw[0] * out_hw[1] * wm.size
-    p = _jit_plan(x.dtype, work, x_max, wm, s, acc0, acc_t, single, col_bound)
+    # exact products too: a direct convolution beats im2col + BLAS
+    p = _jit_plan(x.dtype, work, x_max, wm, s, acc0, acc_t, single, col_bound, blas=False)
     if p is None:
         return None
     from lightspeed.ops import _mac_jit
@@ -120,21 +129,31 @@ def _prepare(x_t: FixedType, w: np.ndarray, w_t: FixedType, b, b_t, acc_t: Fixed
     return acc0, w, s, x_max, col_bound, single
 
 
-def _jit_plan(x_dtype, work: int, x_max: int, w: np.ndarray, s: int, acc0: np.ndarray,
-              acc_t: FixedType, single: bool, col_bound: int):
+def _jit_plan(
+    x_dtype,
+    work: int,
+    x_max: int,
+    w: np.ndarray,
+    s: int,
+    acc0: np.ndarray,
+    acc_t: FixedType,
+    single: bool,
+    col_bound: int,
+    blas: bool = True,
+):
     """A numba kernel plan where it gives the reference's bits; None to use NumPy.
 
     Skipped for small work before numba is loaded (its start-up would dominate), for
-    exact products with one final overflow (float64 BLAS is faster) and where int64
-    cannot hold every intermediate.
+    exact products with one final overflow when ``blas`` (a float64 BLAS matrix product
+    is faster) and where int64 cannot hold every intermediate.
     """
-    if x_dtype == object or w.dtype == object or acc0.dtype == object:
+    if np.dtype(x_dtype).kind == "O" or w.dtype.kind == "O" or acc0.dtype.kind == "O":
         return None
     from lightspeed.ops import _mac_jit
 
     if work < JIT_MIN_WORK and not _mac_jit.loaded():
         return None
-    if s <= 0 and single:
+    if s <= 0 and single and blas:
         return None
     w_max = int(np.max(np.abs(w))) if w.size else 0
     return _mac_jit.plan(x_max, w_max, s, acc_t, single, col_bound)
@@ -145,10 +164,8 @@ def _column_bound(x_max: int, w: np.ndarray, s: int, acc0: np.ndarray) -> int:
     if w.size == 0:
         return int(np.max(np.abs(acc0))) if acc0.size else 0
     w_abs = as_exact(np.abs(w), x_max.bit_length() + max(-s, 0))
-    if s > 0:  # each quantized product is at most one step above the truncated value
-        terms = ((x_max * w_abs) >> s) + 1
-    else:
-        terms = (x_max * w_abs) << (-s)
+    # each quantized product is at most one step above the truncated value
+    terms = ((x_max * w_abs) >> s) + 1 if s > 0 else (x_max * w_abs) << (-s)
     return int(np.max(np.abs(acc0) + terms.sum(axis=0)))
 
 

@@ -216,24 +216,59 @@ def layout(e: Ensemble, depth: int | None = None) -> Layout:
 # traversal (shared by the float and fixed paths: only the compared numbers differ)
 #
 # Trees of depth <= _HEAP_MAX_DEPTH are evaluated like the hardware does:
-# every slot of the padded complete tree is compared at once (features-major
-# layout, so the gather is a row gather), a tree's decisions are packed into
-# one integer and the path is followed with shifts. Deeper trees are walked.
+# every slot of the padded complete tree is compared at once (on byte-sized
+# threshold ranks, features-major so the gather is a row gather), a tree's
+# decisions are packed into one integer and the path is followed with shifts.
+# Deeper trees are walked node by node.
 
 
-def _positions(
-    xt: np.ndarray, e: Ensemble, thr: np.ndarray, strict: bool, lay: Layout
-) -> np.ndarray:
+@dataclass(frozen=True)
+class _Ranks:
+    """A layout's comparisons on small integers: ``x[f] <= t`` (``<``) iff ``rank_f(x) <= r``.
+
+    ``cuts[f]`` are the sorted distinct thresholds on feature f; ``rank_f(x)``
+    counts the cuts below ``x`` (at or below for ``<``) and ``r`` is a slot's
+    threshold's index among the cuts. Exact for any ordered numbers, and the
+    (slots x samples) comparison then runs on bytes instead of 4-8 byte words.
+    """
+
+    feat: np.ndarray  # (M,) feature of each slot
+    rank: np.ndarray  # (M, 1) threshold index of each slot
+    cuts: tuple[np.ndarray, ...]
+    side: str
+
+    @staticmethod
+    def of(e: Ensemble, thr: np.ndarray, strict: bool, lay: Layout) -> _Ranks:
+        feat = np.maximum(e.feature[lay.slot_node], 0).reshape(-1)
+        th = thr[lay.slot_node].reshape(-1)
+        rank = np.zeros(feat.size, dtype=np.int64)
+        cuts = []
+        for f in range(e.n_features):
+            sel = feat == f
+            u = np.unique(th[sel])
+            cuts.append(u)
+            rank[sel] = np.searchsorted(u, th[sel])
+        most = max((u.size for u in cuts), default=0)
+        dt = np.uint8 if most < 255 else np.uint16 if most < 65535 else np.int64
+        return _Ranks(
+            feat, rank.astype(dt).reshape(-1, 1), tuple(cuts), "right" if strict else "left"
+        )
+
+    def go_left(self, xt: np.ndarray) -> np.ndarray:
+        """(M, b) decisions for the samples in the columns of ``xt`` (features, b)."""
+        xr = np.empty(xt.shape, dtype=self.rank.dtype)
+        for f, u in enumerate(self.cuts):
+            xr[f] = np.searchsorted(u, xt[f], side=self.side) if u.size else 0
+        return xr[self.feat] <= self.rank
+
+
+def _positions(xt: np.ndarray, e: Ensemble, ranks: _Ranks, lay: Layout) -> np.ndarray:
     """Bottom position (T, b) each column of ``xt`` (features, b) reaches in each padded tree."""
     t, d = e.n_trees, lay.depth
     n_slots = (1 << d) - 1
     if d == 0:
         return np.zeros((t, xt.shape[1]), dtype=np.int64)
-    feat = np.maximum(e.feature[lay.slot_node], 0).reshape(-1)
-    th = thr[lay.slot_node].reshape(-1, 1)
-    xs = xt[feat]
-    c = (xs < th) if strict else (xs <= th)  # (T*n_slots, b): True = go left
-    c = c.reshape(t, n_slots, -1)
+    c = ranks.go_left(xt).reshape(t, n_slots, -1)  # True = go left
     if n_slots > 63:
         h = np.zeros((t, xt.shape[1]), dtype=np.int64)
         for _ in range(d):
@@ -248,9 +283,9 @@ def _positions(
         if n_slots <= 32
         else np.uint64
     )
-    code = np.zeros((t, xt.shape[1]), dtype=code_t)
-    for j in range(n_slots):
-        code |= c[:, j, :].view(np.uint8).astype(code_t, copy=False) << code_t(j)
+    # code = sum_j c_j << j (distinct bits: the sum never carries)
+    weights = (np.ones(1, dtype=code_t) << np.arange(n_slots, dtype=code_t)).astype(code_t)
+    code = np.einsum("tsb,s->tb", c.view(np.uint8), weights).astype(code_t, copy=False)
     # heap index h: children 2h+1 (left) and 2h+2 (right); uint8 h suffices up to depth 3 (h <= 14)
     h_t = code_t if n_slots <= 8 else np.uint16 if d <= 15 else np.uint32
     h = np.zeros(code.shape, dtype=h_t)
@@ -272,11 +307,12 @@ def _leaves(x: np.ndarray, e: Ensemble, thr: np.ndarray, strict: bool) -> np.nda
     if depth > _HEAP_MAX_DEPTH:
         return _leaves_walk(x, e, thr, strict, depth)
     lay = layout(e, depth)
+    ranks = _Ranks.of(e, thr, strict, lay)
     flat = lay.leaf_node.reshape(-1)
     base = (np.arange(e.n_trees, dtype=np.int64) << depth)[:, None]
     out = np.empty((x.shape[0], e.n_trees), dtype=np.int64)
     for s, stop in _blocks(x.shape[0], lay.slot_node.size):
-        pos = _positions(np.ascontiguousarray(x[s:stop].T), e, thr, strict, lay)
+        pos = _positions(np.ascontiguousarray(x[s:stop].T), e, ranks, lay)
         out[s:stop] = flat[base + pos].T
     return out
 
@@ -324,10 +360,11 @@ def _sums(
         return out
     sub = _reorder(e, order)
     lay = layout(sub, depth)
+    ranks = _Ranks.of(sub, thr, strict, lay)
     base = (np.arange(sub.n_trees, dtype=np.int64) << depth)[:, None]
     leaf_vals = table[lay.leaf_node.reshape(-1)]  # (T * 2**depth, L)
     for s, stop in _blocks(x.shape[0], lay.slot_node.size):
-        pos = _positions(np.ascontiguousarray(x[s:stop].T), sub, thr, strict, lay)
+        pos = _positions(np.ascontiguousarray(x[s:stop].T), sub, ranks, lay)
         if width == 1:
             vals = leaf_vals[base + pos, 0]  # (T, b), trees grouped by output
             for j in range(k):
