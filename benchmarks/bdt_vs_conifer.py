@@ -96,6 +96,19 @@ def _conifer_model(model, kind: str, precision: str, outdir: Path):
     return cm, time.perf_counter() - t0, note
 
 
+def _conifer_rule(g, type_str: str):
+    """The graph with XGBoost's ``x < t`` replaced by conifer's ``x < floor_T(t)``."""
+    from lightspeed.fixed import parse_type
+
+    frac = parse_type(type_str).frac
+    g = g.copy()
+    node = g.nodes[0]
+    t = node.params["threshold"]
+    node.params["threshold"] = np.floor(np.ldexp(t, frac)) * 2.0**-frac - 2.0 ** -(frac + 1)
+    node.attrs["split"] = "le"
+    return g
+
+
 def _accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.asarray(scores).argmax(axis=1) == labels))
 
@@ -165,6 +178,11 @@ def _bdt_case(name, model, kind, train, test, args, workdir: Path) -> dict[str, 
         row["jets_differing"] = int(diff.any(axis=1).sum())
         row["bit_exact_vs_conifer"] = bool(not diff.any())
         row["argmax_agreement_vs_conifer"] = float(np.mean(yc.argmax(1) == ys[:n_c].argmax(1)))
+        if g.nodes[0].attrs["split"] == "lt":
+            # conifer compares x < (T)t with (T) truncating; give lightspeed that rule to show it
+            # is the only difference: thresholds floor(t) - lsb/2 with "x <= t" land on floor(t) - lsb
+            qc = lightspeed.quantize(_conifer_rule(g, UNIFORM), precision=UNIFORM, calibration=x_tr)
+            row["scores_differing_with_conifer_rule"] = int((qc.predict(x_c) != yc).sum())
         row["conifer_rate_per_s"] = n_c / cw
         row["conifer_cpu_rate_per_s"] = n_c / max(cc, 1e-9)
     # lightspeed emulation speed (uniform type, the same work as conifer), best of 3 on many rows

@@ -315,6 +315,17 @@ def test_xgboost_categorical_and_missing_refused():
         load_trees(m2)
 
 
+def test_lightgbm_categorical_refused():
+    lgb = pytest.importorskip("lightgbm")
+    xc = X.copy()
+    xc[:, 0] = np.abs(np.round(xc[:, 0] * 2))
+    y = (xc[:, 0] == 1).astype(int)
+    m = lgb.LGBMClassifier(n_estimators=3, num_leaves=4, min_child_samples=5, verbose=-1)
+    m.fit(xc, y, categorical_feature=[0])
+    with pytest.raises(ModelError, match="categorical"):
+        load_trees(m)
+
+
 def test_lightgbm_zero_as_missing_refused():
     lgb = pytest.importorskip("lightgbm")
     xz = X.copy()

@@ -129,6 +129,7 @@ def test_verilator_bit_exact(tmp_path: Path):
     assert r["ii"] == 1.0
 
 
+@pytest.mark.slow
 def test_verilator_bit_exact_xgboost_vector_leaves_and_saturation(tmp_path: Path):
     _needs_verilator()
     xgb = pytest.importorskip("xgboost")

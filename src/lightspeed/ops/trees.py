@@ -58,6 +58,7 @@ refused by the importers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
@@ -235,7 +236,7 @@ class _Ranks:
     feat: np.ndarray  # (M,) feature of each slot
     rank: np.ndarray  # (M, 1) threshold index of each slot
     cuts: tuple[np.ndarray, ...]
-    side: str
+    side: Literal["left", "right"]
 
     @staticmethod
     def of(e: Ensemble, thr: np.ndarray, strict: bool, lay: Layout) -> _Ranks:
@@ -284,7 +285,7 @@ def _positions(xt: np.ndarray, e: Ensemble, ranks: _Ranks, lay: Layout) -> np.nd
         else np.uint64
     )
     # code = sum_j c_j << j (distinct bits: the sum never carries)
-    weights = (np.ones(1, dtype=code_t) << np.arange(n_slots, dtype=code_t)).astype(code_t)
+    weights: Any = np.array([1 << j for j in range(n_slots)], dtype=code_t)
     code = np.einsum("tsb,s->tb", c.view(np.uint8), weights).astype(code_t, copy=False)
     # heap index h: children 2h+1 (left) and 2h+2 (right); uint8 h suffices up to depth 3 (h <= 14)
     h_t = code_t if n_slots <= 8 else np.uint16 if d <= 15 else np.uint32

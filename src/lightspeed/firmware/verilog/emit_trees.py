@@ -40,7 +40,8 @@ def emit_tree_ensemble(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarr
     leaf_t = p["leaf"]
     shift = acc_t.frac - leaf_t.frac
     lossless = shift >= 0 and np.array_equal(
-        np.asarray(leaf_acc, dtype=object), np.asarray(q["leaf"], dtype=object) * (1 << max(shift, 0))
+        np.asarray(leaf_acc, dtype=object),
+        np.asarray(q["leaf"], dtype=object) * (1 << max(shift, 0)),
     )
     conds: dict[tuple[int, int], Sig] = {}
 
