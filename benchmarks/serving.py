@@ -6,7 +6,10 @@ Workloads (the SONIC pattern on a small CPU box):
     1, 4, 16, 64, with dynamic batching off and on;
   * FACILE-like: requests of 16,000 rows x 15 features (the zoo FACILE 15->36->36->1 net);
   * both again on the lightspeed emulator backend (bit-exact fixed point), when the core is
-    present.
+    present;
+  * batch-1 at concurrency 16 and 64 spread over 2 client connections, against
+    ``lightspeed serve --workers 2`` (two processes sharing the port through SO_REUSEPORT; the
+    kernel spreads connections, not requests), one-process lightspeed and Triton.
 
 All servers run as subprocesses on 127.0.0.1 for the whole run. At each point they are
 measured one after the other with the same load generator: one asyncio process using grpc.aio
@@ -18,6 +21,7 @@ Writes benchmarks/results/serving.json and serving.png and prints a Markdown tab
 
     python benchmarks/serving.py                 # full run (~4-5 min)
     python benchmarks/serving.py --quick         # 1 s per point
+    python benchmarks/serving.py --concurrency 16 64   # only those points (while iterating)
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ METHOD = "/inference.GRPCInferenceService/ModelInfer"
 
 
 # ----------------------------------------------------------------------------- models
+WORKERS2 = "lightspeed --workers 2"
+TWO_CONN = "mlp batch-1, 2 connections"
+
+
 def export_mlp(path: Path, layers=(16, 64, 32, 32, 5), seed: int = 0) -> Path:
     """A torch MLP exported to ONNX with a dynamic batch dimension."""
     import torch
@@ -89,36 +97,53 @@ def decode_response(raw: bytes) -> np.ndarray:
     return np.asarray(out.contents.fp32_contents, dtype).reshape(list(out.shape))
 
 
-async def _load(url: str, payload: bytes, concurrency: int, duration: float, warmup: float):
+async def _load(
+    url: str, payload: bytes, concurrency: int, duration: float, warmup: float, connections=1
+):
     import grpc
 
     opts = [("grpc.max_receive_message_length", 1 << 28), ("grpc.max_send_message_length", 1 << 28)]
-    async with grpc.aio.insecure_channel(url, options=opts) as channel:
-        call = channel.unary_unary(METHOD)  # raw bytes in/out: the client does no protobuf work
+    if connections > 1:  # one TCP connection per channel (gRPC shares them by default)
+        opts.append(("grpc.use_local_subchannel_pool", 1))
+    channels = [grpc.aio.insecure_channel(url, options=opts) for _ in range(connections)]
+    try:
+        # raw bytes in/out: the client does no protobuf work
+        calls = [ch.unary_unary(METHOD) for ch in channels]
+        return await _load_calls(calls, payload, concurrency, duration, warmup)
+    finally:
+        for ch in channels:
+            await ch.close()
+
+
+async def _load_calls(calls, payload: bytes, concurrency: int, duration: float, warmup: float):
+    import grpc
+
+    first = None
+    for call in calls:
         first = await call(payload)
-        lat: list[float] = []
-        errors = 0
-        start = time.perf_counter()
-        t_measure = start + warmup
-        t_end = t_measure + duration
+    lat: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+    t_measure = start + warmup
+    t_end = t_measure + duration
 
-        async def worker():
-            nonlocal errors
-            while True:
-                t0 = time.perf_counter()
-                if t0 >= t_end:
-                    return
-                try:
-                    await call(payload)
-                except grpc.aio.AioRpcError:
-                    errors += 1
-                    continue
-                t1 = time.perf_counter()
-                if t0 >= t_measure:
-                    lat.append(t1 - t0)
+    async def worker(call):
+        nonlocal errors
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= t_end:
+                return
+            try:
+                await call(payload)
+            except grpc.aio.AioRpcError:
+                errors += 1
+                continue
+            t1 = time.perf_counter()
+            if t0 >= t_measure:
+                lat.append(t1 - t0)
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return first, lat, errors
+    await asyncio.gather(*(worker(calls[i % len(calls)]) for i in range(concurrency)))
+    return first, lat, errors
 
 
 async def _load_stream(url: str, payload: bytes, concurrency: int, duration: float, warmup: float):
@@ -197,13 +222,17 @@ def measure(
     warmup: float = 0.5,
     server_pid: int | None = None,
     stream: bool = False,
+    connections: int = 1,
 ):
     import resource
 
     cpu0 = proc_tree_cpu_s(server_pid) if server_pid else 0.0
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    load = _load_stream if stream else _load
-    first, lat, errors = asyncio.run(load(url, payload, concurrency, duration, warmup))
+    if stream:
+        coro = _load_stream(url, payload, concurrency, duration, warmup)
+    else:
+        coro = _load(url, payload, concurrency, duration, warmup, connections)
+    first, lat, errors = asyncio.run(coro)
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu1 = proc_tree_cpu_s(server_pid) if server_pid else 0.0
     # requests in the warm-up are not in ``lat``; scale them in by time
@@ -448,6 +477,10 @@ def run(args) -> dict:
     ls = LightspeedProc(repos["onnxruntime"])
     stack.append(ls)
     servers["lightspeed"] = (ls.grpc_url, every, True, ls.pid)
+    ls2 = LightspeedProc(repos["onnxruntime"], extra=("--workers", "2"))
+    stack.append(ls2)
+    # statistics are per worker, so the batch size is not read back (stats=False)
+    servers[WORKERS2] = (ls2.grpc_url, every, False, ls2.pid)
     if compiled:
         emu = {
             "mlp": "mlp_emu" if "mlp_emu" in compiled else None,
@@ -488,10 +521,20 @@ def run(args) -> dict:
     try:
         points = [("mlp batch-1", b, c) for b in ("off", "on") for c in (1, 4, 16, 64)]
         points += [("mlp batch-1, one stream", b, c) for b in ("off", "on") for c in (16, 64)]
+        points += [(TWO_CONN, b, c) for b in ("off", "on") for c in (16, 64)]
         points += [("facile 16000x15", "off", c) for c in (1, 4)]
+        if args.concurrency:
+            points = [p for p in points if p[2] in args.concurrency]
         for workload, batching, conc in points:
             stream = "stream" in workload
+            connections = 2 if workload == TWO_CONN else 1
             for server, (url, names, stats, pid) in servers.items():
+                # --workers 2 only pays with several connections; the other servers
+                # join that workload only where they are the comparison
+                if (server == WORKERS2) != (workload == TWO_CONN) and not (
+                    workload == TWO_CONN and server in ("lightspeed", "triton (python+ort)")
+                ):
+                    continue
                 if workload.startswith("mlp"):
                     model = names["mlp_db" if batching == "on" else "mlp"]
                     x, inp, out = mlp_x, j_in, j_out
@@ -503,7 +546,15 @@ def run(args) -> dict:
                 payload = build_request(model, x, inp, out)
                 before = server_batch_stats(url, model) if stats else (0, 0)
                 try:
-                    first, r = measure(url, payload, conc, dur, server_pid=pid, stream=stream)
+                    first, r = measure(
+                        url,
+                        payload,
+                        conc,
+                        dur,
+                        server_pid=pid,
+                        stream=stream,
+                        connections=connections,
+                    )
                 except Exception as exc:  # e.g. a server without ModelStreamInfer
                     print(f"{server} {workload}: {str(exc).splitlines()[0]}", file=sys.stderr)
                     continue
@@ -619,6 +670,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--duration", type=float, default=3.0, help="seconds measured per point")
     ap.add_argument("--quick", action="store_true", help="1 s per point (smoke run)")
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=None,
+        help="measure only the points at these concurrencies (default: all)",
+    )
     ap.add_argument(
         "--write-docs", action="store_true", help="also write docs/benchmarks/serving.md"
     )

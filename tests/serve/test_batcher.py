@@ -99,20 +99,25 @@ def test_max_queue_delay_waits_for_more_requests():
     assert rec.batches == [2]  # the second request joined the first one's batch
 
 
-def test_bounded_queue_rejects_with_resource_exhausted():
+def test_bounded_queue_rejects_with_resource_exhausted(caplog):
     rec = Recorder(delay=0.05)
 
     async def run():
         s = _scheduler(BatchingPolicy(max_batch_size=1, dynamic=True, max_queue_size=2), rec)
         a, b = _submit(s, 0), _submit(s, 1)
-        with pytest.raises(ServeError) as info:
-            _submit(s, 2)
+        for _ in range(3):
+            with pytest.raises(ServeError) as info:
+                _submit(s, 2)
         assert info.value.code == "RESOURCE_EXHAUSTED" and info.value.http_status == 503
         await asyncio.gather(a, b)
-        assert s.stats.rejected_count == 1
+        assert s.stats.rejected_count == 3
         await s.close()
 
-    asyncio.run(run())
+    with caplog.at_level("WARNING", logger="lightspeed.serve"):
+        asyncio.run(run())
+    # the first rejection is logged at once; later ones are summed into one line a second
+    lines = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage()]
+    assert len(lines) == 1 and "rejected=1 " in lines[0] and "RESOURCE_EXHAUSTED" in lines[0]
 
 
 def test_request_timeout_in_queue():

@@ -211,3 +211,42 @@ def test_explicit_model_control(repo):
         c.load_model("mlp")
         assert c.is_model_ready("mlp")
         c.close()
+
+
+def test_thousands_of_concurrent_calls_are_all_answered():
+    """2,000 batch-1 unary calls in flight at once: every one gets its answer.
+
+    gRPC core used to drop calls that waited for the grpc.aio accept loop once more
+    than 1,000 were parked, as a bare CANCELLED the server never saw."""
+    import grpc
+    from tritonclient.grpc import service_pb2 as pb
+
+    n = 2000
+    x = np.arange(n * 4, dtype=np.float32).reshape(n, 1, 4)
+    payloads = []
+    for i in range(n):
+        req = pb.ModelInferRequest(model_name="double", id=str(i))
+        req.inputs.add(name="x", datatype="FP32", shape=[1, 4])
+        req.raw_input_contents.append(x[i].tobytes())
+        payloads.append(req.SerializeToString())
+
+    async def run(url):
+        async with grpc.aio.insecure_channel(url) as channel:
+            call = channel.unary_unary(
+                "/inference.GRPCInferenceService/ModelInfer",
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
+            return await asyncio.wait_for(
+                asyncio.gather(*(call(p) for p in payloads), return_exceptions=True), 60
+            )
+
+    with _server() as srv:
+        results = asyncio.run(run(srv.grpc_url))
+        stats = grpcclient.InferenceServerClient(srv.grpc_url).get_inference_statistics("double")
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, f"{len(errors)} of {n} calls failed, e.g. {errors[0]!r}"
+    for i, r in enumerate(results):
+        assert r.id == str(i)
+        got = np.frombuffer(r.raw_output_contents[0], np.float32).reshape(1, 4)
+        np.testing.assert_array_equal(got, 2 * x[i])
+    assert stats.model_stats[0].inference_stats.success.count == n

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from bisect import bisect_left
 from collections import deque
@@ -24,6 +25,7 @@ import numpy as np
 from lightspeed.serve.errors import ServeError
 
 _ns = time.monotonic_ns
+log = logging.getLogger("lightspeed.serve")
 
 # request latency histogram bucket upper bounds (ns), Prometheus ``le`` in ms
 LATENCY_BOUNDS_NS = tuple(
@@ -135,6 +137,8 @@ class Scheduler:
         self._seq_next = 0
         self._seq_deliver = 0
         self._held: dict[int, tuple] = {}
+        self._rejected_logged_at = -(10**18)  # monotonic ns of the last queue-full log line
+        self._rejected_unlogged = 0
 
     # ------------------------------------------------------------------ submit
     def submit(
@@ -145,6 +149,7 @@ class Scheduler:
             raise ServeError("UNAVAILABLE", f"model '{self.name}' is unloading; retry later")
         if len(self._queue) >= self._max_queue:
             self.stats.rejected_count += 1
+            self._log_rejection()
             raise ServeError(
                 "RESOURCE_EXHAUSTED",
                 f"model '{self.name}': queue is full ({self._max_queue} requests waiting); "
@@ -182,6 +187,22 @@ class Scheduler:
             self._soon = True
             loop.call_soon(self._schedule)
         return fut
+
+    def _log_rejection(self) -> None:
+        """Log queue-full rejections: the first at once, then one summary line a second."""
+        now = _ns()
+        self._rejected_unlogged += 1
+        if now - self._rejected_logged_at >= 1_000_000_000:
+            log.warning(
+                "queue full model=%s max_queue_size=%d rejected=%d "
+                "status=RESOURCE_EXHAUSTED total_rejected=%d",
+                self.name,
+                self._max_queue,
+                self._rejected_unlogged,
+                self.stats.rejected_count,
+            )
+            self._rejected_logged_at = now
+            self._rejected_unlogged = 0
 
     @property
     def queued(self) -> int:

@@ -80,6 +80,16 @@ def register(subparsers) -> None:
         "than a tiny model; 0 = always use worker threads)",
     )
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the ports through SO_REUSEPORT (default 1). Each "
+        "worker loads every model and serves the client connections the kernel hands it, "
+        "so N workers help only with several client connections. Per worker: statistics "
+        "and metrics (worker i serves /metrics on METRICS_PORT+i). Refused with N > 1: "
+        "repository load/unload, system shared memory and --model-control explicit",
+    )
+    p.add_argument(
         "--log-level",
         default="INFO",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -191,9 +201,26 @@ def _serve(args) -> int:
     import os
     import sys
 
+    from lightspeed.errors import ConfigError
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: give 1 or more server processes")
+    if args.workers > 1 and args.model_control == "explicit":
+        raise ConfigError(
+            "--model-control explicit needs --workers 1: a repository load would reach "
+            "only one worker process"
+        )
+
     # worker threads hand results back through the GIL; the default 5 ms switch interval
     # would let the network thread hold it for that long while a finished batch waits
     sys.setswitchinterval(float(os.environ.get("LIGHTSPEED_SWITCH_INTERVAL", "0.0005")))
+    if args.workers > 1:
+        from dataclasses import replace
+
+        from lightspeed.serve.workers import run_workers
+
+        # fork before anything starts gRPC or onnxruntime threads in this process
+        return run_workers(replace(config, workers=args.workers), args.workers)
     # plain asyncio: grpc.aio's poller integration is slower under uvloop
     asyncio.run(main())
     return 0

@@ -269,6 +269,8 @@ class InferenceCore:
         self._state: dict[str, tuple[str, str]] = {}  # name -> (state, reason)
         self._locks: dict[str, asyncio.Lock] = {}
         self.shm = SharedMemoryRegistry()
+        # non-empty: repository load/unload is refused with this message (--workers N)
+        self.frozen = ""
 
     # ---------------------------------------------------------------- lookup (hot path)
     def get(self, name: str, version: str = "") -> LoadedModel:
@@ -319,6 +321,8 @@ class InferenceCore:
 
     async def load(self, name: str, config_override: str | None = None) -> None:
         """(Re)load a model from the repository; the old versions drain before closing."""
+        if self.frozen:
+            raise ServeError("FAILED_PRECONDITION", self.frozen)
         if self.repository is None:
             raise not_found("this server has no model repository to load from")
         self.repository.model_dir(name)  # NOT_FOUND for a name the repository lacks
@@ -378,6 +382,8 @@ class InferenceCore:
 
     async def unload(self, name: str) -> None:
         """Stop routing to a model, answer its queued requests, then release it."""
+        if self.frozen:
+            raise ServeError("FAILED_PRECONDITION", self.frozen)
         async with self._lock(name):
             versions = self._models.pop(name, None)
             self._latest.pop(name, None)

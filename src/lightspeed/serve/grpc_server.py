@@ -32,6 +32,8 @@ EXTENSIONS = [
     "binary_tensor_data",
     "system_shared_memory",
 ]
+# calls gRPC core may park before the accept loop takes them (see create_grpc_server)
+MAX_PENDING_CALLS = 1 << 20
 _STATUS = {name: getattr(grpc.StatusCode, name) for name in grpc.StatusCode.__members__}
 
 
@@ -366,13 +368,22 @@ def _stream_error(request, message: str):
 
 
 def create_grpc_server(
-    core: InferenceCore, address: str, max_message_bytes: int
+    core: InferenceCore, address: str, max_message_bytes: int, reuse_port: bool = False
 ) -> tuple[grpc.aio.Server, InferenceServicer, int]:
-    """A grpc.aio server bound to ``address`` ("host:port", port 0 = any free port)."""
+    """A grpc.aio server bound to ``address`` ("host:port", port 0 = any free port).
+
+    ``reuse_port``: share the port with the other ``--workers`` processes."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(reuse_port)),
+        # gRPC core parks calls that arrive before the (one-at-a-time) grpc.aio accept loop
+        # asks for them. Past 1000 parked calls it drops a growing random share, up to all
+        # of them at 3000, and the client sees a bare CANCELLED that the server never
+        # hears of. Raise both limits far past any queue bound: overload is then refused
+        # by the model queue with a logged RESOURCE_EXHAUSTED instead.
+        ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+        ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
     ]
     server = grpc.aio.server(options=options)
     servicer = InferenceServicer(core)

@@ -35,6 +35,11 @@ class ServerConfig:
     load_all: bool = True  # False: explicit model control, load via the repository API
     ort_threads: int = 1
     inline_below_us: int = 200
+    # --workers N: the total count (per-worker state makes some operations unsafe) and,
+    # inside a worker, its index and that the ports are shared through SO_REUSEPORT
+    workers: int = 1
+    worker_index: int | None = None
+    reuse_port: bool = False
 
 
 class Server:
@@ -64,11 +69,19 @@ class Server:
         cfg = self.config
         if cfg.load_all:
             await self.core.load_all()
+        if cfg.workers > 1:
+            from lightspeed.serve.workers import multi_worker_refusal
+
+            self.core.frozen = multi_worker_refusal("repository load/unload", cfg.workers)
+            self.core.shm.refusal = multi_worker_refusal("system shared memory", cfg.workers)
         if cfg.grpc_port >= 0:
             from lightspeed.serve.grpc_server import create_grpc_server
 
             self._grpc, self._servicer, self.grpc_port = create_grpc_server(
-                self.core, f"{cfg.host}:{cfg.grpc_port}", cfg.max_message_bytes
+                self.core,
+                f"{cfg.host}:{cfg.grpc_port}",
+                cfg.max_message_bytes,
+                reuse_port=cfg.reuse_port,
             )
             await self._grpc.start()
         if cfg.http_port >= 0:
@@ -81,7 +94,8 @@ class Server:
 
             self.metrics_port = await self._site(create_metrics_app(self.core), cfg.metrics_port)
         log.info(
-            "server started host=%s grpc_port=%s http_port=%s metrics_port=%s models=%s",
+            "%s host=%s grpc_port=%s http_port=%s metrics_port=%s models=%s",
+            "server started" if cfg.worker_index is None else f"worker {cfg.worker_index} started",
             cfg.host,
             self.grpc_port,
             self.http_port,
@@ -94,7 +108,9 @@ class Server:
 
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.config.drain_timeout_s)
         await runner.setup()
-        site = web.TCPSite(runner, self.config.host, port, reuse_address=True)
+        site = web.TCPSite(
+            runner, self.config.host, port, reuse_address=True, reuse_port=self.config.reuse_port
+        )
         await site.start()
         self._runners.append(runner)
         return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]

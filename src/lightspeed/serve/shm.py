@@ -41,8 +41,11 @@ class SharedMemoryRegistry:
 
     def __init__(self) -> None:
         self._regions: dict[str, Region] = {}
+        self.refusal = ""  # non-empty: registration is refused with this message (--workers N)
 
     def register(self, name: str, key: str, offset: int, byte_size: int) -> None:
+        if self.refusal:
+            raise ServeError("FAILED_PRECONDITION", self.refusal)
         if not name:
             raise invalid("a shared memory region needs a name")
         if name in self._regions:
