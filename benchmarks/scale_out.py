@@ -65,6 +65,9 @@ def _time_dask(source: Path, model: str, workers: int, out: Path) -> tuple[float
 
 
 def main() -> int:
+    # one compute thread per process, so "2 workers" means 2 cores' worth of work, not 4
+    for var in ("LIGHTSPEED_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=400_000)
     ap.add_argument("--partitions", type=int, default=16)

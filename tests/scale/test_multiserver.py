@@ -1,6 +1,7 @@
 """Several servers behind one client: spread, failover, nothing lost."""
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -59,3 +60,39 @@ def test_dask_partitions_through_two_servers(repo):
         x = da.from_array(jets, chunks=(250, 16))
         got = predict_array(x, spec).compute(scheduler="threads", num_workers=2)
     assert np.array_equal(got, q.predict(jets))
+
+
+def test_health_checks_take_out_and_bring_back_a_server(repo):
+    import subprocess
+    import sys
+
+    from lightspeed.client import SonicClient
+    from tests.scale.servers import wait_ready
+
+    d, q, jets = repo
+
+    async def run(servers):
+        port = servers[1][0].rsplit(":", 1)[1]
+        async with SonicClient([a for a, _ in servers], "jet", health_interval_s=0.2) as c:
+            assert await c.check_health() == [True, True]
+            servers[1][1].terminate()
+            servers[1][1].wait(timeout=15)
+            await asyncio.sleep(0.6)  # the background probe notices before any request fails
+            assert not c.endpoints[1].available(time.monotonic())
+            out = await c.infer_event(jets[:8])
+            assert c.stats.retries == 0  # the dead server was never tried
+            cmd = [sys.executable, "-m", "lightspeed.cli", "serve", str(d / "repo"), "--grpc-port", port,
+                   "--http-port", "-1", "--metrics-port", "-1", "--log-level", "WARNING"]  # fmt: skip
+            revived = subprocess.Popen(cmd)
+            try:
+                await asyncio.to_thread(wait_ready, f"127.0.0.1:{port}")
+                await asyncio.sleep(0.6)
+                assert await c.check_health() == [True, True]  # back in rotation
+            finally:
+                revived.terminate()
+                revived.wait(timeout=15)
+            return out
+
+    with serve(d / "repo", n=2) as servers:
+        out = asyncio.run(run(servers))
+    assert np.array_equal(out[q.output_names[0]], q.predict(jets[:8]))

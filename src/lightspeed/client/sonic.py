@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -218,6 +219,7 @@ class SonicClient:
     cooldown_s: float = 2.0  # how long an unreachable endpoint is skipped
     fallback: object = None  # callable / .onnx / compiled dir: local inference when offline
     streaming: bool = False  # send requests on one ModelStreamInfer stream per endpoint
+    health_interval_s: float = 0.0  # > 0: probe every endpoint's ModelReady this often
     spec: ModelSpec | None = None  # taken from the server's ModelConfig when None
     stats: ClientStats = field(default_factory=ClientStats)
 
@@ -228,6 +230,7 @@ class SonicClient:
         self.endpoints = [Endpoint(u) for u in urls]
         self._fallback = local_fallback(self.fallback) if self.fallback is not None else None
         self._rr = 0
+        self._health_task: asyncio.Task | None = None
         self._grpc = require("tritonclient.grpc.aio", "serve", "the SONIC client")
 
     # ------------------------------------------------------------------ connection
@@ -242,6 +245,8 @@ class SonicClient:
         """Open channels and read the model config (from any endpoint that answers)."""
         for ep in self.endpoints:
             ep.client = self._grpc.InferenceServerClient(ep.url)
+        if self.health_interval_s > 0 and self._health_task is None:
+            self._health_task = asyncio.create_task(self._health_loop())
         if self.spec is not None:
             return
         errors = []
@@ -263,7 +268,38 @@ class SonicClient:
             )
         log.warning("no server reachable; using the local fallback: %s", "; ".join(errors))
 
+    async def check_health(self) -> list[bool]:
+        """Ask every endpoint whether the model is ready; take failing ones out of
+        rotation and put recovered ones back. Returns the readiness per endpoint."""
+        ready = []
+        for ep in self.endpoints:
+            if ep.client is None:
+                ready.append(False)
+                continue
+            try:
+                ok = bool(
+                    await ep.client.is_model_ready(self.model, self.version, client_timeout=1.0)
+                )
+            except Exception:
+                ok = False
+            if ok:
+                ep.down_until = 0.0
+            else:
+                ep.down_until = time.monotonic() + max(self.cooldown_s, self.health_interval_s)
+            ready.append(ok)
+        return ready
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.health_interval_s)
+            await self.check_health()
+
     async def close(self) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+            self._health_task = None
         for ep in self.endpoints:
             if ep.stream is not None:
                 await ep.stream.close()
