@@ -23,7 +23,9 @@ from lightspeed.quantize import AutoOptions, QuantizedModel, quantize
 __version__ = "0.1.0"
 
 
-def load(source: Any, input_shape: tuple[int, ...] | dict[str, tuple[int, ...]] | None = None) -> Graph:
+def load(
+    source: Any, input_shape: tuple[int, ...] | dict[str, tuple[int, ...]] | None = None
+) -> Graph:
     """Import a model (ONNX/QONNX path or ModelProto, or a torch ``nn.Module``) as a float graph.
 
     ``input_shape`` (without the batch axis) is needed for dynamic shapes and

@@ -49,7 +49,13 @@ def graph_to_dict(g: Graph) -> dict[str, Any]:
         "inputs": {k: list(v) for k, v in g.inputs.items()},
         "outputs": list(g.outputs),
         "nodes": [
-            {"name": n.name, "op": n.op, "inputs": n.inputs, "outputs": n.outputs, "attrs": _jsonable(n.attrs)}
+            {
+                "name": n.name,
+                "op": n.op,
+                "inputs": n.inputs,
+                "outputs": n.outputs,
+                "attrs": _jsonable(n.attrs),
+            }
             for n in g.nodes
         ],
         "shapes": {k: list(v) for k, v in g.shapes.items()},
@@ -58,7 +64,14 @@ def graph_to_dict(g: Graph) -> dict[str, Any]:
 
 def graph_from_dict(d: dict[str, Any], params: dict[str, dict[str, np.ndarray]]) -> Graph:
     nodes = [
-        Node(n["name"], n["op"], list(n["inputs"]), list(n["outputs"]), dict(n["attrs"]), params.get(n["name"], {}))
+        Node(
+            n["name"],
+            n["op"],
+            list(n["inputs"]),
+            list(n["outputs"]),
+            dict(n["attrs"]),
+            params.get(n["name"], {}),
+        )
         for n in d["nodes"]
     ]
     return Graph(
@@ -90,11 +103,19 @@ def _unpack(npz, as_int: bool) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
+
+
 def model_hash(q) -> str:
     """Content hash of a quantized model (graph, types, integer params): firmware checks it."""
     h = hashlib.sha256()
     h.update(json.dumps(graph_to_dict(q.graph), sort_keys=True).encode())
-    h.update(json.dumps({n: {r: str(t) for r, t in p.items()} for n, p in q.precision.items()}, sort_keys=True).encode())
+    h.update(
+        json.dumps(
+            {n: {r: str(t) for r, t in p.items()} for n, p in q.precision.items()}, sort_keys=True
+        ).encode()
+    )
     h.update(json.dumps({n: str(t) for n, t in q.input_types.items()}, sort_keys=True).encode())
     for key, a in sorted(_pack(q.qparams).items()):
         h.update(key.encode())
@@ -126,8 +147,8 @@ def save_compiled(q, outdir: str | Path, source: dict[str, Any] | None = None) -
             "source": source or {},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        np.savez(tmp / "params.npz", **_pack({n.name: n.params for n in q.graph.nodes}))
-        np.savez(tmp / "qparams.npz", **_pack(q.qparams))
+        _savez(tmp / "params.npz", _pack({n.name: n.params for n in q.graph.nodes}))
+        _savez(tmp / "qparams.npz", _pack(q.qparams))
         (tmp / "report.json").write_text(json.dumps(q.report(), indent=1))
         if outdir.exists():
             old = outdir.with_name(f".{outdir.name}.old")
@@ -160,7 +181,9 @@ def load_compiled(path: str | Path):
 
     path = Path(path)
     if not path.is_dir():
-        raise ArtifactError(f"{path} is not a directory; run `lightspeed compile MODEL -o {path}` first")
+        raise ArtifactError(
+            f"{path} is not a directory; run `lightspeed compile MODEL -o {path}` first"
+        )
     if not is_compiled_dir(path):
         raise ArtifactError(
             f"{path} is not a lightspeed compiled model (no valid manifest.json); "
@@ -169,7 +192,9 @@ def load_compiled(path: str | Path):
     try:
         m = json.loads((path / "manifest.json").read_text())
         if m.get("version") != VERSION:
-            raise ArtifactError(f"{path}: compiled with format version {m.get('version')}, expected {VERSION}; recompile")
+            raise ArtifactError(
+                f"{path}: compiled with format version {m.get('version')}, expected {VERSION}; recompile"
+            )
         with np.load(path / "params.npz", allow_pickle=False) as f:
             params = _unpack(f, as_int=False)
         with np.load(path / "qparams.npz", allow_pickle=False) as f:

@@ -90,8 +90,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "shipped Pythia8 jets, emulate it bit-exactly, print the report, then generate Verilog, "
         "simulate it against the emulator and estimate its resources.",
     )  # fmt: skip
-    p.add_argument("--workdir", default="lightspeed-demo", help="where outputs go (default ./lightspeed-demo)")
-    p.add_argument("--no-firmware", action="store_true", help="skip the RTL generation/simulation step")
+    p.add_argument(
+        "--workdir", default="lightspeed-demo", help="where outputs go (default ./lightspeed-demo)"
+    )
+    p.add_argument(
+        "--no-firmware", action="store_true", help="skip the RTL generation/simulation step"
+    )
     p.set_defaults(func=cmd_demo)
 
 
@@ -109,7 +113,9 @@ def parse_input_shapes(specs: list[str]) -> Any:
         try:
             shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
         except ValueError:
-            raise InputError(f"--input-shape {spec!r}: use comma-separated integers, e.g. 1,28,28") from None
+            raise InputError(
+                f"--input-shape {spec!r}: use comma-separated integers, e.g. 1,28,28"
+            ) from None
         if not shape or min(shape) <= 0:
             raise InputError(f"--input-shape {spec!r}: dimensions must be positive integers")
         if not name and len(specs) == 1:
@@ -133,7 +139,9 @@ def load_array_file(path: str, names: list[str], what: str) -> dict[str, Any]:
         raise InputError(f"{what} file {p} is not a readable .npy/.npz file ({exc})") from None
     if isinstance(data, np.ndarray):
         if len(names) != 1:
-            raise InputError(f"model has inputs {names}; give an .npz keyed by input name for {what}")
+            raise InputError(
+                f"model has inputs {names}; give an .npz keyed by input name for {what}"
+            )
         return {names[0]: data}
     with data:
         keys = list(data.files)
@@ -175,10 +183,16 @@ def compile_model(args: argparse.Namespace):
     opts = AutoOptions()
     if args.weight_bits or args.frac_bits:
         opts = AutoOptions(
-            weight_bits=args.weight_bits or opts.weight_bits, frac_bits=args.frac_bits or opts.frac_bits
+            weight_bits=args.weight_bits or opts.weight_bits,
+            frac_bits=args.frac_bits or opts.frac_bits,
         )
-    q = lightspeed.quantize(graph, precision=args.precision, calibration=cal, config=args.config, options=opts)
-    q.save(args.output, source={"model": str(args.model), "precision": args.precision, "config": args.config})
+    q = lightspeed.quantize(
+        graph, precision=args.precision, calibration=cal, config=args.config, options=opts
+    )
+    q.save(
+        args.output,
+        source={"model": str(args.model), "precision": args.precision, "config": args.config},
+    )
     return q
 
 

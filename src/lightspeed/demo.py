@@ -38,7 +38,9 @@ def stage_compile(workdir: Path, console: Console) -> tuple[Any, dict[str, Any]]
     q = lightspeed.quantize(graph, precision="auto", calibration=train.features[:2000])
     outdir = q.save(workdir / "jet_tagger", source={"model": str(model_file), "precision": "auto"})
     t_compile = time.perf_counter() - t0
-    console.print(f"compiled {model_file.name} with auto precision in {t_compile:.2f} s -> {outdir}")
+    console.print(
+        f"compiled {model_file.name} with auto precision in {t_compile:.2f} s -> {outdir}"
+    )
     render_report(q.report(), console)
 
     x = test.features
@@ -75,7 +77,9 @@ def stage_firmware(q: Any, workdir: Path, console: Console) -> dict[str, Any]:
     return demo_step(q, workdir, console)
 
 
-def run_demo(workdir: Path, firmware: bool = True, console: Console | None = None) -> dict[str, Any]:
+def run_demo(
+    workdir: Path, firmware: bool = True, console: Console | None = None
+) -> dict[str, Any]:
     console = console or Console(width=140)
     workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}

@@ -52,6 +52,5 @@ def require(module: str, extra: str, what: str = ""):
     except ImportError as exc:
         need = f" for {what}" if what else ""
         raise ToolMissingError(
-            f"the optional dependency '{module}' is needed{need}: "
-            f"pip install 'lightspeed[{extra}]'"
+            f"the optional dependency '{module}' is needed{need}: pip install 'lightspeed[{extra}]'"
         ) from exc

@@ -21,7 +21,17 @@ def compiled(tmp_path_factory, jets):
     d = tmp_path_factory.mktemp("cli")
     np.save(d / "cal.npy", jets)
     out = d / "model"
-    rc = main(["compile", str(model_path("jet_tagger")), "-o", str(out), "--calibration", str(d / "cal.npy"), "--quiet"])
+    rc = main(
+        [
+            "compile",
+            str(model_path("jet_tagger")),
+            "-o",
+            str(out),
+            "--calibration",
+            str(d / "cal.npy"),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     return out
 
@@ -58,13 +68,19 @@ def test_uniform_precision_with_config(tmp_path, jets):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["compile", "missing.onnx", "-o", "{tmp}/o", "--precision", "ap_fixed<16,6>"], "missing.onnx"),
+        (
+            ["compile", "missing.onnx", "-o", "{tmp}/o", "--precision", "ap_fixed<16,6>"],
+            "missing.onnx",
+        ),
         (["compile", "{model}", "-o", "{tmp}/o"], "calibration"),
         (["compile", "{model}", "-o", "{tmp}/o", "--precision", "ap_fixed<16"], "cannot parse"),
         (["compile", "{model}", "-o", "{tmp}/o", "--precision", "ap_fixed<65,6>"], "width 65"),
         (["compile", "{model}", "-o", "{tmp}/o", "--calibration", "{tmp}/nan.npy"], "NaN"),
         (["compile", "{model}", "-o", "{tmp}/o", "--calibration", "{tmp}/wrong.npy"], "shape"),
-        (["predict", "{tmp}", "--input", "x.npy", "--output", "y.npy"], "not a lightspeed compiled model"),
+        (
+            ["predict", "{tmp}", "--input", "x.npy", "--output", "y.npy"],
+            "not a lightspeed compiled model",
+        ),
     ],
 )
 def test_errors_are_one_line_and_nonzero(args, message, tmp_path, capsys):
@@ -80,7 +96,16 @@ def test_errors_are_one_line_and_nonzero(args, message, tmp_path, capsys):
 
 def test_predict_wrong_input_shape(compiled, tmp_path, capsys):
     np.save(tmp_path / "bad.npy", np.zeros((3, 7), dtype=np.float32))
-    rc = main(["predict", str(compiled), "--input", str(tmp_path / "bad.npy"), "--output", str(tmp_path / "y.npy")])
+    rc = main(
+        [
+            "predict",
+            str(compiled),
+            "--input",
+            str(tmp_path / "bad.npy"),
+            "--output",
+            str(tmp_path / "y.npy"),
+        ]
+    )
     assert rc == 2
     assert "expected (batch, 16)" in capsys.readouterr().err
     assert not (tmp_path / "y.npy").exists()

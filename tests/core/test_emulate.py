@@ -41,7 +41,14 @@ def test_dense_matches_reference_semantics(rng):
     """The emulator's dense equals a literal per-sample loop of the contract."""
     w = rng.normal(0, 1, (6, 3))
     b = rng.normal(0, 1, 3)
-    g = infer_shapes(Graph("d", {"x": (6,)}, ["y"], [Node("fc", "dense", ["x"], ["y"], {}, {"weight": w, "bias": b})]))
+    g = infer_shapes(
+        Graph(
+            "d",
+            {"x": (6,)},
+            ["y"],
+            [Node("fc", "dense", ["x"], ["y"], {}, {"weight": w, "bias": b})],
+        )
+    )
     cfg = {"layers": {"fc": {"weight": "ap_fixed<8,2,RND>", "bias": "ap_fixed<8,2>",
                              "accum": "ap_fixed<10,4,RND_CONV,SAT>", "result": "ap_fixed<8,4,RND,SAT_SYM>"}},
            "inputs": {"x": "ap_fixed<8,3,TRN,SAT>"}}  # fmt: skip
@@ -58,9 +65,13 @@ def test_dense_matches_reference_semantics(rng):
         for j in range(3):
             acc = int(requantize(np.array([bm[j]]), p["bias"].frac, acc_t)[0])
             for i in range(6):
-                prod = requantize(np.array([int(xm[s, i]) * int(wm[i, j])]), xt.frac + p["weight"].frac, acc_t)
+                prod = requantize(
+                    np.array([int(xm[s, i]) * int(wm[i, j])]), xt.frac + p["weight"].frac, acc_t
+                )
                 acc = int(requantize(np.array([acc + int(prod[0])]), acc_t.frac, acc_t)[0])
-            want[s, j] = to_float(requantize(np.array([acc]), acc_t.frac, p["result"]), p["result"])[0]
+            want[s, j] = to_float(
+                requantize(np.array([acc]), acc_t.frac, p["result"]), p["result"]
+            )[0]
     assert np.array_equal(got, want)
 
 

@@ -55,6 +55,8 @@ def test_dynamic_input_shape_refused():
 
 
 def test_duplicate_node_names_refused():
-    g = Graph("m", {"x": (4,)}, ["z"], [Node("r", "relu", ["x"], ["y"]), Node("r", "relu", ["y"], ["z"])])
+    g = Graph(
+        "m", {"x": (4,)}, ["z"], [Node("r", "relu", ["x"], ["y"]), Node("r", "relu", ["y"], ["z"])]
+    )
     with pytest.raises(ModelError, match="duplicate"):
         infer_shapes(g)

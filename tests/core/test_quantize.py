@@ -22,7 +22,7 @@ def test_auto_accumulators_cannot_overflow(mlp, rng):
         # the exact worst case over the whole input type fits (independent interval analysis)
         w = q.qparams[node.name]["weight"].astype(object)
         sh = acc.frac - x_t.frac - p["weight"].frac
-        bias = int(1) << (acc.frac - p["bias"].frac)
+        bias = 1 << (acc.frac - p["bias"].frac)
         for j in range(w.shape[1]):
             terms = [(int(wi) * x_t.min_int, int(wi) * x_t.max_int) for wi in w[:, j]]
             b0 = int(q.qparams[node.name]["bias"][j]) * bias
@@ -155,6 +155,8 @@ def test_trained_precision_keeps_quant_types(rng):
     x = rng.normal(0, 1, (200, 4))
     q = lightspeed.quantize(g, "trained", calibration=x)
     assert str(q.input_types["x"]) == "ap_fixed<8,3,RND_CONV,SAT>"
-    assert np.array_equal(q.predict(x), q.predict_float(x))  # float model fake-quantizes identically
+    assert np.array_equal(
+        q.predict(x), q.predict_float(x)
+    )  # float model fake-quantizes identically
     with pytest.raises(ConfigError, match="own types"):
         lightspeed.quantize(g, "trained", config={"layers": {}})

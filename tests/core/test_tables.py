@@ -23,7 +23,9 @@ def test_unary_table_accuracy(op, bound, rng):
 
 def test_unary_table_saturates_outside_range():
     cfg = {"inputs": {"x": "ap_fixed<16,8>"}}
-    q = lightspeed.quantize(_graph("sigmoid", 2), "auto", calibration=np.array([[-1.0, 1.0]]), config=cfg)
+    q = lightspeed.quantize(
+        _graph("sigmoid", 2), "auto", calibration=np.array([[-1.0, 1.0]]), config=cfg
+    )
     y = q.predict(np.array([[-50.0, 50.0]]))
     assert y[0, 0] < 1e-3 and y[0, 1] > 0.999
 
@@ -41,9 +43,9 @@ def test_softmax_accuracy_and_normalisation(rng):
 def test_table_config_must_be_power_of_two_step():
     g = _graph("sigmoid", 2)
     with pytest.raises(ConfigError, match="power of two"):
-        lightspeed.quantize(g, "ap_fixed<16,6>", config={"layers": {"act": {"table_size": 1000}}}).predict(
-            np.zeros((1, 2))
-        )
+        lightspeed.quantize(
+            g, "ap_fixed<16,6>", config={"layers": {"act": {"table_size": 1000}}}
+        ).predict(np.zeros((1, 2)))
 
 
 def test_table_size_config_changes_table():

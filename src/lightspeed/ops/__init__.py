@@ -38,4 +38,14 @@ def get_op(name: str) -> Op:
         ) from None
 
 
-__all__ = ["OPS", "AutoContext", "AutoOptions", "Cost", "CostContext", "Fx", "Op", "Precision", "get_op"]
+__all__ = [
+    "OPS",
+    "AutoContext",
+    "AutoOptions",
+    "Cost",
+    "CostContext",
+    "Fx",
+    "Op",
+    "Precision",
+    "get_op",
+]

@@ -38,7 +38,11 @@ def _relu_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[F
 def _relu_auto(node: Node, ctx: AutoContext) -> Precision:
     t = ctx.in_types[0]
     # the positive half of the input type: lossless and free in hardware
-    res = FixedType(max(t.width - 1, 1), t.integer - 1, False, t.rounding, t.overflow) if t.signed else t
+    res = (
+        FixedType(max(t.width - 1, 1), t.integer - 1, False, t.rounding, t.overflow)
+        if t.signed
+        else t
+    )
     return merge(ctx.fixed, {"result": res})
 
 

@@ -46,14 +46,20 @@ def _fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
     x = xs[0]
     lead = x.m.shape[:-1]
     flat = x.m.reshape(-1, x.m.shape[-1])
-    acc = mac(flat, x.t, q["weight"], prec["weight"], q.get("bias"), prec.get("bias"), prec["accum"])
+    acc = mac(
+        flat, x.t, q["weight"], prec["weight"], q.get("bias"), prec.get("bias"), prec["accum"]
+    )
     res = cast(acc, prec["accum"], prec["result"])
     return [Fx(res.reshape(*lead, -1), prec["result"])]
 
 
 def _auto(node: Node, ctx: AutoContext) -> Precision:
     return linear_precision(
-        node.params["weight"], node.params.get("bias"), ctx.in_types[0], ctx.fixed, ctx.options,
+        node.params["weight"],
+        node.params.get("bias"),
+        ctx.in_types[0],
+        ctx.fixed,
+        ctx.options,
         ctx.out_ranges[0],
     )
 

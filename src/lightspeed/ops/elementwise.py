@@ -124,7 +124,9 @@ def _concat_shape(node: Node, ins: list[Shape]) -> list[Shape]:
     ax = _axis(node, len(ins[0]))
     base = list(ins[0])
     for s in ins[1:]:
-        if len(s) != len(base) or any(a != b for i, (a, b) in enumerate(zip(s, base)) if i != ax):
+        if len(s) != len(base) or any(
+            a != b for i, (a, b) in enumerate(zip(s, base, strict=False)) if i != ax
+        ):
             raise ShapeError(f"inputs {ins} differ outside the concat axis")
         base[ax] += s[ax]
     return [tuple(base)]

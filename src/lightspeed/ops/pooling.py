@@ -10,6 +10,7 @@ Padding: MaxPool pads with -inf; AveragePool counts padded zeros
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from lightspeed.errors import ShapeError, UnsupportedOpError
 from lightspeed.fixed import FixedType, as_exact, cast, requantize
@@ -25,7 +26,6 @@ from lightspeed.ops.base import (
     merge,
     result_type,
 )
-from numpy.lib.stride_tricks import sliding_window_view
 
 RECIP_BITS = 18
 
@@ -88,7 +88,13 @@ def _tiled_max(x: np.ndarray, node: Node) -> np.ndarray | None:
     out = [n // kk for n, kk in zip(x.shape[2:], k, strict=True)]
     m = None
     for offs in np.ndindex(*k):
-        view = x[(slice(None), slice(None), *[slice(o, o + n * kk, kk) for o, n, kk in zip(offs, out, k, strict=True)])]
+        view = x[
+            (
+                slice(None),
+                slice(None),
+                *[slice(o, o + n * kk, kk) for o, n, kk in zip(offs, out, k, strict=True)],
+            )
+        ]
         m = view.copy() if m is None else np.maximum(m, view, out=m)
     return m
 
@@ -128,7 +134,7 @@ def recip(k: int) -> tuple[int, int]:
     if k & (k - 1) == 0:
         return 1, k.bit_length() - 1
     frac = RECIP_BITS + k.bit_length()
-    return int(round(2.0**frac / k)), frac
+    return round(2.0**frac / k), frac
 
 
 def _avg_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -156,7 +162,9 @@ def _avg_auto(node: Node, ctx: AutoContext) -> Precision:
 def _avg_cost(node: Node, ctx: CostContext) -> Cost:
     k = _window_size(node, ctx.in_shapes[0])
     n = int(np.prod(ctx.out_shapes[0]))
-    return Cost(adds=n * (k - 1), mults=0 if k & (k - 1) == 0 else n, bops=n * k * ctx.in_types[0].width)
+    return Cost(
+        adds=n * (k - 1), mults=0 if k & (k - 1) == 0 else n, bops=n * k * ctx.in_types[0].width
+    )
 
 
 AVGPOOL = Op(

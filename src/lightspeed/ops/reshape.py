@@ -59,8 +59,15 @@ def _transpose(node: Node, x: np.ndarray) -> np.ndarray:
 
 def _op(name: str, shape, fn, doc: str) -> Op:
     run_float, run_fixed = _move(fn)
-    return Op(name=name, roles=(), infer_shape=shape, run_float=run_float, run_fixed=run_fixed,
-              auto_precision=_keep_type, doc=doc)
+    return Op(
+        name=name,
+        roles=(),
+        infer_shape=shape,
+        run_float=run_float,
+        run_fixed=run_fixed,
+        auto_precision=_keep_type,
+        doc=doc,
+    )
 
 
 FLATTEN = _op("flatten", _flatten_shape, _flatten, "flatten all non-batch axes")

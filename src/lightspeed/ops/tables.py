@@ -18,6 +18,7 @@ docs/quantization.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -36,7 +37,12 @@ from lightspeed.ops.base import (
     same_shape,
 )
 
-_FUNCS = {"sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)), "tanh": np.tanh}
+
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+_FUNCS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"sigmoid": _sigmoid, "tanh": np.tanh}
 DEFAULT_RANGE = {"sigmoid": (-8.0, 8.0), "tanh": (-4.0, 4.0)}
 
 
@@ -57,14 +63,16 @@ def table_geometry(node: Node) -> tuple[float, float, int, int]:
     _log2_exact(size, "table_size", node)
     step_log2 = _log2_exact((hi - lo) / size, "table step (hi-lo)/size", node)
     if lo / 2.0**step_log2 != int(lo / 2.0**step_log2):
-        raise ConfigError(f"node {node.name!r}: table_range start {lo} is not a multiple of the step")
+        raise ConfigError(
+            f"node {node.name!r}: table_range start {lo} is not a multiple of the step"
+        )
     return float(lo), float(hi), size, step_log2
 
 
 def bin_index(m: np.ndarray, frac: int, lo: float, step_log2: int, size: int) -> np.ndarray:
     """floor((x - lo) / 2**step_log2) clamped to [0, size-1], for x = m * 2**-frac (exact)."""
     sh = -step_log2 - frac  # x / step = m * 2**sh
-    base = int(round(lo * 2.0**-step_log2))
+    base = round(lo * 2.0**-step_log2)
     q = (m << sh) if sh >= 0 else (m >> -sh)
     return np.clip(q - base, 0, size - 1).astype(np.int64)
 
@@ -94,8 +102,10 @@ def _unary_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[
 def _unary_auto(node: Node, ctx: AutoContext) -> Precision:
     table_geometry(node)
     bits = ctx.options.table_bits
-    t = FixedType(bits, 0, False, "RND", "SAT") if node.op == "sigmoid" else FixedType(
-        bits, 1, True, "RND", "SAT"
+    t = (
+        FixedType(bits, 0, False, "RND", "SAT")
+        if node.op == "sigmoid"
+        else FixedType(bits, 1, True, "RND", "SAT")
     )
     table = ctx.fixed.get("table", t)
     return merge(ctx.fixed, {"table": table, "result": table})

@@ -98,7 +98,9 @@ def make_config(
         cfg.inputs[name] = _type(t, f"inputs.{name}")
     for layer, roles in (data.get("layers") or {}).items():
         if not isinstance(roles, dict):
-            raise ConfigError(f"layers.{layer} must map roles to types, e.g. {{result: ap_fixed<16,6>}}")
+            raise ConfigError(
+                f"layers.{layer} must map roles to types, e.g. {{result: ap_fixed<16,6>}}"
+            )
         for role, value in roles.items():
             if role in TABLE_ATTRS:
                 cfg.attrs.setdefault(layer, {})[role] = value

@@ -24,7 +24,9 @@ class QuantizedModel:
     options: AutoOptions = field(default_factory=AutoOptions)
     default: str | None = None  # the uniform type, or None for auto
     calibration_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
-    stats: dict[str, Any] = field(default_factory=dict)  # float-vs-fixed figures on calibration data
+    stats: dict[str, Any] = field(
+        default_factory=dict
+    )  # float-vs-fixed figures on calibration data
 
     # -- shape/type views -------------------------------------------------
     @property

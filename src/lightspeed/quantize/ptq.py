@@ -21,12 +21,16 @@ from lightspeed.quantize.config import PrecisionConfig, check_against, make_conf
 from lightspeed.quantize.model import QuantizedModel
 
 
-def calibration_ranges(graph: Graph, data: Mapping[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+def calibration_ranges(
+    graph: Graph, data: Mapping[str, np.ndarray]
+) -> dict[str, tuple[float, float]]:
     """(min, max) of every tensor of the float model over the calibration batch."""
     from lightspeed.emulate import run_float
 
     env = run_float(graph, data, keep_all=True)
-    return {t: (float(np.min(v)), float(np.max(v))) if v.size else (0.0, 0.0) for t, v in env.items()}
+    return {
+        t: (float(np.min(v)), float(np.max(v))) if v.size else (0.0, 0.0) for t, v in env.items()
+    }
 
 
 def _pinned(node, cfg: PrecisionConfig) -> dict[str, FixedType]:
@@ -127,7 +131,12 @@ def quantize(
             raise ConfigError(f"layer {node.name!r}: no type for roles {missing}")
         precision_map[node.name] = prec
         qparams[node.name] = op.quantize_params(node, prec)
-        out_t = prec.get("result", in_types[0] if in_types else None)
+        if "result" in prec:
+            out_t = prec["result"]
+        elif in_types:
+            out_t = in_types[0]  # data movement keeps its input's type
+        else:
+            raise ConfigError(f"layer {node.name!r} has neither inputs nor a result type")
         for t in node.outputs:
             types[t] = out_t
 

@@ -32,9 +32,12 @@ def build_report(q: QuantizedModel) -> dict[str, Any]:
     return {
         "model": q.graph.name,
         "precision": q.default or "auto",
-        "inputs": {n: {"shape": list(q.graph.inputs[n]), "type": str(t)} for n, t in q.input_types.items()},
+        "inputs": {
+            n: {"shape": list(q.graph.inputs[n]), "type": str(t)} for n, t in q.input_types.items()
+        },
         "outputs": {
-            n: {"shape": list(q.graph.shapes[n]), "type": str(q.tensor_types[n])} for n in q.graph.outputs
+            n: {"shape": list(q.graph.shapes[n]), "type": str(q.tensor_types[n])}
+            for n in q.graph.outputs
         },
         "layers": layers,
         "totals": totals,
