@@ -184,30 +184,34 @@ def shrink(m: np.ndarray) -> np.ndarray:
     return m
 
 
-def _round_increment(fl, rem, s: int, neg, mode: str):
-    """0/1 increment to add to floor(m / 2**s) for the given quantization mode.
+def round_increment(qb, r, neg, odd, mode: str):
+    """The 0/1 Xilinx adds to the truncated (floor) value for quantization ``mode``.
 
-    ``rem`` is ``m - fl * 2**s`` in [0, 2**s): its top bit is Xilinx's ``qb``,
-    the bits below are the sticky ``r``.
+    Boolean arrays (NumPy or torch): ``qb`` the first dropped bit, ``r`` any
+    dropped bit below it (sticky), ``neg`` the source is negative, ``odd`` the
+    truncated value's last bit. Shared by the integer, float and QAT paths.
     """
+    if mode == "RND":
+        return qb
+    if mode == "RND_ZERO":
+        return qb & (neg | r)
+    if mode == "RND_MIN_INF":
+        return qb & r
+    if mode == "RND_INF":
+        return qb & (~neg | r)
+    if mode == "RND_CONV":
+        return qb & (r | odd)
+    if mode == "TRN_ZERO":
+        return neg & (qb | r)
+    return qb & False  # TRN
+
+
+def _round_increment(fl, rem, s: int, neg, mode: str):
+    """Increment for floor(m / 2**s), where ``rem = m - fl * 2**s`` is in [0, 2**s)."""
     half = 1 << (s - 1)
     qb = rem >= half
     r = (rem & (half - 1)) != 0 if s > 1 else np.zeros_like(qb)
-    if mode == "RND":
-        inc = qb
-    elif mode == "RND_ZERO":
-        inc = qb & (neg | r)
-    elif mode == "RND_MIN_INF":
-        inc = qb & r
-    elif mode == "RND_INF":
-        inc = qb & (~neg | r)
-    elif mode == "RND_CONV":
-        inc = qb & (r | ((fl & 1) == 1))
-    elif mode == "TRN_ZERO":
-        inc = neg & (rem != 0)
-    else:  # TRN
-        inc = np.zeros_like(qb)
-    return np.asarray(inc, dtype=bool)
+    return np.asarray(round_increment(qb, r, neg, (fl & 1) == 1, mode), dtype=bool)
 
 
 def _quantize_shift(m: np.ndarray, s: int, mode: str) -> np.ndarray:
@@ -305,20 +309,7 @@ def _quantize_finite(x: np.ndarray, t: FixedType) -> np.ndarray:
         small = np.abs(y) < 2.0**52
         qb = (y >= half) & small  # Xilinx's qb: the first dropped bit
         r = (y != fl) & (y != half)  # sticky: any dropped bit below qb
-        neg = x < 0
-        mode = t.rounding
-        if mode == "RND":
-            inc = qb
-        elif mode == "RND_ZERO":
-            inc = qb & (neg | r)
-        elif mode == "RND_MIN_INF":
-            inc = qb & r
-        elif mode == "RND_INF":
-            inc = qb & (~neg | r)
-        elif mode == "RND_CONV":
-            inc = qb & (r | (np.fmod(fl, 2) != 0))
-        else:  # TRN_ZERO
-            inc = neg & (y != fl)
+        inc = round_increment(qb, r, x < 0, np.fmod(fl, 2) != 0, t.rounding)
         q = fl + inc
     # huge values (|y| >= 2**62, inf after scaling) and nonzero values that underflowed to 0
     special = (np.abs(y) >= 2.0**_SAFE_BITS) | ((y == 0) & (x != 0))

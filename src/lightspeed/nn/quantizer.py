@@ -20,37 +20,26 @@ import torch
 from torch import nn
 
 from lightspeed.errors import ConfigError
-from lightspeed.fixed import QUANT_MODES, FixedType, parse_type
+from lightspeed.fixed import QUANT_MODES, FixedType, parse_type, round_increment
 
 TypeLike = str | FixedType
 
 
 def _round_int(y: torch.Tensor, mode: str) -> torch.Tensor:
     """Integer (as float) nearest to y under a Xilinx quantization mode; y is already scaled."""
-    fl = torch.floor(y)
-    if mode == "TRN":
-        return fl
-    rem = y - fl  # exact: fl and y share the exponent range
-    neg = y < 0
-    qb = rem >= 0.5
-    r = (rem != 0) & (rem != 0.5)
-    if mode == "RND":
-        inc = qb
-    elif mode == "RND_ZERO":
-        inc = qb & (neg | r)
-    elif mode == "RND_MIN_INF":
-        inc = qb & r
-    elif mode == "RND_INF":
-        inc = qb & (~neg | r)
-    elif mode == "RND_CONV":
-        inc = qb & (r | (torch.remainder(fl, 2) != 0))
-    elif mode == "TRN_ZERO":
-        inc = neg & (rem != 0)
-    else:
+    if mode not in QUANT_MODES:
         raise ConfigError(
             f"unknown quantization mode {mode!r}; use one of {', '.join(QUANT_MODES)}"
         )
-    return fl + inc.to(y.dtype)
+    fl = torch.floor(y)
+    if mode == "TRN":
+        return fl
+    # y - fl is inexact for y in (-0.5, 0): compare y with fl + 1/2 instead (as lightspeed.fixed)
+    half = fl + 0.5
+    qb = y >= half
+    r = (y != fl) & (y != half)
+    odd = torch.remainder(fl, 2) != 0
+    return fl + round_increment(qb, r, y < 0, odd, mode).to(y.dtype)
 
 
 def _overflow_int(q: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, mode: str, signed: bool):
