@@ -26,16 +26,33 @@ def make_conv1d(seed: int = 0) -> Graph:
     return infer_shapes(Graph("cnn1d", {"x": (2, 16)}, ["y"], nodes))
 
 
+def make_conv2d(seed: int = 0) -> Graph:
+    """Conv2D (3x3, stride 1, 'same' padding on one side) -> ReLU -> max-pool -> depthwise -> dense."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        Node("conv1", "conv", ["x"], ["c1"], {"pads": [1, 1, 0, 0]},
+             {"weight": rng.normal(0, 0.4, (3, 2, 3, 3)), "bias": rng.normal(0, 0.1, 3)}),
+        Node("relu1", "relu", ["c1"], ["r1"]),
+        Node("pool1", "maxpool", ["r1"], ["p1"], {"kernel_shape": [2, 2]}),
+        Node("dw", "conv", ["p1"], ["c2"], {"group": 3},
+             {"weight": rng.normal(0, 0.4, (3, 1, 2, 2)), "bias": rng.normal(0, 0.1, 3)}),
+        Node("gap", "global_avgpool", ["c2"], ["g"]),
+        Node("flat", "flatten", ["g"], ["f"]),
+        Node("fc", "dense", ["f"], ["y"], {}, {"weight": rng.normal(0, 0.4, (3, 3)), "bias": rng.normal(0, 0.1, 3)}),
+    ]  # fmt: skip
+    return infer_shapes(Graph("cnn2d", {"x": (2, 6, 6)}, ["y"], nodes))
+
+
 def make_lut_net(seed: int = 0) -> Graph:
     """Dense -> tanh (ROM) -> dense -> sigmoid (ROM) and a softmax head."""
     rng = np.random.default_rng(seed)
     nodes = [
         Node("fc0", "dense", ["x"], ["h0"], {}, {"weight": rng.normal(0, 0.6, (6, 6)), "bias": rng.normal(0, 0.2, 6)}),
-        Node("tanh0", "tanh", ["h0"], ["a0"], {"table_size": 256, "table_range": [-4.0, 4.0]}),
+        Node("tanh0", "tanh", ["h0"], ["a0"], {"table_size": 64, "table_range": [-4.0, 4.0]}),
         Node("fc1", "dense", ["a0"], ["h1"], {}, {"weight": rng.normal(0, 0.6, (6, 4)), "bias": rng.normal(0, 0.2, 4)}),
-        Node("sig1", "sigmoid", ["h1"], ["a1"], {"table_size": 256, "table_range": [-8.0, 8.0]}),
+        Node("sig1", "sigmoid", ["h1"], ["a1"], {"table_size": 64, "table_range": [-8.0, 8.0]}),
         Node("fc2", "dense", ["a1"], ["h2"], {}, {"weight": rng.normal(0, 1.0, (4, 4)), "bias": rng.normal(0, 0.2, 4)}),
-        Node("softmax", "softmax", ["h2"], ["y"], {"exp_table_size": 256, "inv_table_size": 256}),
+        Node("softmax", "softmax", ["h2"], ["y"], {"exp_table_size": 64, "inv_table_size": 64}),
     ]  # fmt: skip
     return infer_shapes(Graph("lutnet", {"x": (6,)}, ["y"], nodes))
 
@@ -85,16 +102,27 @@ def quantized(kind: str):
         return lightspeed.quantize(g, "auto", calib(g), options=AutoOptions(weight_bits=6))
     if kind == "conv1d":
         g = make_conv1d()
-        return lightspeed.quantize(g, "auto", calib(g), options=AutoOptions(weight_bits=8, frac_bits=6))
+        return lightspeed.quantize(
+            g, "auto", calib(g), options=AutoOptions(weight_bits=8, frac_bits=6)
+        )
     if kind == "conv2d":
-        g = make_cnn()
-        return lightspeed.quantize(g, "auto", calib(g), options=AutoOptions(weight_bits=8, frac_bits=6))
+        g = make_conv2d()
+        return lightspeed.quantize(
+            g, "auto", calib(g), options=AutoOptions(weight_bits=8, frac_bits=6)
+        )
     if kind == "lut":
         g = make_lut_net()
         return lightspeed.quantize(g, "auto", calib(g))
+    if kind == "cnn_large":  # the shared 1x8x8 CNN fixture: avg-pool, batchnorm, depthwise
+        g = make_cnn()
+        return lightspeed.quantize(
+            g, "auto", calib(g), options=AutoOptions(weight_bits=8, frac_bits=6)
+        )
     if kind == "residual":
         g = make_residual()
-        return lightspeed.quantize(g, "auto", calib(g), options=AutoOptions(weight_bits=8, frac_bits=8))
+        return lightspeed.quantize(
+            g, "auto", calib(g), options=AutoOptions(weight_bits=8, frac_bits=8)
+        )
     if kind == "modes":
         # every rounding and overflow mode, saturating accumulators that do overflow
         g = make_mlp((6, 6, 4, 3), seed=3)
@@ -109,4 +137,14 @@ def quantized(kind: str):
     raise KeyError(kind)
 
 
-KINDS = ("mlp_auto", "mlp_fixed16", "mlp_w6", "conv1d", "conv2d", "lut", "residual", "modes")
+KINDS = (
+    "mlp_auto",
+    "mlp_fixed16",
+    "mlp_w6",
+    "conv1d",
+    "conv2d",
+    "cnn_large",
+    "lut",
+    "residual",
+    "modes",
+)

@@ -42,5 +42,5 @@ def test_hls_csim_bit_exact(kind, tmp_path):
 def test_ap_types_option_is_checked(tmp_path):
     from lightspeed.firmware.tools import find_ap_types
 
-    with pytest.raises(ToolMissingError, match="no ap_fixed.h"):
+    with pytest.raises(ToolMissingError, match=r"no ap_fixed\.h"):
         find_ap_types(tmp_path)

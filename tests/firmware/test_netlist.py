@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from lightspeed.firmware.config import FirmwareOptions
 from lightspeed.firmware.netlist import Netlist, evaluate, signed_width
 from lightspeed.firmware.verilog import build_design
 from lightspeed.firmware.verilog.arith import csd
-from lightspeed.fixed import FixedType, QUANT_MODES, quantize_float, requantize
+from lightspeed.fixed import QUANT_MODES, FixedType, quantize_float, requantize
 from tests.firmware.models import KINDS, quantized, random_vectors
 
 
@@ -46,11 +48,13 @@ def test_pipeline_depth_follows_clock(period):
 
 
 def test_zero_and_power_of_two_weights_need_no_multiplier():
-    from lightspeed.ir import Graph, Node, infer_shapes
     import lightspeed
+    from lightspeed.ir import Graph, Node, infer_shapes
 
     w = np.array([[0.5, 0.0, -0.25], [2.0, 0.0, 1.0], [0.0, 0.0, -1.0]])
-    g = infer_shapes(Graph("p2", {"x": (3,)}, ["y"], [Node("fc", "dense", ["x"], ["y"], {}, {"weight": w})]))
+    g = infer_shapes(
+        Graph("p2", {"x": (3,)}, ["y"], [Node("fc", "dense", ["x"], ["y"], {}, {"weight": w})])
+    )
     q = lightspeed.quantize(g, "ap_fixed<12,4>")
     d = build_design(q, FirmwareOptions(multipliers="dsp"))
     assert not [n for n in d.nl.nets if n.op in ("mulc", "mul")]
@@ -64,7 +68,7 @@ def test_csd_digits():
         assert sum(d << k for k, d in digits) == c
         # non-adjacent form: no two neighbouring non-zero digits
         ks = [k for k, _ in digits]
-        assert all(b - a >= 2 for a, b in zip(ks, ks[1:], strict=False))
+        assert all(b - a >= 2 for a, b in itertools.pairwise(ks))
 
 
 @pytest.mark.parametrize("mode", QUANT_MODES)

@@ -63,6 +63,14 @@ def test_rtl_deep_pipeline(tmp_path):
 
 
 @pytest.mark.slow
+def test_rtl_larger_cnn(tmp_path):
+    q = quantized("cnn_large")
+    fw = firmware.generate(q, tmp_path / "fw")
+    r = firmware.check(fw, random_vectors(q, n=10_000), q=q)
+    assert r["exact"], r["mismatches"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["auto", "ap_fixed<16,6>", "w6"])
 def test_rtl_full_jet_mlp(precision, tmp_path):
     """The full 16->64->32->32->5 MLP (builds take ~1-2 min)."""

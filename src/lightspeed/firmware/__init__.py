@@ -20,8 +20,12 @@ from typing import Any
 import numpy as np
 
 from lightspeed.errors import InputError
+
+# load the submodule first: otherwise its later import would shadow the estimate() function
+from lightspeed.firmware import estimate as _estimate_module  # noqa: F401
 from lightspeed.firmware.config import FirmwareOptions, parse_clock
-from lightspeed.firmware.project import FirmwareDir, generate as _generate, load_fwdir
+from lightspeed.firmware.project import FirmwareDir, load_fwdir
+from lightspeed.firmware.project import generate as _generate
 
 
 def generate(
@@ -42,12 +46,16 @@ def _as_inputs(fw: FirmwareDir, X) -> dict[str, np.ndarray]:
     ports = fw.inputs
     if not isinstance(X, Mapping):
         if len(ports) != 1:
-            raise InputError(f"the design has inputs {[p.tensor for p in ports]}; pass a dict of arrays")
+            raise InputError(
+                f"the design has inputs {[p.tensor for p in ports]}; pass a dict of arrays"
+            )
         X = {ports[0].tensor: X}
     out = {}
     for p in ports:
         if p.tensor not in X:
-            raise InputError(f"missing input {p.tensor!r}; the design's inputs are {[q.tensor for q in ports]}")
+            raise InputError(
+                f"missing input {p.tensor!r}; the design's inputs are {[q.tensor for q in ports]}"
+            )
         a = np.asarray(X[p.tensor])
         if a.dtype.kind not in "fiub":
             raise InputError(f"input {p.tensor!r} has dtype {a.dtype}; give numbers")
@@ -62,7 +70,9 @@ def _as_inputs(fw: FirmwareDir, X) -> dict[str, np.ndarray]:
     return out
 
 
-def simulate_detail(fwdir: str | Path | FirmwareDir, X, progress=None, timeout: float | None = None) -> dict[str, Any]:
+def simulate_detail(
+    fwdir: str | Path | FirmwareDir, X, progress=None, timeout: float | None = None, ap_types=None
+) -> dict[str, Any]:
     """Run the RTL (Verilator) or the HLS C simulation (g++) on float inputs ``X``.
 
     Returns ``{"outputs": {tensor: float array}, "ints": {tensor: int array},
@@ -79,7 +89,7 @@ def simulate_detail(fwdir: str | Path | FirmwareDir, X, progress=None, timeout: 
     if fw.target == "hls":
         from lightspeed.firmware.hls import csim
 
-        res = csim(fw, ints, progress=progress, timeout=timeout)
+        res = csim(fw, ints, progress=progress, timeout=timeout, ap_types=ap_types)
         outs, lat, ii = res["outputs"], None, None
         extra = {k: res[k] for k in ("build_seconds", "run_seconds", "cached")}
     else:
@@ -87,16 +97,22 @@ def simulate_detail(fwdir: str | Path | FirmwareDir, X, progress=None, timeout: 
 
         ins = [PortSpec(p.port, p.type.width, p.count, p.type.signed) for p in fw.inputs]
         os_ = [PortSpec(p.port, p.type.width, p.count, p.type.signed) for p in fw.outputs]
-        r = simulate_verilog(fw.read("rtl"), fw.top, ins, os_, ints, progress=progress, timeout=timeout)
+        r = simulate_verilog(
+            fw.read("rtl"), fw.top, ins, os_, ints, progress=progress, timeout=timeout
+        )
         outs, lat, ii = r.outputs, r.latency, r.ii
         extra = {"build_seconds": r.build_seconds, "run_seconds": r.run_seconds, "cached": r.cached}
     n = ints[0].shape[0]
-    ints_d = {p.tensor: np.asarray(o).reshape(n, *p.shape) for p, o in zip(fw.outputs, outs, strict=True)}
+    ints_d = {
+        p.tensor: np.asarray(o).reshape(n, *p.shape) for p, o in zip(fw.outputs, outs, strict=True)
+    }
     floats = {p.tensor: to_float(ints_d[p.tensor], p.type) for p in fw.outputs}
     return {"outputs": floats, "ints": ints_d, "latency": lat, "ii": ii, **extra}
 
 
-def simulate(fwdir: str | Path | FirmwareDir, X, progress=None) -> tuple[Any, int | None, float | None]:
+def simulate(
+    fwdir: str | Path | FirmwareDir, X, progress=None
+) -> tuple[Any, int | None, float | None]:
     """``(Y, latency_cycles, ii)``: Y is an array for one output, else a dict of arrays."""
     r = simulate_detail(fwdir, X, progress=progress)
     ys = r["outputs"]
@@ -104,14 +120,16 @@ def simulate(fwdir: str | Path | FirmwareDir, X, progress=None) -> tuple[Any, in
     return y, r["latency"], r["ii"]
 
 
-def check(fwdir: str | Path | FirmwareDir, X, q=None, progress=None, show: int = 5) -> dict[str, Any]:
+def check(
+    fwdir: str | Path | FirmwareDir, X, q=None, progress=None, show: int = 5, ap_types=None
+) -> dict[str, Any]:
     """Simulate and compare bit for bit with the emulator; ``mismatches`` lists the first few."""
     fw = fwdir if isinstance(fwdir, FirmwareDir) else load_fwdir(fwdir)
     if q is None:
         q = fw.model()
     else:
         fw.check_model(q)
-    r = simulate_detail(fw, X, progress=progress)
+    r = simulate_detail(fw, X, progress=progress, ap_types=ap_types)
     ref = q.run(_as_inputs(fw, X))
     mismatches: list[dict[str, Any]] = []
     total_bad = 0
@@ -120,12 +138,16 @@ def check(fwdir: str | Path | FirmwareDir, X, q=None, progress=None, show: int =
         bad = np.argwhere(got.reshape(got.shape[0], -1) != want.reshape(want.shape[0], -1))
         total_bad += len(bad)
         for row, col in bad[: max(show - len(mismatches), 0)]:
-            mismatches.append({
-                "output": p.tensor, "vector": int(row), "element": int(col),
-                "firmware": int(got.reshape(got.shape[0], -1)[row, col]),
-                "emulator": int(want.reshape(want.shape[0], -1)[row, col]),
-                "type": str(p.type),
-            })
+            mismatches.append(
+                {
+                    "output": p.tensor,
+                    "vector": int(row),
+                    "element": int(col),
+                    "firmware": int(got.reshape(got.shape[0], -1)[row, col]),
+                    "emulator": int(want.reshape(want.shape[0], -1)[row, col]),
+                    "type": str(p.type),
+                }
+            )
     r["mismatched_values"] = total_bad
     r["mismatches"] = mismatches
     r["exact"] = total_bad == 0
@@ -133,15 +155,22 @@ def check(fwdir: str | Path | FirmwareDir, X, q=None, progress=None, show: int =
     return r
 
 
-def synthesize(fwdir: str | Path | FirmwareDir, part: str = "xcvu9p", timeout: float | None = None,
-               progress=None, **kw: Any):
+def synthesize(
+    fwdir: str | Path | FirmwareDir,
+    part: str = "xcvu9p",
+    timeout: float | None = None,
+    progress=None,
+    **kw: Any,
+):
     """Yosys ``synth_xilinx`` report (LUT/FF/DSP/CARRY/BRAM, % of ``part``, latency in ns)."""
     from lightspeed.firmware.synth import synthesize as _synth
 
     return _synth(fwdir, part=part, timeout=timeout, progress=progress, **kw)
 
 
-def estimate(q, clock_period: float | str = 5.0, multipliers: str = "auto", part: str | None = None):
+def estimate(
+    q, clock_period: float | str = 5.0, multipliers: str = "auto", part: str | None = None
+):
     """Instant analytic estimate for a quantized model (no files, no tools)."""
     from lightspeed.firmware.estimate import estimate_design
     from lightspeed.firmware.verilog import build_design
@@ -152,7 +181,9 @@ def estimate(q, clock_period: float | str = 5.0, multipliers: str = "auto", part
     return est
 
 
-def demo_step(q, workdir: str | Path, console=None, X=None, n_vectors: int = 10000, seed: int = 0) -> dict[str, Any]:
+def demo_step(
+    q, workdir: str | Path, console=None, X=None, n_vectors: int = 10000, seed: int = 0
+) -> dict[str, Any]:
     """What ``lightspeed demo`` does after emulation: Verilog, bit-exact RTL sim, latency, estimate."""
     from lightspeed.firmware.tools import find_verilator
 
@@ -164,12 +195,16 @@ def demo_step(q, workdir: str | Path, console=None, X=None, n_vectors: int = 100
     fw = generate(q, workdir / "firmware", target="verilog")
     est = fw.manifest.get("estimate", {})
     out: dict[str, Any] = {
-        "fwdir": str(fw.path), "latency_cycles": fw.latency,
-        "latency_ns": fw.latency * fw.clock_period, "clock_period_ns": fw.clock_period,
+        "fwdir": str(fw.path),
+        "latency_cycles": fw.latency,
+        "latency_ns": fw.latency * fw.clock_period,
+        "clock_period_ns": fw.clock_period,
         "estimate": {k: est.get(k) for k in ("lut", "ff", "dsp", "carry")},
     }
-    say(f"firmware: Verilog in {fw.path}/rtl ({fw.latency} cycles = {fw.latency * fw.clock_period:g} ns "
-        f"at {1000 / fw.clock_period:.0f} MHz, II=1)")
+    say(
+        f"firmware: Verilog in {fw.path}/rtl ({fw.latency} cycles = {fw.latency * fw.clock_period:g} ns "
+        f"at {1000 / fw.clock_period:.0f} MHz, II=1)"
+    )
     say(f"estimate: ~{est.get('lut', 0)} LUT, {est.get('ff', 0)} FF, {est.get('dsp', 0)} DSP")
     try:
         find_verilator()
@@ -185,12 +220,18 @@ def demo_step(q, workdir: str | Path, console=None, X=None, n_vectors: int = 100
             X[p.tensor] = rng.uniform(lo, hi, (n_vectors, *p.shape))
     r = check(fw, X, q=q)
     out["simulation"] = {
-        "vectors": r["vectors"], "exact": r["exact"], "mismatched_values": r["mismatched_values"],
-        "latency_cycles": r["latency"], "ii": r["ii"], "build_seconds": round(r["build_seconds"], 1),
+        "vectors": r["vectors"],
+        "exact": r["exact"],
+        "mismatched_values": r["mismatched_values"],
+        "latency_cycles": r["latency"],
+        "ii": r["ii"],
+        "build_seconds": round(r["build_seconds"], 1),
     }
-    say(f"RTL simulation (Verilator): {r['vectors']} vectors, "
+    say(
+        f"RTL simulation (Verilator): {r['vectors']} vectors, "
         f"{'bit-exact with the emulator' if r['exact'] else str(r['mismatched_values']) + ' MISMATCHES'}, "
-        f"latency {r['latency']} cycles, II {r['ii']:.2f}")
+        f"latency {r['latency']} cycles, II {r['ii']:.2f}"
+    )
     return out
 
 

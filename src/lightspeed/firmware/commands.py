@@ -24,17 +24,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", nargs="?", help="compiled model directory (from `lightspeed compile`)")
     p.add_argument("-o", "--output", help="firmware directory to write (FWDIR)")
-    p.add_argument("--target", choices=["verilog", "hls"], default="verilog",
-                   help="verilog: synthesizable Verilog-2001; hls: Vitis HLS C++ project (default verilog)")
-    p.add_argument("--clock-period", default="5",
-                   help="target clock period in ns (or e.g. 250MHz); sets how much logic goes between "
-                   "pipeline registers (default 5 ns = 200 MHz)")
-    p.add_argument("--multipliers", choices=["auto", "dsp", "lut"], default="auto",
-                   help="constant products: dsp writes '*' (DSP slices), lut writes shift-and-add "
-                   "(canonical signed digits), auto uses shift-and-add up to 3 non-zero digits (default)")
-    p.add_argument("--top", default="lightspeed_top", help="top module / function name (default lightspeed_top)")
-    p.add_argument("--tools", action="store_true",
-                   help="only list the simulation/synthesis tools found (Verilator, Yosys, g++, ap_types)")
+    p.add_argument(
+        "--target",
+        choices=["verilog", "hls"],
+        default="verilog",
+        help="verilog: synthesizable Verilog-2001; hls: Vitis HLS C++ project (default verilog)",
+    )
+    p.add_argument(
+        "--clock-period",
+        default="5",
+        help="target clock period in ns (or e.g. 250MHz); sets how much logic goes between "
+        "pipeline registers (default 5 ns = 200 MHz)",
+    )
+    p.add_argument(
+        "--multipliers",
+        choices=["auto", "dsp", "lut"],
+        default="auto",
+        help="constant products: dsp writes '*' (DSP slices), lut writes shift-and-add "
+        "(canonical signed digits), auto uses shift-and-add up to 3 non-zero digits (default)",
+    )
+    p.add_argument(
+        "--top",
+        default="lightspeed_top",
+        help="top module / function name (default lightspeed_top)",
+    )
+    p.add_argument(
+        "--tools",
+        action="store_true",
+        help="only list the simulation/synthesis tools found (Verilator, Yosys, g++, ap_types)",
+    )
     p.set_defaults(func=cmd_firmware)
 
     s = sub.add_parser(
@@ -47,14 +65,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     s.add_argument("fwdir", help="firmware directory (from `lightspeed firmware`)")
-    s.add_argument("--input", required=True, help="input vectors: .npy (one input) or .npz keyed by input name")
+    s.add_argument(
+        "--input", required=True, help="input vectors: .npy (one input) or .npz keyed by input name"
+    )
     s.add_argument("--output", help="write the firmware's outputs here (.npy or .npz)")
-    s.add_argument("--check", action="store_true",
-                   help="compare with the emulator bit for bit; exit 1 and print the first mismatches if any")
-    s.add_argument("--model", help="compiled model to check against (default: the copy stored in FWDIR); "
-                   "must be the model FWDIR was generated from")
+    s.add_argument(
+        "--check",
+        action="store_true",
+        help="compare with the emulator bit for bit; exit 1 and print the first mismatches if any",
+    )
+    s.add_argument(
+        "--model",
+        help="compiled model to check against (default: the copy stored in FWDIR); "
+        "must be the model FWDIR was generated from",
+    )
     s.add_argument("--show", type=int, default=5, help="how many mismatches to print (default 5)")
-    s.add_argument("--timeout", type=float, default=None, help="give up on the simulation run after S seconds")
+    s.add_argument(
+        "--timeout", type=float, default=None, help="give up on the simulation run after S seconds"
+    )
+    s.add_argument(
+        "--ap-types",
+        metavar="DIR",
+        help="HLS projects: directory with ap_fixed.h (default: XILINX_HLS/XILINX_VITIS, "
+        "XILINX_AP_INCLUDE, or the headers in an installed hls4ml wheel)",
+    )
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.set_defaults(func=cmd_sim)
 
@@ -69,13 +103,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     y.add_argument("fwdir", help="firmware directory (Verilog target)")
-    y.add_argument("--part", default="xcvu9p",
-                   help="FPGA part: xcvu9p, xcvu13p, xcvu7p, xcu250, xcu50, xczu9eg, xcku15p, xcku115, "
-                   "xcvu095, xc7vx690t, xc7a100t (default xcvu9p)")
-    y.add_argument("--estimate", action="store_true", help="analytic estimate only (no Yosys, instant)")
+    y.add_argument(
+        "--part",
+        default="xcvu9p",
+        help="FPGA part: xcvu9p, xcvu13p, xcvu7p, xcu250, xcu50, xczu9eg, xcku15p, xcku115, "
+        "xcvu095, xc7vx690t, xc7a100t (default xcvu9p)",
+    )
+    y.add_argument(
+        "--estimate", action="store_true", help="analytic estimate only (no Yosys, instant)"
+    )
     y.add_argument("--timeout", type=float, default=None, help="stop Yosys after S seconds")
-    y.add_argument("--nodsp", action="store_true", help="forbid DSP slices (all arithmetic in LUTs)")
-    y.add_argument("--no-cache", action="store_true", help="rerun Yosys even if a cached result exists")
+    y.add_argument(
+        "--nodsp", action="store_true", help="forbid DSP slices (all arithmetic in LUTs)"
+    )
+    y.add_argument(
+        "--no-cache", action="store_true", help="rerun Yosys even if a cached result exists"
+    )
     y.add_argument("--json", action="store_true", help="print the report as JSON")
     y.set_defaults(func=cmd_synth)
 
@@ -92,7 +135,7 @@ class _Status:
     def __init__(self, text: str) -> None:
         self.console = _console()
         self.text = text
-        self.status = None
+        self.status: Any = None
 
     def __enter__(self):
         if self.console.is_terminal:
@@ -119,18 +162,29 @@ def cmd_firmware(args: argparse.Namespace) -> int:
             print(f"{k:10} {v}")
         return 0
     if not args.model or not args.output:
-        raise InputError("give the compiled model directory and -o FWDIR (see lightspeed firmware --help)")
+        raise InputError(
+            "give the compiled model directory and -o FWDIR (see lightspeed firmware --help)"
+        )
     import lightspeed
     from lightspeed.firmware import generate
 
     q = lightspeed.load_compiled(args.model)
-    fw = generate(q, args.output, target=args.target, clock_period=args.clock_period,
-                  multipliers=args.multipliers, top=args.top, overwrite=True)
+    fw = generate(
+        q,
+        args.output,
+        target=args.target,
+        clock_period=args.clock_period,
+        multipliers=args.multipliers,
+        top=args.top,
+        overwrite=True,
+    )
     if fw.target == "verilog":
         est = fw.manifest.get("estimate", {})
-        print(f"Verilog written to {fw.path}/rtl/{fw.top}.v: latency {fw.latency} cycles "
-              f"({fw.latency * fw.clock_period:g} ns at {1000 / fw.clock_period:.0f} MHz), II=1; "
-              f"estimate ~{est.get('lut')} LUT, {est.get('ff')} FF, {est.get('dsp')} DSP")
+        print(
+            f"Verilog written to {fw.path}/rtl/{fw.top}.v: latency {fw.latency} cycles "
+            f"({fw.latency * fw.clock_period:g} ns at {1000 / fw.clock_period:.0f} MHz), II=1; "
+            f"estimate ~{est.get('lut')} LUT, {est.get('ff')} FF, {est.get('dsp')} DSP"
+        )
     else:
         print(f"Vitis HLS project written to {fw.path}/hls (top function {fw.top})")
     print(f"see {fw.path}/README.md")
@@ -153,38 +207,53 @@ def cmd_sim(args: argparse.Namespace) -> int:
         fw.check_model(q)
     with _Status("building simulator") as st:
         if args.check:
-            r = check(fw, X, q=q, progress=st.update, show=args.show)
+            r = check(fw, X, q=q, progress=st.update, show=args.show, ap_types=args.ap_types)
         else:
-            r = simulate_detail(fw, X, progress=st.update, timeout=args.timeout)
+            r = simulate_detail(
+                fw, X, progress=st.update, timeout=args.timeout, ap_types=args.ap_types
+            )
     if args.output:
         _save_outputs(args.output, r["outputs"])
     n = int(next(iter(r["ints"].values())).shape[0])
     summary = {
-        "vectors": n, "latency_cycles": r["latency"], "ii": r["ii"],
+        "vectors": n,
+        "latency_cycles": r["latency"],
+        "ii": r["ii"],
         "latency_ns": None if r["latency"] is None else r["latency"] * fw.clock_period,
-        "build_seconds": round(r["build_seconds"], 2), "run_seconds": round(r["run_seconds"], 3),
+        "build_seconds": round(r["build_seconds"], 2),
+        "run_seconds": round(r["run_seconds"], 3),
         "cached_build": r["cached"],
     }
     if args.check:
-        summary.update(exact=r["exact"], mismatched_values=r["mismatched_values"], mismatches=r["mismatches"])
+        summary.update(
+            exact=r["exact"], mismatched_values=r["mismatched_values"], mismatches=r["mismatches"]
+        )
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
         kind = "RTL (Verilator)" if fw.target == "verilog" else "HLS C simulation (g++)"
         line = f"{kind}: {n} vectors"
         if r["latency"] is not None:
-            line += f", latency {r['latency']} cycles ({summary['latency_ns']:g} ns), II {r['ii']:.2f}"
-        print(line + (" [cached build]" if r["cached"] else f" [built in {r['build_seconds']:.1f} s]"))
+            line += (
+                f", latency {r['latency']} cycles ({summary['latency_ns']:g} ns), II {r['ii']:.2f}"
+            )
+        print(
+            line + (" [cached build]" if r["cached"] else f" [built in {r['build_seconds']:.1f} s]")
+        )
         if args.output:
             print(f"outputs written to {args.output}")
         if args.check:
             if r["exact"]:
                 print(f"check: bit-exact with the emulator on all {n} vectors")
             else:
-                print(f"check: {r['mismatched_values']} output values differ from the emulator; first ones:")
+                print(
+                    f"check: {r['mismatched_values']} output values differ from the emulator; first ones:"
+                )
                 for m in r["mismatches"]:
-                    print(f"  vector {m['vector']} output {m['output']}[{m['element']}]: firmware "
-                          f"{m['firmware']} vs emulator {m['emulator']} (integers of {m['type']})")
+                    print(
+                        f"  vector {m['vector']} output {m['output']}[{m['element']}]: firmware "
+                        f"{m['firmware']} vs emulator {m['emulator']} (integers of {m['type']})"
+                    )
     if args.check and not r["exact"]:
         return 1
     return 0
@@ -204,10 +273,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
         opts = FirmwareOptions(**fw.manifest["options"])
         est = estimate_design(build_design(fw.model(), opts))
         rep: dict[str, Any] = {
-            "source": "analytic estimate", "part": part.name, "lut": round(est.lut), "ff": round(est.ff),
-            "dsp": round(est.dsp), "carry": round(est.carry), "bram": est.bram,
+            "source": "analytic estimate",
+            "part": part.name,
+            "lut": round(est.lut),
+            "ff": round(est.ff),
+            "dsp": round(est.dsp),
+            "carry": round(est.carry),
+            "bram": est.bram,
             "utilisation": {
-                "lut": 100 * est.lut / part.lut, "ff": 100 * est.ff / part.ff, "dsp": 100 * est.dsp / part.dsp,
+                "lut": 100 * est.lut / part.lut,
+                "ff": 100 * est.ff / part.ff,
+                "dsp": 100 * est.dsp / part.dsp,
                 "bram": 0.0,
             },
             "per_layer": est.to_dict()["per_layer"],
@@ -216,8 +292,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
         from lightspeed.firmware.synth import synthesize
 
         with _Status("yosys synth_xilinx") as st:
-            r = synthesize(fw, part=part.name, timeout=args.timeout, progress=st.update, nodsp=args.nodsp,
-                           use_cache=not args.no_cache)
+            r = synthesize(
+                fw,
+                part=part.name,
+                timeout=args.timeout,
+                progress=st.update,
+                nodsp=args.nodsp,
+                use_cache=not args.no_cache,
+            )
         rep = {"source": f"yosys synth_xilinx -family {part.family}", **r.to_dict()}
         rep.pop("cells", None) if not args.json else None
     rep["latency_cycles"] = fw.latency
@@ -227,11 +309,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
         print(json.dumps(rep, indent=1))
     else:
         _print_synth(rep, part)
-    over = [f"{k.upper()} {v:.0f}% ({v / 100:.1f}x the {part.name}'s capacity)"
-            for k, v in rep["utilisation"].items() if v > 100]
+    over = [
+        f"{k.upper()} {v:.0f}% ({v / 100:.1f}x the {part.name}'s capacity)"
+        for k, v in rep["utilisation"].items()
+        if v > 100
+    ]
     if over:
-        print(f"lightspeed synth: error: the design does not fit {part.name}: {', '.join(over)}; "
-              "use fewer bits, a larger part or --multipliers dsp/lut to rebalance", file=sys.stderr)
+        print(
+            f"lightspeed synth: error: the design does not fit {part.name}: {', '.join(over)}; "
+            "use fewer bits, a larger part or --multipliers dsp/lut to rebalance",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -252,7 +340,12 @@ def _print_synth(rep: dict[str, Any], part) -> None:
     if rep.get("srl"):
         t.add_row("SRL (in LUT sites)", str(rep["srl"]), "")
     Console().print(t)
-    print(f"latency: {rep['latency_cycles']} cycles = {rep['latency_ns']:g} ns at "
-          f"{rep['clock_period_ns']:g} ns ({1000 / rep['clock_period_ns']:.0f} MHz), II=1"
-          + (f"; Yosys took {rep['seconds']:.0f} s" + (" (cached)" if rep.get("cached") else "")
-             if "seconds" in rep else ""))
+    print(
+        f"latency: {rep['latency_cycles']} cycles = {rep['latency_ns']:g} ns at "
+        f"{rep['clock_period_ns']:g} ns ({1000 / rep['clock_period_ns']:.0f} MHz), II=1"
+        + (
+            f"; Yosys took {rep['seconds']:.0f} s" + (" (cached)" if rep.get("cached") else "")
+            if "seconds" in rep
+            else ""
+        )
+    )

@@ -30,8 +30,11 @@ class FirmwareOptions:
     top: str = "lightspeed_top"
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.clock_period, int | float) and math.isfinite(self.clock_period)
-                and self.clock_period > 0):
+        if not (
+            isinstance(self.clock_period, int | float)
+            and math.isfinite(self.clock_period)
+            and self.clock_period > 0
+        ):
             raise ConfigError(
                 f"clock period {self.clock_period!r} ns is not a positive number; "
                 "give e.g. --clock-period 5 (200 MHz)"

@@ -1,14 +1,14 @@
-"""Instant analytic resource estimate (LUT, FF, DSP, CARRY, BRAM) from the lowered netlist.
+"""Instant analytic resource estimate (LUT, FF, DSP, CARRY) from the lowered netlist.
 
 Every net of the netlist (see :mod:`lightspeed.firmware.netlist`) has an exact
-width, so the cost model is a sum over nets of a few per-bit coefficients:
-adders cost about one LUT per bit plus a CARRY8 per 8 bits, saturation a
-compare and a mux, registers one flip-flop per bit, constant multiplies a
-DSP48E2 per 27x18 tile, ROMs ``ceil(2**addr / 64)`` LUT6 per output bit.
-The coefficients below were fitted to Yosys ``synth_xilinx -family xcup`` on
-small layers (``benchmarks/firmware.py --calibrate``); the measured error is
-documented in docs/firmware.md. Yosys counts differ from Vivado's (Vivado
-packs more logic per LUT and retimes), so treat both as estimates.
+width, so the model sums a few per-bit features over the live nets: adder bits
+(minus the low bits a shifted operand passes through unchanged), rounding
+bits, saturation bits, compare/mux bits, ROM bits, LUT-multiplier bit
+products, register bits and DSP tiles. LUTs are a weighted sum of those
+features; the weights in :data:`COEF` were fitted to Yosys ``synth_xilinx
+-family xcup`` on small layers (``python benchmarks/firmware.py --calibrate``),
+and the measured error is in docs/firmware.md. Yosys is not Vivado (no
+ternary adders, no LUT combining), so treat both as estimates.
 """
 
 from __future__ import annotations
@@ -17,19 +17,27 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lightspeed.firmware.netlist import Netlist
+from lightspeed.firmware.netlist import Netlist, live_nets
 
-# fitted to Yosys 0.5x-0.7x synth_xilinx -family xcup (see module docstring)
+# LUTs per unit of each feature; fitted against Yosys 0.70 synth_xilinx -family xcup
 COEF = {
-    "add_lut_per_bit": 1.0,
-    "sat_lut_per_bit": 1.0,  # compare + mux of a saturating cast, per output bit
-    "round_lut_per_bit": 1.0,  # rounding increment adder, per bit
-    "relu_lut_per_bit": 0.5,
-    "max_lut_per_bit": 1.5,
-    "mux_lut_per_bit": 1.0,
-    "rom_lut_per_bit_per_64": 1.2,
-    "ff_per_reg_bit": 1.0,
-    "lut_mult_per_bit2": 0.55,  # LUT-mapped multiplier, per product of operand widths
+    # fitted (non-negative least squares on relative error, benchmarks/firmware.py --fit);
+    # read them as a model of Yosys's mapping, not as physics: e.g. adders whose partial sums
+    # wrap or pass through casts map to carry chains, exact adder trees get merged into $macc
+    # cells and partly become LUT full adders
+    "add_bits": 0.2,
+    "exact_tree_bits": 0.867,
+    "sat_bits": 0.0,  # saturation logic merges into the adders' last LUT level
+    "rom_bits64": 2.921,  # per output bit per 64 entries, incl. the MUXF tree
+    "dsp_out_bits": 0.472,  # LUT glue around DSP-mapped products, per result bit
+    # priors (too rare in the calibration layers to fit)
+    "add_bits_full": 0.0,
+    "round_bits": 0.7,
+    "clamp_bits": 0.5,
+    "max_bits": 1.5,
+    "mux_bits": 1.0,
+    "lutmult_bits2": 0.55,
+    "srl_bits": 1.0,  # one SRL16/SRLC32 per bit of a >= 3-deep shift chain
 }
 DSP_A, DSP_B = 27, 18  # DSP48E2 signed multiplier tile
 DSP_MIN_WIDTH = 9  # Yosys keeps products narrower than this in LUTs
@@ -43,6 +51,7 @@ class Estimate:
     carry: float = 0.0
     bram: float = 0.0
     latency: int = 0
+    features: dict[str, float] = field(default_factory=dict)
     per_layer: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -55,61 +64,126 @@ class Estimate:
         return d
 
 
-def _mult_cost(wa: int, wb: int, out_w: int) -> tuple[float, float]:
-    """(DSPs, LUTs) of a wa x wb multiplier the way synth_xilinx maps it."""
+def _mult(wa: int, wb: int, out_w: int) -> tuple[float, float]:
+    """(DSP tiles, LUT-multiplier bit products) of a wa x wb multiplier as synth_xilinx maps it."""
     a, b = max(wa, wb), min(wa, wb)
     if b < 2 or out_w < DSP_MIN_WIDTH:
-        return 0.0, COEF["lut_mult_per_bit2"] * wa * wb
-    if a <= DSP_A and b <= DSP_B:
-        return 1.0, 0.0
-    return float(math.ceil(a / (DSP_A - 1)) * math.ceil(b / (DSP_B - 1))), out_w * 1.0
+        return 0.0, float(wa * wb)
+    return float(
+        math.ceil(a / (DSP_A - 1 + (a <= DSP_A))) * math.ceil(b / (DSP_B - 1 + (b <= DSP_B)))
+    ), 0.0
+
+
+def net_features(nl: Netlist, n) -> dict[str, float]:
+    """Cost features of one net."""
+    w = n.width
+    op = n.op
+    f: dict[str, float] = {}
+    if op == "add":
+        # the low bits of the less-shifted operand pass straight through: no LUT there
+        f["add_bits"] = max(w - max(n.attrs["sha"], n.attrs["shb"]), 1)
+        f["add_bits_full"] = w  # synthesis does not always exploit the pass-through bits
+        if "wrap" not in n.attrs and not any(nl.nets[a].op == "cast" for a in n.args):
+            # exact (non-wrapping) adder trees: Yosys merges them into $macc cells and maps
+            # part of them to LUT full adders rather than carry chains
+            f["exact_tree_bits"] = f["add_bits"]
+        f["carry"] = math.ceil(f["add_bits"] / 8)
+    elif op == "neg":
+        f["add_bits"] = w
+        f["add_bits_full"] = w
+        f["carry"] = math.ceil(w / 8)
+    elif op == "reg":
+        pass  # registers are costed per shift chain in estimate_netlist (SRL extraction)
+    elif op == "cast":
+        src = nl.nets[n.args[0]].width
+        if n.attrs["shift"] > 0 and n.attrs["rounding"] != "TRN":
+            qb = max(src - n.attrs["shift"], 1)
+            f["round_bits"] = qb
+            f["carry"] = math.ceil(qb / 8)
+        t = n.attrs["ovf"]
+        if t is not None and t.overflow != "WRAP":
+            f["sat_bits"] = w
+    elif op == "clamp":
+        both = n.attrs["cmin"] not in (None, 0) or n.attrs["cmax"] is not None
+        f["clamp_bits"] = w * (2 if both else 1)
+    elif op == "max":
+        f["max_bits"] = w
+        f["carry"] = math.ceil(w / 8)
+    elif op == "selpos":
+        f["mux_bits"] = w
+    elif op in ("mulc", "mul"):
+        wa = nl.nets[n.args[0]].width
+        wb = (
+            max(abs(n.attrs["c"]).bit_length() + 1, 2) if op == "mulc" else nl.nets[n.args[1]].width
+        )
+        dsp, bits2 = _mult(wa, wb, w)
+        f["dsp"] = dsp
+        f["lutmult_bits2"] = bits2
+        if dsp:
+            f["dsp_out_bits"] = w
+    elif op == "rom":
+        entries = len(nl.roms[n.attrs["rom"]])
+        f["rom_bits64"] = w * max(1, math.ceil(entries / 64))
+    return f
+
+
+def register_features(nl: Netlist, live: list[bool]) -> dict[str, float]:
+    """FF bits, and SRL bits for shift chains synthesis turns into SRL16/SRLC32 cells.
+
+    A chain of >= 3 data registers whose inner stages feed nothing else becomes
+    one SRL per bit per 32 stages (Yosys ``xilinx_srl -minlen 3``, Vivado alike);
+    shorter chains and tapped stages stay flip-flops.
+    """
+    fan = [0] * len(nl.nets)
+    only: dict[int, int] = {}
+    for n in nl.nets:
+        if live[n.id]:
+            for a in n.args:
+                fan[a] += 1
+                only[a] = n.id
+    for p in nl.ports_out.values():
+        for s in p["sigs"]:
+            fan[s.net] += 1
+            only[s.net] = -1
+    out = {"ff": 0.0, "srl_bits": 0.0}
+    for n in nl.nets:
+        if not live[n.id] or n.op != "reg":
+            continue
+        src = nl.nets[n.args[0]]
+        if src.op == "reg" and fan[src.id] == 1:
+            continue  # not the start of a chain segment
+        length, cur = 1, n.id
+        while fan[cur] == 1 and only.get(cur, -1) >= 0 and nl.nets[only[cur]].op == "reg":
+            cur = only[cur]
+            length += 1
+        if length >= 3:
+            out["srl_bits"] += n.width * math.ceil(length / 32)
+        else:
+            out["ff"] += n.width * length
+    return out
 
 
 def estimate_netlist(nl: Netlist, latency: int = 0) -> Estimate:
     est = Estimate(latency=latency)
-    c = COEF
+    live = live_nets(nl)
+    totals: dict[str, float] = register_features(nl, live)
+    est.lut += COEF.get("srl_bits", 1.0) * totals["srl_bits"]
     for n in nl.nets:
-        w = n.width
-        lut = ff = dsp = carry = 0.0
-        op = n.op
-        if op in ("add", "neg"):
-            lut, carry = c["add_lut_per_bit"] * w, math.ceil(w / 8)
-        elif op == "reg":
-            ff = c["ff_per_reg_bit"] * w
-        elif op == "cast":
-            src = nl.nets[n.args[0]].width
-            if n.attrs["shift"] > 0 and n.attrs["rounding"] != "TRN":
-                qb = max(src - n.attrs["shift"], 1)
-                lut += c["round_lut_per_bit"] * qb
-                carry += math.ceil(qb / 8)
-            t = n.attrs["ovf"]
-            if t is not None and t.overflow != "WRAP":
-                lut += c["sat_lut_per_bit"] * w
-        elif op == "clamp":
-            lut = c["relu_lut_per_bit"] * w * (2 if n.attrs["cmin"] not in (None, 0) or n.attrs["cmax"] is not None else 1)
-        elif op == "max":
-            lut, carry = c["max_lut_per_bit"] * w, math.ceil(w / 8)
-        elif op == "selpos":
-            lut = c["mux_lut_per_bit"] * w
-        elif op == "mulc":
-            wa = nl.nets[n.args[0]].width
-            wb = max(abs(n.attrs["c"]).bit_length() + 1, 2)
-            dsp, lut = _mult_cost(wa, wb, w)
-        elif op == "mul":
-            dsp, lut = _mult_cost(nl.nets[n.args[0]].width, nl.nets[n.args[1]].width, w)
-        elif op == "rom":
-            entries = len(nl.roms[n.attrs["rom"]])
-            lut = c["rom_lut_per_bit_per_64"] * w * max(1, math.ceil(entries / 64))
-        est.lut += lut
-        est.ff += ff
-        est.dsp += dsp
-        est.carry += carry
+        if not live[n.id]:
+            continue
+        f = net_features(nl, n)
+        lut = sum(COEF.get(k, 0.0) * v for k, v in f.items())
         layer = est.per_layer.setdefault(n.layer or "io", {"lut": 0.0, "ff": 0.0, "dsp": 0.0})
         layer["lut"] += lut
-        layer["ff"] += ff
-        layer["dsp"] += dsp
-    # the valid pipeline
-    est.ff += latency
+        layer["ff"] += f.get("ff", 0.0)
+        layer["dsp"] += f.get("dsp", 0.0)
+        for k, v in f.items():
+            totals[k] = totals.get(k, 0.0) + v
+        est.lut += lut
+    est.ff = totals.get("ff", 0.0) + latency  # + the valid pipeline
+    est.dsp = totals.get("dsp", 0.0)
+    est.carry = totals.get("carry", 0.0)
+    est.features = totals
     return est
 
 

@@ -106,8 +106,16 @@ class Netlist:
         self.layer = ""
 
     # -- basic nets ---------------------------------------------------------
-    def _new(self, op: str, args: tuple[int, ...], lo: int, hi: int, stage: int, delay: float,
-             **attrs: Any) -> int:
+    def _new(
+        self,
+        op: str,
+        args: tuple[int, ...],
+        lo: int,
+        hi: int,
+        stage: int,
+        delay: float,
+        **attrs: Any,
+    ) -> int:
         if lo > hi:
             raise AssertionError(f"empty interval for {op}: [{lo}, {hi}]")
         nid = len(self.nets)
@@ -221,7 +229,9 @@ class Netlist:
         na, nb = self.net(a), self.net(b)
         cands = [na.lo * nb.lo, na.lo * nb.hi, na.hi * nb.lo, na.hi * nb.hi]
         ids, stage, delay = self._operands([a.net, b.net], self.timing.dsp)
-        return Sig(self._new("mul", tuple(ids), min(cands), max(cands), stage, delay), a.frac + b.frac)
+        return Sig(
+            self._new("mul", tuple(ids), min(cands), max(cands), stage, delay), a.frac + b.frac
+        )
 
     def cast(self, a: Sig, frac: int, rounding: str = "TRN", t: FixedType | None = None) -> Sig:
         """Quantize to ``frac`` fractional bits with ``rounding``, then apply t's overflow mode.
@@ -263,8 +273,17 @@ class Netlist:
         )
         ids, stage, delay = self._operands([a.net], cost)
         nid = self._new(
-            "cast", tuple(ids), lo, hi, stage, delay, shift=s, rounding=rounding if s > 0 else "TRN",
-            ovf=ovf, qlo=qlo, qhi=qhi,
+            "cast",
+            tuple(ids),
+            lo,
+            hi,
+            stage,
+            delay,
+            shift=s,
+            rounding=rounding if s > 0 else "TRN",
+            ovf=ovf,
+            qlo=qlo,
+            qhi=qhi,
         )
         return Sig(nid, frac)
 
@@ -278,9 +297,26 @@ class Netlist:
         n = self.net(a)
         if n.lo >= 0:
             return a
+        t = n.attrs.get("ovf") if n.op == "cast" else None
+        if t is not None and t.overflow == "SAT" and n.attrs.get("clamp_lo") is None:
+            # relu(sat(q)) == q saturated to [0, max]: one compare/mux level instead of two
+            nid = self._new(
+                "cast",
+                n.args,
+                max(n.lo, 0),
+                max(n.hi, 0),
+                n.stage,
+                n.delay,
+                **{**n.attrs, "clamp_lo": 0},
+            )
+            return Sig(nid, a.frac)
         ids, stage, delay = self._operands([a.net], self.timing.lut)
-        return Sig(self._new("clamp", tuple(ids), max(n.lo, 0), max(n.hi, 0), stage, delay,
-                             cmin=0, cmax=None), a.frac)
+        return Sig(
+            self._new(
+                "clamp", tuple(ids), max(n.lo, 0), max(n.hi, 0), stage, delay, cmin=0, cmax=None
+            ),
+            a.frac,
+        )
 
     def clamp(self, a: Sig, cmin: int | None, cmax: int | None) -> Sig:
         n = self.net(a)
@@ -295,7 +331,9 @@ class Netlist:
         if cmin is not None:
             hi = max(hi, cmin)
         ids, stage, delay = self._operands([a.net], self.timing.add(n.width) + self.timing.lut)
-        return Sig(self._new("clamp", tuple(ids), lo, hi, stage, delay, cmin=cmin, cmax=cmax), a.frac)
+        return Sig(
+            self._new("clamp", tuple(ids), lo, hi, stage, delay, cmin=cmin, cmax=cmax), a.frac
+        )
 
     def max(self, a: Sig, b: Sig) -> Sig:
         if a.frac != b.frac:
@@ -303,8 +341,9 @@ class Netlist:
         na, nb = self.net(a), self.net(b)
         w = max(na.width, nb.width)
         ids, stage, delay = self._operands([a.net, b.net], self.timing.add(w) + self.timing.lut)
-        return Sig(self._new("max", tuple(ids), max(na.lo, nb.lo), max(na.hi, nb.hi), stage, delay),
-                   a.frac)
+        return Sig(
+            self._new("max", tuple(ids), max(na.lo, nb.lo), max(na.hi, nb.hi), stage, delay), a.frac
+        )
 
     def select_pos(self, cond: Sig, a: Sig, b: Sig) -> Sig:
         """``cond > 0 ? a : b`` (a and b at the same scale)."""
@@ -312,8 +351,10 @@ class Netlist:
             raise AssertionError("select of signals at different scales")
         na, nb = self.net(a), self.net(b)
         ids, stage, delay = self._operands([cond.net, a.net, b.net], self.timing.lut)
-        return Sig(self._new("selpos", tuple(ids), min(na.lo, nb.lo), max(na.hi, nb.hi), stage, delay),
-                   a.frac)
+        return Sig(
+            self._new("selpos", tuple(ids), min(na.lo, nb.lo), max(na.hi, nb.hi), stage, delay),
+            a.frac,
+        )
 
     def rom(self, index: Sig, table: np.ndarray, frac: int) -> Sig:
         """``table[index]`` (index bounds must lie within the table)."""
@@ -329,8 +370,9 @@ class Netlist:
         used = entries[n.lo : n.hi + 1]
         depth = max(1, int(np.ceil(max(n.width - 6, 0) / 2)) + 1)
         ids, stage, delay = self._operands([index.net], self.timing.lut * depth)
-        nid = self._new("rom", tuple(ids), min(used), max(used), stage, delay,
-                        rom=self._rom_ids[entries])
+        nid = self._new(
+            "rom", tuple(ids), min(used), max(used), stage, delay, rom=self._rom_ids[entries]
+        )
         return Sig(nid, frac)
 
     # -- trees --------------------------------------------------------------
@@ -396,8 +438,10 @@ class Netlist:
     def finish(self) -> int:
         """Register all outputs, align them to one stage; returns the latency in cycles."""
         all_sigs = [s for p in self.ports_out.values() for s in p["sigs"]]
-        stage = max((self.nets[s.net].stage + (1 if self.nets[s.net].delay > 0 else 0)
-                     for s in all_sigs), default=0)
+        stage = max(
+            (self.nets[s.net].stage + (1 if self.nets[s.net].delay > 0 else 0) for s in all_sigs),
+            default=0,
+        )
         for p in self.ports_out.values():
             t = p["type"]
             fixed = []
@@ -413,11 +457,26 @@ class Netlist:
         return stage
 
 
+def live_nets(nl: Netlist) -> list[bool]:
+    """Which nets feed an output (the rest is dead logic synthesis would remove)."""
+    live = [False] * len(nl.nets)
+    stack = [s.net for p in nl.ports_out.values() for s in p["sigs"]]
+    while stack:
+        i = stack.pop()
+        if live[i]:
+            continue
+        live[i] = True
+        stack.extend(nl.nets[i].args)
+    return live
+
+
 # ---------------------------------------------------------------------------
 # interpreter
 
 
-def evaluate(nl: Netlist, inputs: dict[str, np.ndarray], check_bounds: bool = True) -> dict[str, np.ndarray]:
+def evaluate(
+    nl: Netlist, inputs: dict[str, np.ndarray], check_bounds: bool = True
+) -> dict[str, np.ndarray]:
     """Run the netlist on integer inputs ``{port: (B, *shape)}``; returns integer outputs.
 
     Registers are transparent here (a pipelined design computes the same
@@ -431,7 +490,11 @@ def evaluate(nl: Netlist, inputs: dict[str, np.ndarray], check_bounds: bool = Tr
         if n.op == "in":
             v = as_exact(flat_in[n.attrs["port"]][:, n.attrs["index"]])
         elif n.op == "const":
-            v = np.full(batch, n.attrs["value"], dtype=object if abs(n.attrs["value"]) >= 2**62 else np.int64)
+            v = np.full(
+                batch,
+                n.attrs["value"],
+                dtype=object if abs(n.attrs["value"]) >= 2**62 else np.int64,
+            )
         elif n.op == "reg":
             v = a[0]
         elif n.op == "add":
@@ -459,6 +522,8 @@ def evaluate(nl: Netlist, inputs: dict[str, np.ndarray], check_bounds: bool = Tr
                 v = as_exact(v, -s) << (-s)
             if n.attrs["ovf"] is not None:
                 v = overflow(np.asarray(v), n.attrs["ovf"])
+            if n.attrs.get("clamp_lo") is not None:
+                v = np.maximum(v, n.attrs["clamp_lo"])
         elif n.op == "clamp":
             v = a[0]
             if n.attrs["cmin"] is not None:

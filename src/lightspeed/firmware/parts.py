@@ -21,8 +21,24 @@ class Part:
 PARTS: dict[str, Part] = {
     p.name: p
     for p in (
-        Part("xcvu9p", "xcup", 1_182_240, 2_364_480, 6_840, 2_160, "Virtex UltraScale+ VU9P (CMS L1T, VCU118)"),
-        Part("xcvu13p", "xcup", 1_728_000, 3_456_000, 12_288, 2_688, "Virtex UltraScale+ VU13P (Alveo U250-class)"),
+        Part(
+            "xcvu9p",
+            "xcup",
+            1_182_240,
+            2_364_480,
+            6_840,
+            2_160,
+            "Virtex UltraScale+ VU9P (CMS L1T, VCU118)",
+        ),
+        Part(
+            "xcvu13p",
+            "xcup",
+            1_728_000,
+            3_456_000,
+            12_288,
+            2_688,
+            "Virtex UltraScale+ VU13P (Alveo U250-class)",
+        ),
         Part("xcvu7p", "xcup", 788_160, 1_576_320, 4_560, 1_440, "Virtex UltraScale+ VU7P"),
         Part("xcu250", "xcup", 1_728_000, 3_456_000, 12_288, 2_688, "Alveo U250"),
         Part("xcu50", "xcup", 871_680, 1_743_360, 5_952, 1_344, "Alveo U50"),

@@ -46,7 +46,12 @@ class Port:
         return c
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tensor": self.tensor, "port": self.port, "type": str(self.type), "shape": list(self.shape)}
+        return {
+            "tensor": self.tensor,
+            "port": self.port,
+            "type": str(self.type),
+            "shape": list(self.shape),
+        }
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Port:
@@ -125,10 +130,16 @@ def load_fwdir(path: str | Path, target: str | None = None) -> FirmwareDir:
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{mf} is not valid JSON ({exc}); regenerate the firmware") from None
     if m.get("format") != FORMAT:
-        what = "a compiled model; run `lightspeed firmware` on it first" if m.get("format") == "lightspeed-compiled" else "not a firmware directory"
+        what = (
+            "a compiled model; run `lightspeed firmware` on it first"
+            if m.get("format") == "lightspeed-compiled"
+            else "not a firmware directory"
+        )
         raise ArtifactError(f"{p} is {what}")
     if m.get("version", 0) > VERSION:
-        raise ArtifactError(f"{p} was written by a newer lightspeed (format v{m.get('version')}); upgrade")
+        raise ArtifactError(
+            f"{p} was written by a newer lightspeed (format v{m.get('version')}); upgrade"
+        )
     for key, f in m.get("files", {}).items():
         fp = p / f["path"]
         if not fp.exists():
@@ -140,7 +151,14 @@ def load_fwdir(path: str | Path, target: str | None = None) -> FirmwareDir:
             )
     fw = FirmwareDir(p, m)
     if target is not None and fw.target != target:
-        raise ArtifactError(f"{p} holds a {fw.target} project; this needs --target {target}")
+        raise ArtifactError(
+            f"{p} holds a {fw.target} project, but this needs firmware generated with --target {target}"
+            + (
+                " (synthesize HLS projects with `vitis_hls -f hls/build.tcl`)"
+                if fw.target == "hls"
+                else ""
+            )
+        )
     mdir = p / "model"
     if mdir.exists():
         mm = json.loads((mdir / "manifest.json").read_text())
@@ -173,7 +191,9 @@ def generate(
                 f"{outdir} exists, is not empty and is not a firmware directory; choose a new one"
             )
         if not overwrite:
-            raise ArtifactError(f"{outdir} already holds firmware; pass overwrite=True (CLI: --force)")
+            raise ArtifactError(
+                f"{outdir} already holds firmware; pass overwrite=True (CLI: --force)"
+            )
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
     try:
@@ -200,9 +220,14 @@ def generate(
             files.update({k: f"hls/{v}" for k, v in written.items()})
             from lightspeed.firmware.verilog import port_name
 
-            ins = [Port(t, port_name("in", t), q.input_types[t], tuple(q.graph.inputs[t])) for t in q.input_names]
-            outs = [Port(t, port_name("out", t), q.tensor_types[t], tuple(q.graph.shapes[t]))
-                    for t in q.output_names]
+            ins = [
+                Port(t, port_name("in", t), q.input_types[t], tuple(q.graph.inputs[t]))
+                for t in q.input_names
+            ]
+            outs = [
+                Port(t, port_name("out", t), q.tensor_types[t], tuple(q.graph.shapes[t]))
+                for t in q.output_names
+            ]
             latency = 0
         q.save(tmp / "model")
         manifest = {
@@ -216,7 +241,9 @@ def generate(
             "options": opts.to_dict(),
             "inputs": [p.to_dict() for p in ins],
             "outputs": [p.to_dict() for p in outs],
-            "files": {k: {"path": v, "sha": _sha((tmp / v).read_bytes())} for k, v in files.items()},
+            "files": {
+                k: {"path": v, "sha": _sha((tmp / v).read_bytes())} for k, v in files.items()
+            },
             **extra,
         }
         (tmp / "README.md").write_text(readme(manifest))
@@ -267,14 +294,20 @@ def readme(m: dict[str, Any]) -> str:
         for p in m["inputs"]:
             t = parse_type(p["type"])
             n = _count(p["shape"])
-            lines.append(f"| `{p['port']}` | in | {n * t.width} | tensor `{p['tensor']}` shape {tuple(p['shape'])}: "
-                         f"{n} x `{t}`; element i (C order) at bits `[i*{t.width} +: {t.width}]` |")
-        lines.append(f"| `valid_out` | out | 1 | the output buses hold a result ({lat} cycles after its input) |")
+            lines.append(
+                f"| `{p['port']}` | in | {n * t.width} | tensor `{p['tensor']}` shape {tuple(p['shape'])}: "
+                f"{n} x `{t}`; element i (C order) at bits `[i*{t.width} +: {t.width}]` |"
+            )
+        lines.append(
+            f"| `valid_out` | out | 1 | the output buses hold a result ({lat} cycles after its input) |"
+        )
         for p in m["outputs"]:
             t = parse_type(p["type"])
             n = _count(p["shape"])
-            lines.append(f"| `{p['port']}` | out | {n * t.width} | tensor `{p['tensor']}` shape {tuple(p['shape'])}: "
-                         f"{n} x `{t}`; element i at bits `[i*{t.width} +: {t.width}]` |")
+            lines.append(
+                f"| `{p['port']}` | out | {n * t.width} | tensor `{p['tensor']}` shape {tuple(p['shape'])}: "
+                f"{n} x `{t}`; element i at bits `[i*{t.width} +: {t.width}]` |"
+            )
         lines += [
             "",
             "Elements are two's complement (`ap_fixed`) or plain binary (`ap_ufixed`) integers: "
@@ -301,7 +334,10 @@ def readme(m: dict[str, Any]) -> str:
         ]
         est = m.get("estimate")
         if est:
-            lines += ["", f"Analytic estimate: ~{est['lut']:.0f} LUT, {est['ff']:.0f} FF, {est['dsp']:.0f} DSP."]
+            lines += [
+                "",
+                f"Analytic estimate: ~{est['lut']:.0f} LUT, {est['ff']:.0f} FF, {est['dsp']:.0f} DSP.",
+            ]
     else:
         lines += [
             "Vitis HLS C++ project in `hls/`: `firmware/` (top function with `ap_fixed` types, "

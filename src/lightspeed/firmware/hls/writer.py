@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ def cnum(m: int, t: FixedType) -> str:
 
 @dataclass
 class Writer:
-    q: object
+    q: Any
     opts: FirmwareOptions
     types: list[str] = field(default_factory=list)
     consts: list[str] = field(default_factory=list)
@@ -106,7 +107,10 @@ def emit_node(w: Writer, node: Node) -> None:
     in_t = [w.tensor_type(t) for t in ins]
     out_t = w.tensor_type(out)
     n_out = _size(shapes[out])
-    args = ", ".join(f"const {t} x{i if len(ins) > 1 else ''}[{_size(shapes[n])}]" for i, (n, t) in enumerate(zip(ins, in_t, strict=True)))
+    args = ", ".join(
+        f"const {t} x{i if len(ins) > 1 else ''}[{_size(shapes[n])}]"
+        for i, (n, t) in enumerate(zip(ins, in_t, strict=True))
+    )
     sig = f"static void {fn}({args}, {out_t} y[{n_out}])"
     lines: list[str] = []
     role = {r: w.typedef(t, f"{node.name}_{r}") for r, t in prec.items()}
@@ -122,13 +126,16 @@ def emit_node(w: Writer, node: Node) -> None:
             w.array(f"{p}_w", role["weight"], [cnum(v, wt) for v in wm.T.flat], (fan_out, fan_in))
             bias = qp.get("bias")
             if bias is not None:
-                w.array(f"{p}_b", role["bias"], [cnum(v, prec["bias"]) for v in bias.flat], (fan_out,))
+                w.array(
+                    f"{p}_b", role["bias"], [cnum(v, prec["bias"]) for v in bias.flat], (fan_out,)
+                )
             lines += [
                 f"  for (int r = 0; r < {rows}; r++) {{",
                 "    #pragma HLS UNROLL",
                 f"    for (int j = 0; j < {fan_out}; j++) {{",
                 "      #pragma HLS UNROLL",
-                f"      {role['accum']} acc = " + (f"({role['accum']}){p}_b[j];" if bias is not None else "0;"),
+                f"      {role['accum']} acc = "
+                + (f"({role['accum']}){p}_b[j];" if bias is not None else "0;"),
                 f"      for (int i = 0; i < {fan_in}; i++) {{",
                 "        #pragma HLS UNROLL",
                 f"        acc = ({role['accum']})(acc + ({role['accum']})(x[r * {fan_in} + i] * {p}_w[j][i]));",
@@ -151,9 +158,16 @@ def emit_node(w: Writer, node: Node) -> None:
             osz = _size(pt.shape[:nd])
             pt = pt.reshape(osz, *pt.shape[nd:])
             psz = cin_g * _size(wq.shape[2:])
-            idx = np.stack([pt[..., g * cin_g : (g + 1) * cin_g].reshape(osz, psz) for g in range(group)]) - 1
+            idx = (
+                np.stack(
+                    [pt[..., g * cin_g : (g + 1) * cin_g].reshape(osz, psz) for g in range(group)]
+                )
+                - 1
+            )
             w.int_table(f"{p}_idx", idx)
-            wmat = np.concatenate([weight_matrix(wq, group, g) for g in range(group)], axis=1)  # (P, Cout)
+            wmat = np.concatenate(
+                [weight_matrix(wq, group, g) for g in range(group)], axis=1
+            )  # (P, Cout)
             w.array(f"{p}_w", role["weight"], [cnum(v, wt) for v in wmat.T.flat], (cout, psz))
             bias = qp.get("bias")
             if bias is not None:
@@ -164,7 +178,8 @@ def emit_node(w: Writer, node: Node) -> None:
                 f"    const int g = co / {cout_g};",
                 f"    for (int o = 0; o < {osz}; o++) {{",
                 "      #pragma HLS UNROLL",
-                f"      {role['accum']} acc = " + (f"({role['accum']}){p}_b[co];" if bias is not None else "0;"),
+                f"      {role['accum']} acc = "
+                + (f"({role['accum']}){p}_b[co];" if bias is not None else "0;"),
                 f"      for (int k = 0; k < {psz}; k++) {{",
                 "        #pragma HLS UNROLL",
                 f"        const int i = {p}_idx[(g * {osz} + o) * {psz} + k];",
@@ -199,17 +214,24 @@ def emit_node(w: Writer, node: Node) -> None:
 
             t_in = q.tensor_types[ins[0]]
             lo, hi = clip_int_bounds(node, t_in)
-            w.consts.append(f"static const {in_t[0]} {p}_lo = {cnum(lo, t_in)}, {p}_hi = {cnum(hi, t_in)};")
+            w.consts.append(
+                f"static const {in_t[0]} {p}_lo = {cnum(lo, t_in)}, {p}_hi = {cnum(hi, t_in)};"
+            )
             expr = f"({out_t})(x[i] < {p}_lo ? {p}_lo : (x[i] > {p}_hi ? {p}_hi : x[i]))"
         else:
             a = int(np.asarray(qp["alpha"]).reshape(()))
             w.consts.append(f"static const {role['param']} {p}_alpha = {cnum(a, prec['param'])};")
             expr = f"x[i] > 0 ? ({out_t})x[i] : ({out_t})(x[i] * {p}_alpha)"
-        lines += [f"  for (int i = 0; i < {n_out}; i++) {{", "    #pragma HLS UNROLL", f"    y[i] = {expr};", "  }"]
+        lines += [
+            f"  for (int i = 0; i < {n_out}; i++) {{",
+            "    #pragma HLS UNROLL",
+            f"    y[i] = {expr};",
+            "  }",
+        ]
     elif op in ("sigmoid", "tanh"):
         from lightspeed.ops.tables import table_geometry
 
-        lo, _, size, step_log2 = table_geometry(node)
+        t_lo, _, size, step_log2 = table_geometry(node)
         t_in = q.tensor_types[ins[0]]
         tt = prec["table"]
         w.array(f"{p}_table", role["table"], [cnum(v, tt) for v in qp["table"].flat], (size,))
@@ -217,7 +239,7 @@ def emit_node(w: Writer, node: Node) -> None:
             f"  for (int i = 0; i < {n_out}; i++) {{",
             "    #pragma HLS UNROLL",
             f"    y[i] = ({out_t}){p}_table[table_index<{raw_type(t_in)}>(x[i], {-step_log2 - t_in.frac}, "
-            f"{int(round(lo * 2.0**-step_log2))}, {size})];",
+            f"{round(t_lo * 2.0**-step_log2)}, {size})];",
             "  }",
         ]
     elif op == "softmax":
@@ -226,7 +248,7 @@ def emit_node(w: Writer, node: Node) -> None:
         t_in = q.tensor_types[ins[0]]
         n = shapes[ins[0]][-1]
         rows = n_out // n
-        r_, es, e_step, isz, i_step = softmax_geometry(node, n)
+        _, es, e_step, isz, i_step = softmax_geometry(node, n)
         r_ = float(node.attrs.get("exp_range", 8.0))
         et, acc, inv = prec["exp_table"], prec["accum"], prec["inv_table"]
         w.array(f"{p}_exp", role["exp_table"], [cnum(v, et) for v in qp["exp_table"].flat], (es,))
@@ -248,7 +270,7 @@ def emit_node(w: Writer, node: Node) -> None:
             "      #pragma HLS UNROLL",
             f"      {ctype(d_t)} d = x[r * {n} + i] - mx;",
             f"      e[i] = {p}_exp[table_index<{raw_type(d_t)}>(d, {-e_step - d_t.frac}, "
-            f"{int(round(-r_ * 2.0**-e_step))}, {es})];",
+            f"{round(-r_ * 2.0**-e_step)}, {es})];",
             "      s += e[i];",
             "    }",
             f"    {role['accum']} sa = ({role['accum']})s;",
@@ -264,12 +286,18 @@ def emit_node(w: Writer, node: Node) -> None:
         oshape = shapes[out]
         tabs = []
         for i, t in enumerate(ins):
-            idx = np.broadcast_to(np.arange(_size(shapes[t])).reshape(shapes[t]), oshape).reshape(-1)
+            idx = np.broadcast_to(np.arange(_size(shapes[t])).reshape(shapes[t]), oshape).reshape(
+                -1
+            )
             w.int_table(f"{p}_i{i}", idx)
             tabs.append(f"x{i}[{p}_i{i}[i]]")
         sym = " + " if op == "add" else " * "
-        lines += [f"  for (int i = 0; i < {n_out}; i++) {{", "    #pragma HLS UNROLL",
-                  f"    y[i] = ({out_t})({sym.join(tabs)});", "  }"]
+        lines += [
+            f"  for (int i = 0; i < {n_out}; i++) {{",
+            "    #pragma HLS UNROLL",
+            f"    y[i] = ({out_t})({sym.join(tabs)});",
+            "  }",
+        ]
     elif op == "concat":
         from lightspeed.ops.elementwise import _axis
 
@@ -327,8 +355,12 @@ def emit_node(w: Writer, node: Node) -> None:
         if op == "transpose":
             idx = idx.transpose(*[int(v) for v in node.attrs["perm"]])
         w.int_table(f"{p}_idx", idx.reshape(-1))
-        lines += [f"  for (int i = 0; i < {n_out}; i++) {{", "    #pragma HLS UNROLL",
-                  f"    y[i] = x[{p}_idx[i]];", "  }"]
+        lines += [
+            f"  for (int i = 0; i < {n_out}; i++) {{",
+            "    #pragma HLS UNROLL",
+            f"    y[i] = x[{p}_idx[i]];",
+            "  }",
+        ]
     else:  # pragma: no cover - guarded by SUPPORTED
         raise UnsupportedOpError(f"HLS backend: op {op} is not supported")
     w.funcs.append("\n".join([sig + " {", "  #pragma HLS INLINE", *lines, "}"]))
@@ -344,7 +376,9 @@ def write_sources(q, opts: FirmwareOptions) -> dict[str, str]:
         emit_node(w, node)
     top = opts.top
     g = q.graph
-    in_args = [f"const {w.tensor_type(n)} {ident('in_' + n)}[{_size(g.inputs[n])}]" for n in g.inputs]
+    in_args = [
+        f"const {w.tensor_type(n)} {ident('in_' + n)}[{_size(g.inputs[n])}]" for n in g.inputs
+    ]
     out_args = [f"{w.tensor_type(n)} {ident('out_' + n)}[{_size(g.shapes[n])}]" for n in g.outputs]
     body = []
     for a in [*[ident("in_" + n) for n in g.inputs], *[ident("out_" + n) for n in g.outputs]]:
@@ -435,7 +469,9 @@ def testbench(q, w: Writer, top: str) -> str:
             f"    for (int i = 0; i < {sz}; i++) {{ double d; if (std::fread(&d, 8, 1, f) != 1) return 3; {a}[i] = d; }}",
         ]
     for name in g.outputs:
-        lines.append(f"    static {w.tensor_type(name)} {ident('out_' + name)}[{_size(g.shapes[name])}];")
+        lines.append(
+            f"    static {w.tensor_type(name)} {ident('out_' + name)}[{_size(g.shapes[name])}];"
+        )
     args = ", ".join([ident("in_" + n) for n in g.inputs] + [ident("out_" + n) for n in g.outputs])
     lines.append(f"    {top}({args});")
     for name in g.outputs:

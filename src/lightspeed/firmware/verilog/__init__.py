@@ -13,4 +13,12 @@ from lightspeed.firmware.verilog.writer import write_verilog
 
 build_design = lower
 
-__all__ = ["EMITTERS", "Design", "build_design", "check_supported", "lower", "port_name", "write_verilog"]
+__all__ = [
+    "EMITTERS",
+    "Design",
+    "build_design",
+    "check_supported",
+    "lower",
+    "port_name",
+    "write_verilog",
+]

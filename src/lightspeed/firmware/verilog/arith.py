@@ -104,8 +104,10 @@ def mac(
 
     ``xs[i] is None`` stands for a constant zero input (padding).
     """
-    acc0 = 0 if bias is None or b_t is None else int(
-        requantize(np.array([bias], dtype=object), b_t.frac, acc_t)[0]
+    acc0 = (
+        0
+        if bias is None or b_t is None
+        else int(requantize(np.array([bias], dtype=object), b_t.frac, acc_t)[0])
     )
     F = acc_t.frac
     products: list[Product] = []
@@ -137,6 +139,12 @@ def mac(
                 terms.append((q, False))
         if acc0:
             terms.append((nl.const(acc0, F), False))
+        if safe and res_t.rounding == "RND" and res_t.frac < F:
+            # round-half-up folded into the tree: floor((acc + 2**(s-1)) / 2**s) saves an adder
+            # level; exact because the accumulator provably never overflows (its cast is a no-op)
+            terms.append((nl.const(1 << (F - res_t.frac - 1), F), False))
+            total = nl.sum(terms)
+            return nl.cast(total, res_t.frac, "TRN", res_t)
         total = nl.sum(terms, wrap_frac=(acc_t.width, F) if wraps else None)
         acc = nl.cast(total, F, "TRN", acc_t)
     else:

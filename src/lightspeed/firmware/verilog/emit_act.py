@@ -76,7 +76,7 @@ def table_index(nl: Netlist, s: Sig, lo: float, step_log2: int, size: int) -> Si
         q = Sig(q.net, 0)
     else:
         q = Sig(nl.cast(m, sh, "TRN").net, 0)  # floor division by 2**-sh: drop bits
-    base = int(round(lo * 2.0**-step_log2))
+    base = round(lo * 2.0**-step_log2)
     d = nl.add(q, nl.const(-base, 0)) if base else q
     return nl.clamp(d, 0, size - 1)
 

@@ -26,8 +26,15 @@ def emit_dense(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
         xs = list(rows[r])
         for j in range(w.shape[1]):
             out[r, j] = mac(
-                ctx.nl, xs, w[:, j], p["weight"], None if bias is None else bias[j],
-                p.get("bias"), p["accum"], p["result"], ctx.opts,
+                ctx.nl,
+                xs,
+                w[:, j],
+                p["weight"],
+                None if bias is None else bias[j],
+                p.get("bias"),
+                p["accum"],
+                p["result"],
+                ctx.opts,
             )
     return [out.reshape(*lead, w.shape[1])]
 
@@ -52,8 +59,15 @@ def emit_conv(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
             for j in range(cout_g):
                 c = g * cout_g + j
                 y[(c, *o)] = mac(
-                    ctx.nl, xs, wm[:, j], p["weight"], None if bias is None else bias[c],
-                    p.get("bias"), p["accum"], p["result"], ctx.opts,
+                    ctx.nl,
+                    xs,
+                    wm[:, j],
+                    p["weight"],
+                    None if bias is None else bias[c],
+                    p.get("bias"),
+                    p["accum"],
+                    p["result"],
+                    ctx.opts,
                 )
     return [y]
 
@@ -67,7 +81,14 @@ def emit_batchnorm(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
     for idx in np.ndindex(*x.shape):
         c = idx[0]
         y[idx] = mac(
-            ctx.nl, [x[idx]], np.array([scale[c]]), p["weight"], shift[c], p["bias"], p["accum"],
-            p["result"], ctx.opts,
+            ctx.nl,
+            [x[idx]],  # type: ignore[list-item]
+            np.array([scale[c]]),
+            p["weight"],
+            int(shift[c]),
+            p["bias"],
+            p["accum"],
+            p["result"],
+            ctx.opts,
         )
     return [y]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from lightspeed.firmware.netlist import Sig
@@ -18,7 +20,7 @@ def _cast_to(nl, s: Sig, t) -> Sig:
 @register("add")
 def emit_add(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
     nl, res = ctx.nl, ctx.prec["result"]
-    arrs = np.broadcast_arrays(*ins)
+    arrs: list[Any] = list(np.broadcast_arrays(*ins))
     out = np.empty(arrs[0].shape, dtype=object)
     for idx in np.ndindex(*out.shape):
         total = nl.sum([(a[idx], False) for a in arrs])
@@ -29,10 +31,10 @@ def emit_add(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
 @register("mul")
 def emit_mul(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
     nl, res = ctx.nl, ctx.prec["result"]
-    arrs = np.broadcast_arrays(*ins)
+    arrs: list[Any] = list(np.broadcast_arrays(*ins))
     out = np.empty(arrs[0].shape, dtype=object)
     for idx in np.ndindex(*out.shape):
-        acc = arrs[0][idx]
+        acc: Any = arrs[0][idx]
         for a in arrs[1:]:
             acc = nl.mul(acc, a[idx])
         out[idx] = _cast_to(nl, acc, res)

@@ -105,8 +105,12 @@ def lower(q, opts: FirmwareOptions | None = None) -> Design:
     for node in q.graph.nodes:
         nl.layer = node.name
         ctx = EmitContext(
-            nl, node, q.precision.get(node.name, {}), q.qparams.get(node.name, {}),
-            [q.tensor_types[t] for t in node.inputs], opts,
+            nl,
+            node,
+            q.precision.get(node.name, {}),
+            q.qparams.get(node.name, {}),
+            [q.tensor_types[t] for t in node.inputs],
+            opts,
         )
         outs = EMITTERS[node.op](ctx, [env[t] for t in node.inputs])
         for t, arr in zip(node.outputs, outs, strict=True):

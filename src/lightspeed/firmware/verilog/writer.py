@@ -9,7 +9,7 @@ and one per ROM table.
 
 from __future__ import annotations
 
-from lightspeed.firmware.netlist import Net, Netlist, signed_width
+from lightspeed.firmware.netlist import Net, Netlist, live_nets, signed_width
 from lightspeed.firmware.verilog.lowering import Design
 
 INC = {
@@ -47,14 +47,24 @@ class _Casts:
         wq = signed_width(n.attrs["qlo"], n.attrs["qhi"])
         if t is not None:
             wq = max(wq, t.width + 1)
-        key = (wi, wo, wq, s, mode, None if t is None else (t.width, t.signed, t.overflow))
+        clamp_lo = n.attrs.get("clamp_lo")
+        key = (
+            wi,
+            wo,
+            wq,
+            s,
+            mode,
+            None if t is None else (t.width, t.signed, t.overflow),
+            clamp_lo,
+        )
         if key in self.funcs:
             return self.funcs[key]
         name = f"cast_{len(self.funcs)}"
         self.funcs[key] = name
         lines = [
             f"  // {'quantize ' + mode + ' by 2^-' + str(s) if s > 0 else 'align by 2^' + str(-s) if s < 0 else 'resize'}"
-            + (f", then {t.overflow} to {t}" if t is not None else ""),
+            + (f", then {t.overflow} to {t}" if t is not None else "")
+            + (f", clamped below at {clamp_lo}" if clamp_lo is not None else ""),
             f"  function automatic signed [{wo - 1}:0] {name};",
             f"    input signed [{wi - 1}:0] a;",
             f"    reg signed [{wq - 1}:0] q;",
@@ -80,10 +90,14 @@ class _Casts:
             body.append(f"{name} = q;")
         elif t.overflow == "WRAP":
             sel = f"q[{t.width - 1}:0]"
-            body.append(f"{name} = $signed({sel});" if t.signed else f"{name} = $signed({{1'b0, {sel}}});")
+            body.append(
+                f"{name} = $signed({sel});" if t.signed else f"{name} = $signed({{1'b0, {sel}}});"
+            )
         else:
             hi = t.max_int
             lo = (-t.max_int if t.signed else t.min_int) if t.overflow == "SAT_SYM" else t.min_int
+            if clamp_lo is not None:  # a ReLU fused into the saturation
+                lo = max(lo, clamp_lo)
             over, under = f"q > {lit(hi, wq + 1)}", f"q < {lit(lo, wq + 1)}"
             if t.overflow == "SAT_ZERO":
                 body.append(f"if (({over}) || ({under})) {name} = 0; else {name} = q;")
@@ -111,7 +125,12 @@ def _rom_function(k: int, entries: tuple[int, ...]) -> str:
         "      case (addr)",
     ]
     lines += [f"        {i}: rom_{k} = {lit(v, wd + 1)};" for i, v in enumerate(entries)]
-    lines += [f"        default: rom_{k} = {lit(0, wd + 1)};", "      endcase", "    end", "  endfunction"]
+    lines += [
+        f"        default: rom_{k} = {lit(0, wd + 1)};",
+        "      endcase",
+        "    end",
+        "  endfunction",
+    ]
     return "\n".join(lines)
 
 
@@ -157,7 +176,10 @@ def write_verilog(design: Design, header: str = "") -> str:
     decls: list[str] = []
     assigns: list[str] = []
     regs: list[str] = []
+    live = live_nets(nl)
     for n in nl.nets:
+        if not live[n.id]:
+            continue
         w = n.width
         if n.op == "reg":
             decls.append(f"  reg signed [{w - 1}:0] n{n.id};")
@@ -195,7 +217,8 @@ def write_verilog(design: Design, header: str = "") -> str:
             f"  reg [{lat}:1] valid_pipe;",
             "  always @(posedge clk) begin",
             f"    if (rst) valid_pipe <= {lat}'d0;",
-            "    else valid_pipe <= " + (f"{{valid_pipe[{lat - 1}:1], valid_in}};" if lat > 1 else "valid_in;"),
+            "    else valid_pipe <= "
+            + (f"{{valid_pipe[{lat - 1}:1], valid_in}};" if lat > 1 else "valid_in;"),
             "  end",
             f"  assign valid_out = valid_pipe[{lat}];",
         ]
