@@ -93,13 +93,16 @@ def cost_of(q) -> dict[str, Any]:
 
 
 def qat_row(
-    name: str, model, d: dict[str, Any], seconds: float, extra: dict[str, Any]
-) -> dict[str, Any]:
+    name: str, model, d: dict[str, Any], seconds: float, extra: dict[str, Any],
+    save: Path | None = None,
+) -> dict[str, Any]:  # fmt: skip
     import torch
 
     from lightspeed.nn import to_quantized
 
     q = to_quantized(model, (16,), name=name)
+    if save is not None:  # compiled dirs for `lightspeed firmware` / `synth`
+        q.save(save / ("qat6" if name.startswith("QAT") else "searched"))
     with torch.no_grad():
         y_torch = model.eval()(torch.as_tensor(d["x_test"])).numpy()
     y_emu = q.predict(d["x_test"].astype(np.float64))
@@ -118,7 +121,7 @@ def qat_row(
     return row
 
 
-def run(quick: bool = False, cost: str = "lut") -> dict[str, Any]:
+def run(quick: bool = False, cost: str = "lut", save: Path | None = None) -> dict[str, Any]:
     import torch
 
     import lightspeed
@@ -155,7 +158,7 @@ def run(quick: bool = False, cost: str = "lut") -> dict[str, Any]:
     m6 = lnn.convert(f, d["x_train"][:4096], weight_bits=6, act_bits=6, input_bits=16)
     lnn.fit(m6, d["x_train"], d["y_train"], epochs=epochs, lr=1e-3)
     rows.append(qat_row("QAT 6-bit (weights, activations; 16-bit input)", m6, d, time.perf_counter() - t0,
-                        {"epochs": epochs}))  # fmt: skip
+                        {"epochs": epochs}, save))  # fmt: skip
 
     cfg = SearchConfig(
         target=0.99,
@@ -168,7 +171,7 @@ def run(quick: bool = False, cost: str = "lut") -> dict[str, Any]:
         f, d["x_train"], d["y_train"], d["x_val"], d["y_val"], (16,), cfg, cost=cost, progress=print
     )
     rows.append(
-        qat_row("searched mixed precision", res.model, d, res.seconds, {"search": res.summary()})
+        qat_row("searched mixed precision", res.model, d, res.seconds, {"search": res.summary()}, save)
     )
 
     base = next(r for r in rows if r["name"].startswith("uniform"))
@@ -267,6 +270,7 @@ def main() -> None:
         help="search cost: firmware LUT-equivalents (default) or bit operations",
     )
     ap.add_argument("--write-docs", action="store_true", help="also write docs/benchmarks/qat.md")
+    ap.add_argument("--save", type=Path, help="write the QAT and searched compiled models here")
     ap.add_argument(
         "--render",
         action="store_true",
@@ -276,7 +280,7 @@ def main() -> None:
     if args.render:
         res = json.loads((RESULTS / "qat.json").read_text())
     else:
-        res = run(quick=args.quick, cost=args.cost)
+        res = run(quick=args.quick, cost=args.cost, save=args.save)
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "qat.json").write_text(json.dumps(res, indent=1) + "\n")
     md = table(res)
