@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch is an optional extra")
 qnn = pytest.importorskip("brevitas.nn", reason="brevitas is not installed (pip install brevitas)")
 pytest.importorskip("qonnx", reason="qonnx is not installed (pip install qonnx)")
+pytest.importorskip("onnxoptimizer", reason="brevitas' QONNX export needs onnxoptimizer")
 
 import lightspeed  # noqa: E402
 from lightspeed.errors import ModelError  # noqa: E402
