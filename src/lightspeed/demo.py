@@ -88,6 +88,10 @@ def run_demo(
     if firmware:
         console.print(Rule("2. firmware: Verilog, RTL simulation, resources"))
         results["firmware"] = stage_firmware(q, workdir, console)
+        console.print(
+            "note: auto precision keeps 16-bit weights and exact accumulators; for a design a few "
+            "times smaller, train with 6-bit QAT or search mixed precision (docs/qat.md)"
+        )
     (workdir / "demo_results.json").write_text(json.dumps(results, indent=1, default=str))
     console.print(f"results written to {workdir / 'demo_results.json'}")
     from lightspeed.bench.report import demo_report
