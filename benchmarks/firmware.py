@@ -57,12 +57,7 @@ def jet_graph(mean: np.ndarray, std: np.ndarray):
     import lightspeed
     from lightspeed import zoo
 
-    g = lightspeed.load(zoo.model_path("jet_tagger")).copy()
-    first = g.nodes[0]
-    w, b = first.params["weight"], first.params["bias"]
-    first.params["weight"] = w * std[:, None]
-    first.params["bias"] = b + mean @ w
-    return g
+    return zoo.unfold_input_scaling(lightspeed.load(zoo.model_path("jet_tagger")), mean, std)
 
 
 def models(data: dict[str, Any]) -> dict[str, Any]:

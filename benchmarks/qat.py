@@ -55,16 +55,11 @@ def load_data() -> dict[str, Any]:
 
 
 def float_graph(mean: np.ndarray, std: np.ndarray):
-    """The shipped model with its input standardisation unfolded: W' = W*std, b' = b + mean@W."""
+    """The shipped tagger on standardised features (its folded scaler taken out again)."""
     import lightspeed
     from lightspeed import zoo
 
-    g = lightspeed.load(zoo.model_path("jet_tagger")).copy()
-    first = g.nodes[0]
-    w, b = first.params["weight"], first.params["bias"]
-    first.params["weight"] = w * std[:, None]
-    first.params["bias"] = b + mean @ w
-    return g
+    return zoo.unfold_input_scaling(lightspeed.load(zoo.model_path("jet_tagger")), mean, std)
 
 
 DSP_LUTS = 55  # LUT-equivalents per DSP (as lightspeed.quantize.search.DSP_LUTS)
@@ -171,7 +166,9 @@ def run(quick: bool = False, cost: str = "lut", save: Path | None = None) -> dic
         f, d["x_train"], d["y_train"], d["x_val"], d["y_val"], (16,), cfg, cost=cost, progress=print
     )
     rows.append(
-        qat_row("searched mixed precision", res.model, d, res.seconds, {"search": res.summary()}, save)
+        qat_row(
+            "searched mixed precision", res.model, d, res.seconds, {"search": res.summary()}, save
+        )
     )
 
     base = next(r for r in rows if r["name"].startswith("uniform"))

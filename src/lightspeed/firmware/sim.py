@@ -30,6 +30,7 @@ from lightspeed.firmware.tools import (
     find_cxx,
     find_make,
     find_verilator,
+    run_vectors,
 )
 
 Progress = Callable[[str], None]
@@ -346,29 +347,14 @@ def run(
     if n == 0:
         raise InputError("no input vectors to simulate; give at least one")
     words = np.concatenate([pack(m, p) for m, p in zip(inputs, ins, strict=True)], axis=1)
-    with tempfile.TemporaryDirectory(prefix="lightspeed-sim-") as td:
-        fin, fout = Path(td) / "in.bin", Path(td) / "out.bin"
-        np.ascontiguousarray(words.astype("<u4")).tofile(fin)
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(
-                [str(exe), str(fin), str(fout), str(n)],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise SimulationError(
-                f"simulation of {n} vectors did not finish within {timeout} s"
-            ) from exc
-        secs = time.perf_counter() - t0
-        stats = {k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", proc.stdout)}
-        if proc.returncode != 0:
-            raise SimulationError(
-                f"simulation returned exit {proc.returncode}: {proc.stdout.strip()} {proc.stderr.strip()}"
-                " (the design produced fewer valid outputs than inputs)"
-            )
-        raw = np.fromfile(fout, dtype="<u4")
+    data = words.astype("<u4")
+    raw, proc, secs = run_vectors(exe, data, n, "<u4", timeout, "simulation", SimulationError)
+    stats = {k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", proc.stdout)}
+    if raw is None:
+        raise SimulationError(
+            f"simulation returned exit {proc.returncode}: {proc.stdout.strip()} {proc.stderr.strip()}"
+            " (the design produced fewer valid outputs than inputs)"
+        )
     out_words = sum(p.words for p in outs)
     raw = raw.reshape(n, out_words)
     res, off = [], 0

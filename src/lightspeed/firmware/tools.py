@@ -168,3 +168,41 @@ def tool_report() -> dict[str, str]:
         except ToolMissingError as exc:
             out[name] = f"missing: {exc}"
     return out
+
+
+def run_vectors(
+    exe: Path,
+    data,
+    n: int,
+    out_dtype: str,
+    timeout: float | None,
+    what: str,
+    error: type[Exception],
+):
+    """Write ``data`` to a file, run ``exe IN OUT N`` and read OUT back.
+
+    The shared harness of the Verilator testbench and the HLS C simulation.
+    Returns (outputs or None when the program failed, the finished process, seconds).
+    """
+    import tempfile
+    import time
+
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="lightspeed-run-") as td:
+        fin, fout = Path(td) / "in.bin", Path(td) / "out.bin"
+        np.ascontiguousarray(data).tofile(fin)
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(
+                [str(exe), str(fin), str(fout), str(n)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise error(f"{what} of {n} vectors did not finish within {timeout} s") from exc
+        secs = time.perf_counter() - t0
+        ok = proc.returncode == 0 and fout.exists()
+        raw = np.fromfile(fout, dtype=out_dtype) if ok else None
+    return raw, proc, secs

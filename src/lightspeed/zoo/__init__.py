@@ -29,6 +29,7 @@ __all__ = [
     "model_path",
     "recipe",
     "train",
+    "unfold_input_scaling",
 ]
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -148,3 +149,21 @@ def evaluate(
             calibration = sample if name == "deepsets" else default_split(name)[0]
         predict = quantize(name, calibration, path=onnx_path).predict
     return mod.evaluate(onnx_path, sample, predict)
+
+
+def unfold_input_scaling(graph, mean, std):
+    """A copy of ``graph`` taking standardised inputs ``(x - mean) / std``.
+
+    The shipped models fold their input standardisation into the first dense
+    layer (so they take raw features); this undoes it: ``W' = W*std``,
+    ``b' = b + mean @ W``. Useful for QAT and low-bit firmware, which want
+    inputs of order one.
+    """
+    g = graph.copy()
+    first = g.nodes[0]
+    if first.op != "dense":
+        raise InputError(f"the first node of {graph.name!r} is {first.op}, not a dense layer")
+    w, b = first.params["weight"], first.params.get("bias", 0.0)
+    first.params["weight"] = w * std[:, None]
+    first.params["bias"] = b + mean @ w
+    return g

@@ -15,7 +15,7 @@ import numpy as np
 from lightspeed.errors import LightspeedError
 from lightspeed.firmware.config import FirmwareOptions
 from lightspeed.firmware.hls.writer import write_sources
-from lightspeed.firmware.tools import cache_dir, content_hash, find_ap_types, find_cxx
+from lightspeed.firmware.tools import cache_dir, content_hash, find_ap_types, find_cxx, run_vectors
 from lightspeed.fixed import to_float
 
 
@@ -113,25 +113,9 @@ def csim(
     n = ints[0].shape[0]
     vals = [to_float(m, p.type).reshape(n, -1) for m, p in zip(ints, fw.inputs, strict=True)]
     data = np.concatenate(vals, axis=1).astype("<f8")
-    with tempfile.TemporaryDirectory(prefix="lightspeed-csim-") as td:
-        fin, fout = Path(td) / "in.bin", Path(td) / "out.bin"
-        data.tofile(fin)
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(
-                [str(exe), str(fin), str(fout), str(n)],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise CSimError(
-                f"C simulation of {n} vectors did not finish within {timeout} s"
-            ) from exc
-        if proc.returncode != 0:
-            raise CSimError(f"C simulation failed (exit {proc.returncode}): {proc.stderr.strip()}")
-        rsecs = time.perf_counter() - t0
-        raw = np.fromfile(fout, dtype="<i8")
+    raw, proc, rsecs = run_vectors(exe, data, n, "<i8", timeout, "C simulation", CSimError)
+    if raw is None:
+        raise CSimError(f"C simulation failed (exit {proc.returncode}): {proc.stderr.strip()}")
     counts = [p.count for p in fw.outputs]
     raw = raw.reshape(n, sum(counts))
     outs, off = [], 0
