@@ -209,19 +209,26 @@ def fit(
     batch_size: int = 256,
     seed: int = 0,
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    weight_decay: float = 0.0,
+    schedule: str = "step",
 ) -> list[float]:
     """Adam with a cosine schedule over shuffled mini-batches; cross-entropy by default.
 
-    Returns the mean loss per epoch and leaves the model in eval mode.
+    ``schedule`` anneals the learning rate per optimizer ``"step"`` or per
+    ``"epoch"`` (the zoo recipes). Returns the mean loss per epoch and leaves
+    the model in eval mode.
     """
     if epochs < 0 or batch_size <= 0:
         raise ConfigError("fit: epochs must be >= 0 and batch_size > 0")
+    if schedule not in ("step", "epoch"):
+        raise ConfigError(f"fit: schedule must be 'step' or 'epoch', not {schedule!r}")
     loss_fn = loss or nn.CrossEntropyLoss()
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     yt = torch.as_tensor(np.asarray(y))
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
-    steps = epochs * ((len(xt) + batch_size - 1) // batch_size)
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    per_step = schedule == "step"
+    steps = epochs * ((len(xt) + batch_size - 1) // batch_size) if per_step else epochs
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
     gen = torch.Generator().manual_seed(seed)
     history = []
@@ -235,8 +242,11 @@ def fit(
             out = loss_fn(model(xt[idx]), yt[idx])
             out.backward()
             opt.step()
-            sched.step()
+            if per_step:
+                sched.step()
             total += out.item() * len(idx)
+        if not per_step:
+            sched.step()
         history.append(total / max(len(xt), 1))
     model.eval()
     return history

@@ -151,29 +151,13 @@ def train_loop(
     seed: int = 0,
     weight_decay: float = 0.0,
 ) -> list[float]:
-    """Plain Adam + cosine schedule over shuffled mini-batches; returns the loss per epoch."""
-    torch = torch_module()
-    xt = torch.as_tensor(x, dtype=torch.float32)
-    yt = torch.as_tensor(y)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
-    gen = torch.Generator().manual_seed(seed)
-    history = []
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(xt), generator=gen)
-        total = 0.0
-        for i in range(0, len(xt), batch_size):
-            idx = perm[i : i + batch_size]
-            opt.zero_grad()
-            loss = loss_fn(model(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        sched.step()
-        history.append(total / len(xt))
-    model.eval()
-    return history
+    """Plain Adam + cosine schedule (per epoch) over shuffled mini-batches; loss per epoch."""
+    from lightspeed.nn import fit
+
+    return fit(
+        model, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, loss=loss_fn,
+        weight_decay=weight_decay, schedule="epoch",
+    )  # fmt: skip
 
 
 def roc_auc(score_bkg: np.ndarray, score_sig: np.ndarray) -> float:
