@@ -99,7 +99,9 @@ def test_unreachable_without_fallback_is_an_error():
     assert info.value.code == "UNAVAILABLE" and "fallback=" in str(info.value)
 
 
-def test_server_going_away_mid_run_falls_back(client_onnx, tmp_path):
+@pytest.mark.parametrize("streaming, n_events, seed", [(False, 4, 2), (True, 3, 6)])
+def test_server_going_away_mid_run_falls_back(client_onnx, tmp_path, streaming, n_events, seed):
+    """Unary and streaming clients both fall back locally once the server dies."""
     from lightspeed.serve.repo_add import EntryOptions, add_model
 
     add_model(client_onnx, tmp_path / "repo", "mlp", EntryOptions(max_batch_size=8))
@@ -107,10 +109,12 @@ def test_server_going_away_mid_run_falls_back(client_onnx, tmp_path):
         ServerConfig(repository=tmp_path / "repo", grpc_port=0, http_port=-1, metrics_port=-1)
     )
     srv.start()
-    ev = _events(4, seed=2)
+    ev = _events(n_events, seed=seed)
 
     async def main():
-        c = SonicClient(srv.grpc_url, "mlp", fallback=client_onnx, timeout_s=1.0, retries=1)
+        c = SonicClient(
+            srv.grpc_url, "mlp", streaming=streaming, fallback=client_onnx, timeout_s=1.0, retries=1
+        )
         async with c:
             first = await c.infer_event(ev[0])
             srv.stop()
@@ -123,7 +127,7 @@ def test_server_going_away_mid_run_falls_back(client_onnx, tmp_path):
         srv.stop()
     for e, o in zip(ev, outs, strict=True):
         np.testing.assert_allclose(o["y"], mlp_numpy(e), rtol=1e-5, atol=1e-6)
-    assert stats.remote_events == 1 and stats.fallback_events == 3
+    assert stats.remote_events == 1 and stats.fallback_events == n_events - 1
 
 
 def test_retry_moves_to_a_live_endpoint(client_server):
@@ -188,32 +192,3 @@ def test_streaming_client_matches_unary(client_server):
     assert stats.remote_events == len(events)
     assert stats.requests == sum(-(-len(e) // 8) for e in events) + 1
     assert "no input named 'z'" in str(err) or "input" in str(err)
-
-
-def test_streaming_client_falls_back_when_the_server_dies(client_onnx, tmp_path):
-    from lightspeed.serve.repo_add import EntryOptions, add_model
-
-    add_model(client_onnx, tmp_path / "repo", "mlp", EntryOptions(max_batch_size=8))
-    srv = BackgroundServer(
-        ServerConfig(repository=tmp_path / "repo", grpc_port=0, http_port=-1, metrics_port=-1)
-    )
-    srv.start()
-    ev = _events(3, seed=6)
-
-    async def main():
-        c = SonicClient(
-            srv.grpc_url, "mlp", streaming=True, fallback=client_onnx, timeout_s=1.0, retries=1
-        )
-        async with c:
-            first = await c.infer_event(ev[0])
-            srv.stop()
-            rest = [await c.infer_event(e) for e in ev[1:]]
-            return [first, *rest], c.stats
-
-    try:
-        outs, stats = run(main())
-    finally:
-        srv.stop()
-    for e, o in zip(ev, outs, strict=True):
-        np.testing.assert_allclose(o["y"], mlp_numpy(e), rtol=1e-5, atol=1e-6)
-    assert stats.remote_events == 1 and stats.fallback_events == 2

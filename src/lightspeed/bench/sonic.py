@@ -595,13 +595,7 @@ def plot_sonic(result: dict[str, Any], outdir: Path) -> list[Path]:
     ax.set_xlabel("concurrent client processes N")
     ax.set_ylabel("events / s (all clients)")
     ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    p = outdir / "sonic_throughput.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_finish(fig, ax, outdir / "sonic_throughput.png"))
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(n, [r["event_time_mean_s"] * 1e3 for r in remote], "o", label="as a service: mean")
@@ -626,14 +620,20 @@ def plot_sonic(result: dict[str, Any], outdir: Path) -> list[Path]:
         f"p={fit['p']:.2f}, t_CPU={fit['t_cpu_s'] * 1e3:.2f} ms",
         fontsize=9,
     )
+    paths.append(_finish(fig, ax, outdir / "sonic_latency.png"))
+    return paths
+
+
+def _finish(fig, ax, path: Path) -> Path:
+    """Grid, legend, layout; save the figure as PNG and free it."""
+    import matplotlib.pyplot as plt
+
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    p = outdir / "sonic_latency.png"
-    fig.savefig(p, dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    paths.append(p)
-    return paths
+    return path
 
 
 def markdown_table(result: dict[str, Any]) -> str:
