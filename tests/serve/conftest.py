@@ -74,8 +74,7 @@ def repo(tmp_path_factory, mlp_onnx):
     return build_repo(tmp_path_factory.mktemp("repo"), mlp_onnx)
 
 
-@pytest.fixture(scope="session")
-def server(repo):
+def make_server(repo, grpc_frontend: str = "h2"):
     config = ServerConfig(
         repository=repo,
         grpc_port=0,
@@ -83,8 +82,14 @@ def server(repo):
         metrics_port=0,
         max_message_bytes=4 * 1024 * 1024,
         drain_timeout_s=10,
+        grpc_frontend=grpc_frontend,
     )
-    with BackgroundServer(config, setup=add_python_models) as srv:
+    return BackgroundServer(config, setup=add_python_models)
+
+
+@pytest.fixture(scope="session")
+def server(repo):
+    with make_server(repo) as srv:
         yield srv
 
 

@@ -11,7 +11,15 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
+from tests.serve.conftest import make_server
 from tests.serve.serve_helpers import mlp_numpy
+
+
+@pytest.fixture(scope="module", params=["h2", "grpcio"])
+def server(request, repo):
+    """Every test here runs against both gRPC front ends: they must answer alike."""
+    with make_server(repo, request.param) as srv:
+        yield srv
 
 
 def _input(x, name="x", datatype="FP32", module=grpcclient):

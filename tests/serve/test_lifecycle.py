@@ -109,9 +109,10 @@ def test_client_disconnect_mid_request(server):
     c.close()
 
 
-def test_graceful_shutdown_answers_queued_requests(repo):
+@pytest.mark.parametrize("frontend", ["h2", "grpcio"])
+def test_graceful_shutdown_answers_queued_requests(repo, frontend):
     results: list = []
-    srv = _server()
+    srv = _server(grpc_frontend=frontend)
     srv.start()
     url = srv.grpc_url
 
@@ -213,7 +214,8 @@ def test_explicit_model_control(repo):
         c.close()
 
 
-def test_thousands_of_concurrent_calls_are_all_answered():
+@pytest.mark.parametrize("frontend", ["h2", "grpcio"])
+def test_thousands_of_concurrent_calls_are_all_answered(frontend):
     """2,000 batch-1 unary calls in flight at once: every one gets its answer.
 
     gRPC core used to drop calls that waited for the grpc.aio accept loop once more
@@ -240,7 +242,7 @@ def test_thousands_of_concurrent_calls_are_all_answered():
                 asyncio.gather(*(call(p) for p in payloads), return_exceptions=True), 60
             )
 
-    with _server() as srv:
+    with _server(grpc_frontend=frontend) as srv:
         results = asyncio.run(run(srv.grpc_url))
         stats = grpcclient.InferenceServerClient(srv.grpc_url).get_inference_statistics("double")
     errors = [r for r in results if isinstance(r, BaseException)]

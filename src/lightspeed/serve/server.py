@@ -40,6 +40,7 @@ class ServerConfig:
     workers: int = 1
     worker_index: int | None = None
     reuse_port: bool = False
+    grpc_frontend: str = "h2"  # "h2": our HTTP/2 transport; "grpcio": grpc.aio's server
 
 
 class Server:
@@ -82,6 +83,7 @@ class Server:
                 f"{cfg.host}:{cfg.grpc_port}",
                 cfg.max_message_bytes,
                 reuse_port=cfg.reuse_port,
+                frontend=cfg.grpc_frontend,
             )
             await self._grpc.start()
         if cfg.http_port >= 0:
