@@ -268,3 +268,20 @@ def test_inline_execution_for_tiny_models_gives_same_results(dynamic):
         np.testing.assert_array_equal(a["y"], b["y"])
     assert calls_inline[0].startswith("ls-m") and calls_inline[-1] == "MainThread"
     assert all(c.startswith("ls-m") for c in calls_thread)
+
+
+@pytest.mark.timeout(20)
+def test_close_after_an_idle_spell_waits_without_spinning():
+    """Regression: the idle event, still set from before a new submit, made ``drain`` spin
+    on the loop (an Event that is already set never yields) and the queued request
+    could never run: a runtime model reload hung the whole server."""
+    rec = Recorder()
+
+    async def run():
+        s = _scheduler(BatchingPolicy(max_batch_size=4, dynamic=True), rec)
+        await _submit(s, 1)  # runs; the scheduler goes idle and sets its idle event
+        fut = _submit(s, 2)  # queued for the next loop tick
+        await s.close()  # in the same tick: the request is still queued
+        return await fut
+
+    np.testing.assert_array_equal(asyncio.run(run())["y"], np.full((1, 2), 4))

@@ -422,6 +422,9 @@ class Scheduler:
         """Wait until every accepted request has been answered."""
         while self.busy:
             assert self._idle is not None
+            # the event may still be set from before the last submit: an Event that is
+            # already set returns without yielding, and this loop would spin forever
+            self._idle.clear()
             await self._idle.wait()
 
     async def close(self) -> None:
