@@ -9,6 +9,7 @@ tensor for debugging (``trace``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -66,7 +67,20 @@ def run_float(
     return env if keep_all else {t: env[t] for t in graph.outputs}
 
 
-CHUNK_ROWS = 4096  # samples per chunk: keeps every intermediate cache-sized
+# Samples per chunk. Bigger chunks amortise the per-op Python overhead, but from about 2048
+# rows a small MLP's temporaries outgrow what glibc keeps around, and the page faults of
+# re-touching memory handed back to the OS cost more than the arithmetic.
+CHUNK_ROWS = 1024
+CHUNK_BYTES = 1 << 25  # at most this much for the widest tensor of a chunk (big feature maps)
+MIN_CHUNK_ROWS = 64  # but at least this many rows (the numba kernels vectorise over them)
+# tensor elements per chunk (all tensors of a sample, times rows) from which threads pay:
+# below, ops are short, hold the GIL for much of their time and threads only contend
+# (LIGHTSPEED_THREADS overrides)
+THREAD_MIN_ELEMS = 1 << 19
+# unchunked runs keep BLAS to one thread between these multiply-adds: below, limiting costs
+# more (~20 us) than it saves; above, BLAS threads may pay
+BLAS_MIN_MACS = 1 << 18
+BLAS_MAX_MACS = 1 << 24
 
 
 def run_fixed(
@@ -74,18 +88,25 @@ def run_fixed(
 ) -> dict[str, Fx]:
     """Bit-exact fixed-point run. Inputs are floats, quantized to the model's input types.
 
-    Large batches run in chunks of samples (every op is per sample), on a few
-    threads when more than one core is available; the bits never depend on it.
+    Large batches run in chunks of samples (every op is per sample), on a few threads
+    when more than one core is available and chunks are heavy enough; the bits never
+    depend on it.
     """
     arrays = check_inputs(q.graph, inputs)
     batch = next(iter(arrays.values())).shape[0] if arrays else 0
-    if batch * _macs_per_sample(q) >= _mac.JIT_MIN_WORK:
-        _mac_jit.kernels()  # worth the one-off numba start-up: every MAC may now use it
-    if batch <= CHUNK_ROWS or not _chunkable(q.graph):
-        return _run_fixed(q, arrays, keep_all)
-    starts = range(0, batch, CHUNK_ROWS)
-    parts = [{k: v[i : i + CHUNK_ROWS] for k, v in arrays.items()} for i in starts]
-    threads = _threads(len(parts))
+    macs = _macs_per_sample(q)
+    if batch * macs >= _mac.JIT_MIN_WORK:
+        load_jit()  # worth the one-off numba start-up: every MAC may now use it
+    rows = _chunk_rows(q)
+    if batch <= rows or not _chunkable(q.graph):
+        # BLAS threads only pay on big products; on mid-sized ones they spin and thrash (tiny
+        # ones run on one thread anyway, e.g. OpenBLAS below 2**18 multiply-adds)
+        limit = BLAS_MIN_MACS <= batch * macs < BLAS_MAX_MACS
+        with _single_threaded_blas() if limit else contextlib.nullcontext():
+            return _run_fixed(q, arrays, keep_all)
+    starts = range(0, batch, rows)
+    parts = [{k: v[i : i + rows] for k, v in arrays.items()} for i in starts]
+    threads = _threads(len(parts), rows * _elems_per_sample(q))
     with _single_threaded_blas():  # we parallelise over chunks; nested BLAS threads thrash
         if threads > 1:
             from concurrent.futures import ThreadPoolExecutor
@@ -97,12 +118,41 @@ def run_fixed(
     return {t: _concat([r[t] for r in results]) for t in results[0]}
 
 
+def load_jit() -> bool:
+    """Load the optional numba kernels now (~0.3 s once per process, e.g. when a server
+    starts) so that every later run uses them whatever its size; False without numba."""
+    from lightspeed import _fixed_jit
+
+    return _mac_jit.kernels() is not None and _fixed_jit.kernels() is not None
+
+
+def _chunk_rows(q: QuantizedModel) -> int:
+    """Samples per chunk: CHUNK_BYTES for the widest tensor, within [MIN_CHUNK_ROWS, CHUNK_ROWS]."""
+    widest = max((int(np.prod(s)) for s in q.graph.shapes.values()), default=1)
+    rows = CHUNK_BYTES // (8 * max(widest, 1))
+    return max(min(MIN_CHUNK_ROWS, CHUNK_ROWS), min(rows, CHUNK_ROWS))
+
+
+def _elems_per_sample(q: QuantizedModel) -> int:
+    """Elements of all tensors of one sample (the data each chunk's ops move, per row)."""
+    return sum(int(np.prod(s)) for s in q.graph.shapes.values())
+
+
 def _single_threaded_blas():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it BLAS keeps its own threading
+    controller = _blas_controller()
+    if controller is None:  # optional: without threadpoolctl BLAS keeps its own threading
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    return controller.limit(limits=1, user_api="blas")
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries (building it scans them: ~0.4 ms)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
 
 
 def _run_fixed(
@@ -142,9 +192,14 @@ def _chunkable(graph: Graph) -> bool:
     return not any(n.op == "concat" and n.attrs.get("axis", 1) == 0 for n in graph.nodes)
 
 
-def _threads(n_parts: int) -> int:
+def _threads(n_parts: int, chunk_elems: int) -> int:
     env = os.environ.get("LIGHTSPEED_THREADS")
-    n = int(env) if env else min(os.cpu_count() or 1, 8)
+    if env:
+        n = int(env)
+    elif chunk_elems < THREAD_MIN_ELEMS:
+        n = 1
+    else:
+        n = min(os.cpu_count() or 1, 8)
     return max(1, min(n, n_parts))
 
 

@@ -32,7 +32,9 @@ def _relu_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 def _relu_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
     x = xs[0]
     m = np.maximum(x.m, 0) if x.m.dtype != object else np.where(x.m > 0, x.m, 0)
-    return [Fx(cast(m, x.t, prec["result"]), prec["result"])]
+    # the values now lie in x.t's non-negative half: cast skips overflow scans it cannot need
+    src = FixedType(x.t.width - 1, x.t.integer - 1, False) if x.t.signed and x.t.width > 1 else x.t
+    return [Fx(cast(m, src, prec["result"]), prec["result"])]
 
 
 def _relu_auto(node: Node, ctx: AutoContext) -> Precision:

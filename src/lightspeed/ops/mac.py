@@ -53,7 +53,13 @@ def mac(
         return _mac_elementwise(x, w, s, acc0, acc_t, single)
     w_scaled = w << (-s) if s < 0 else w
     if single:
-        return overflow(_exact_matmul(x, w_scaled, x_max) + acc0, acc_t)
+        acc = _exact_matmul(x, w_scaled, x_max)
+        if acc.dtype == object or acc0.dtype == object:
+            return overflow(acc + acc0, acc_t)
+        acc += acc0  # in place: int64 + int64 exactly as before (both below 2**62)
+        if col_bound <= min(abs(acc_t.min_int), acc_t.max_int):
+            return acc  # no sum can leave the accumulator: nothing to wrap
+        return overflow(acc, acc_t)
     return _sequential(x, w_scaled, acc0, acc_t)
 
 
