@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -128,7 +129,7 @@ def load_jit() -> bool:
 
 def _chunk_rows(q: QuantizedModel) -> int:
     """Samples per chunk: CHUNK_BYTES for the widest tensor, within [MIN_CHUNK_ROWS, CHUNK_ROWS]."""
-    widest = max((int(np.prod(s)) for s in q.graph.shapes.values()), default=1)
+    widest = max((math.prod(s) for s in q.graph.shapes.values()), default=1)
     rows = CHUNK_BYTES // (8 * max(widest, 1))
     return max(min(MIN_CHUNK_ROWS, CHUNK_ROWS), min(rows, CHUNK_ROWS))
 
@@ -180,10 +181,10 @@ def _macs_per_sample(q: QuantizedModel) -> int:
             continue
         out_shape = q.graph.shapes.get(node.outputs[0], ())
         if node.op == "dense":
-            positions = int(np.prod(out_shape[:-1])) if len(out_shape) > 1 else 1
+            positions = math.prod(out_shape[:-1]) if len(out_shape) > 1 else 1
             total += int(w.size) * positions
         else:
-            total += int(w.size) * int(np.prod(out_shape[1:]))
+            total += int(w.size) * math.prod(out_shape[1:])
     return total
 
 

@@ -20,6 +20,9 @@ paths below are only taken where they provably give the same bits:
 
 from __future__ import annotations
 
+import weakref
+from typing import NamedTuple
+
 import numpy as np
 
 from lightspeed.fixed import FixedType, _quantize_shift, as_exact, overflow, requantize
@@ -41,7 +44,8 @@ def mac(
     acc_t: FixedType,
 ) -> np.ndarray:
     """``x`` (B, N) integers, ``w`` (N, M) integers, ``b`` (M,) -> accumulator integers (B, M)."""
-    acc0, w, s, x_max, col_bound, single = _prepare(x_t, w, w_t, b, b_t, acc_t)
+    prep = _prepare_cached(x_t, w, w_t, b, b_t, acc_t)
+    acc0, w, s, x_max, col_bound, single = prep[:6]
     p = _jit_plan(x.dtype, x.size * w.shape[1], x_max, w, s, acc0, acc_t, single, col_bound)
     if p is not None:
         from lightspeed.ops import _mac_jit
@@ -53,7 +57,10 @@ def mac(
         return _mac_elementwise(x, w, s, acc0, acc_t, single)
     w_scaled = w << (-s) if s < 0 else w
     if single:
-        acc = _exact_matmul(x, w_scaled, x_max)
+        if s == 0 and prep.w_float is not None and x.dtype != object:
+            acc = (x.astype(np.float64) @ prep.w_float).astype(np.int64)  # exact: see _prepare
+        else:
+            acc = _exact_matmul(x, w_scaled, x_max)
         if acc.dtype == object or acc0.dtype == object:
             return overflow(acc + acc0, acc_t)
         acc += acc0  # in place: int64 + int64 exactly as before (both below 2**62)
@@ -100,7 +107,9 @@ def conv_mac(
         return None if out is None else out[:, :, 0, :]
     c_out, c_in, kh, kw = w.shape
     w4 = np.ascontiguousarray(w.transpose(2, 3, 1, 0))  # (KH, KW, C, M): rows in (kh, kw, c) order
-    acc0, wm, s, x_max, col_bound, single = _prepare(x_t, w4.reshape(-1, c_out), w_t, b, b_t, acc_t)
+    acc0, wm, s, x_max, col_bound, single, _ = _prepare(
+        x_t, w4.reshape(-1, c_out), w_t, b, b_t, acc_t
+    )
     out_hw = tuple(
         (x.shape[2 + i] + pads[i] + pads[i + 2] - dilations[i] * (k - 1) - 1) // strides[i] + 1
         for i, k in enumerate((kh, kw))
@@ -116,8 +125,48 @@ def conv_mac(
     return _mac_jit.conv2d(x, wm.reshape(kh, kw, c_in, c_out), acc0, p, geom, out_hw)
 
 
+class Prepared(NamedTuple):
+    acc0: np.ndarray
+    w: np.ndarray
+    s: int
+    x_max: int
+    col_bound: int
+    single: bool
+    w_float: np.ndarray | None  # float64 weights when x @ w is exact in float64 BLAS
+
+
+# Weight-derived set-up, memoised per (read-only weight array, types): a small model at
+# batch 1 otherwise spends most of its time re-deriving it. Only arrays that own their
+# data and are read-only are cached (QuantizedModel freezes its parameters), and a weak
+# reference proves the cached entry is for the same live array, so a result can never
+# belong to changed weights. A bounded cache of pure results, not state.
+_PREPARED: dict[tuple, tuple] = {}
+_PREPARED_MAX = 512
+
+
+def _frozen(a) -> bool:
+    return isinstance(a, np.ndarray) and not a.flags.writeable and a.flags.owndata
+
+
+def _prepare_cached(x_t, w, w_t, b, b_t, acc_t) -> Prepared:
+    if not (_frozen(w) and (b is None or _frozen(b))):
+        return _prepare(x_t, w, w_t, b, b_t, acc_t)
+    key = (x_t, id(w), w_t, id(b), b_t, acc_t)
+    hit = _PREPARED.get(key)
+    if hit is not None and hit[0]() is w and (b is None or hit[1]() is b):
+        return hit[2]
+    prep = _prepare(x_t, w, w_t, b, b_t, acc_t)
+    for a in (prep.acc0, prep.w, prep.w_float):
+        if a is not None and a.flags.owndata:
+            a.setflags(write=False)  # shared by every later call
+    if len(_PREPARED) >= _PREPARED_MAX:
+        _PREPARED.clear()
+    _PREPARED[key] = (weakref.ref(w), weakref.ref(b) if b is not None else None, prep)
+    return prep
+
+
 def _prepare(x_t: FixedType, w: np.ndarray, w_t: FixedType, b, b_t, acc_t: FixedType):
-    """(acc0, w, s, x_max, col_bound, single): what every MAC path needs to know."""
+    """What every MAC path needs to know (see :class:`Prepared`)."""
     n_out = w.shape[1]
     if b is None or b_t is None:
         acc0 = np.zeros(n_out, dtype=np.int64)
@@ -132,7 +181,12 @@ def _prepare(x_t: FixedType, w: np.ndarray, w_t: FixedType, b, b_t, acc_t: Fixed
     wraps = acc_t.overflow == "WRAP"
     no_overflow = col_bound <= min(abs(acc_t.min_int), acc_t.max_int)
     single = wraps or no_overflow  # one overflow step at the end gives the same bits
-    return acc0, w, s, x_max, col_bound, single
+    w_float = None
+    if s == 0 and w.dtype != object and w.size:
+        w_sum = int(np.abs(w).sum(axis=0).max())
+        if x_max * w_sum < _EXACT_FLOAT:
+            w_float = w.astype(np.float64)
+    return Prepared(acc0, w, s, x_max, col_bound, single, w_float)
 
 
 def _jit_plan(

@@ -28,6 +28,16 @@ class QuantizedModel:
         default_factory=dict
     )  # float-vs-fixed figures on calibration data
 
+    def __post_init__(self) -> None:
+        # integer parameters are read-only: the emulator memoises what it derives from them
+        # (ops/mac.py), so changing weights means assigning new arrays
+        for params in self.qparams.values():
+            for key, a in params.items():
+                if isinstance(a, np.ndarray):
+                    if not a.flags.owndata:
+                        a = params[key] = a.copy()
+                    a.setflags(write=False)
+
     # -- shape/type views -------------------------------------------------
     @property
     def input_names(self) -> list[str]:

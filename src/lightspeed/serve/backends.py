@@ -128,6 +128,11 @@ class LightspeedBackend(Backend):
         except Exception as exc:
             raise invalid(f"compiled model {path} failed to load: {exc}") from None
         self._output_dtypes = dict(output_dtypes or {})
+        # a server lives long: load the optional numba kernels now (~0.3 s, once per
+        # process) so that every request size uses them; same bits either way
+        from lightspeed.emulate import load_jit
+
+        load_jit()
 
     def io(self):
         m = self._model
