@@ -43,9 +43,9 @@ def quantize(x, scale, mode, ovf, lo, hi, wrap_lo, mask, out):
             if mode == 2:  # RND
                 inc = qb
             elif mode == 1:  # TRN_ZERO
-                inc = neg and (qb or r)
+                inc = neg and (qb or r)  # type: ignore[assignment]
             elif mode == 3:  # RND_ZERO
-                inc = qb and (neg or r)
+                inc = qb and (neg or r)  # type: ignore[assignment]
             elif mode == 4:  # RND_INF
                 inc = qb and ((not neg) or r)
             elif mode == 5:  # RND_MIN_INF
@@ -61,7 +61,7 @@ def quantize(x, scale, mode, ovf, lo, hi, wrap_lo, mask, out):
             elif ovf == 3:
                 q = lo if q < lo else hi
             elif ovf == 4:
-                q = 0
+                q = 0  # type: ignore[assignment]
             else:
                 return 1
         out[i] = q

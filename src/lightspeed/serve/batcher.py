@@ -45,8 +45,9 @@ class BatchingPolicy:
     max_queue_size: int = 0  # 0: server default bound
     default_timeout_ns: int = 0  # 0: no queue timeout
     allow_timeout_override: bool = True
-    # executions whose running average is below this run on the loop thread itself:
-    # for tiny models a thread hop costs more than the model (0 disables)
+    # executions whose running average CPU time is below this run on the loop thread
+    # itself, until the average exceeds twice this: for small models a thread hop (the
+    # GIL hand-over) costs more than the model (0 disables)
     inline_below_ns: int = 0
 
 
@@ -133,6 +134,7 @@ class Scheduler:
         self._soon = False  # a _schedule call is already pending for this loop tick
         # running average execution time (-1: unknown, so the first execution uses a thread)
         self._avg_exec_ns = -1
+        self._inline = False
         # preserve_ordering: finished batches wait for all earlier ones
         self._seq_next = 0
         self._seq_deliver = 0
@@ -164,12 +166,7 @@ class Scheduler:
             timeout_ns = self.policy.default_timeout_ns
         deadline = now + timeout_ns if timeout_ns else 0
         fut = loop.create_future()
-        if (
-            not self.policy.dynamic
-            and not self._queue
-            and self._free
-            and 0 <= self._avg_exec_ns < self.policy.inline_below_ns
-        ):
+        if not self.policy.dynamic and not self._queue and self._free and self._inline:
             # nothing to merge with and the model is tiny: run it now, skipping two loop ticks
             req = _Request(inputs, rows, outputs, fut, now, 0)
             instance = self._free.pop()
@@ -309,7 +306,7 @@ class Scheduler:
         stats.queue_count += len(batch)
         if self._idle is not None:
             self._idle.clear()
-        if 0 <= self._avg_exec_ns < self.policy.inline_below_ns:
+        if self._inline:
             self._done(instance, batch, seq, self._run(instance, batch), reschedule=False)
         else:
             self._pool.submit(self._work, instance, batch, seq)
@@ -322,6 +319,7 @@ class Scheduler:
             self._loop.call_soon_threadsafe(self._done, instance, batch, seq, outcome)
 
     def _run(self, instance, batch: list[_Request]) -> tuple:
+        c0 = time.thread_time_ns()
         t0 = _ns()
         try:
             outputs = batch[0].outputs if len(batch) == 1 else None
@@ -334,9 +332,12 @@ class Scheduler:
             t1 = _ns()
             result = self._execute(instance, inputs, wanted)
             t2 = _ns()
-            outcome: tuple = (result, None, t1 - t0, t2 - t1)
+            # the CPU time decides inline execution: wall time would count the moments this
+            # thread was preempted (by the clients on a small box), flip a tiny model to
+            # worker threads and make every request pay the GIL hand-over
+            outcome: tuple = (result, None, t1 - t0, t2 - t1, time.thread_time_ns() - c0)
         except Exception as exc:  # report, never kill the worker
-            outcome = (None, exc, 0, 0)
+            outcome = (None, exc, 0, 0, 0)
         return outcome
 
     # ------------------------------------------------------------------ completion (loop)
@@ -346,9 +347,21 @@ class Scheduler:
         self._free.append(instance)
         self._running -= 1
         if outcome[1] is None:
-            took = outcome[2] + outcome[3]
+            limit = self.policy.inline_below_ns
+            # clamped: one outlier (a garbage collection) must not flip the mode
+            took = min(outcome[4], 4 * limit)
             avg = self._avg_exec_ns
-            self._avg_exec_ns = took if avg < 0 else avg + ((took - avg) >> 3)
+            avg = self._avg_exec_ns = took if avg < 0 else avg + ((took - avg) >> 3)
+            # hysteresis: a model that costs about the limit must not flip back and forth
+            inline = avg < 2 * limit if self._inline else avg < limit
+            if inline != self._inline:
+                self._inline = inline
+                log.debug(
+                    "execution mode model=%s mode=%s avg_cpu_us=%.0f",
+                    self.name,
+                    "inline" if inline else "threads",
+                    self._avg_exec_ns / 1e3,
+                )
         if self.policy.preserve_ordering and self._n_instances > 1:
             self._held[seq] = (batch, outcome)
             while self._seq_deliver in self._held:
@@ -361,7 +374,7 @@ class Scheduler:
             self._schedule()
 
     def _deliver(self, batch: list[_Request], outcome: tuple) -> None:
-        result, exc, input_ns, infer_ns = outcome
+        result, exc, input_ns, infer_ns, _ = outcome
         stats = self.stats
         now = _ns()
         if exc is not None:

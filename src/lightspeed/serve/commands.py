@@ -74,10 +74,11 @@ def register(subparsers) -> None:
     p.add_argument(
         "--inline-us",
         type=int,
-        default=200,
-        help="run model executions whose running average is below this many microseconds on "
-        "the network thread instead of a worker thread (default 200: a thread hop costs more "
-        "than a tiny model; 0 = always use worker threads)",
+        default=500,
+        help="run model executions whose running average CPU time is below this many "
+        "microseconds on the network thread instead of a worker thread, until it exceeds "
+        "twice that (default 500: handing a Python-heavy execution to a thread costs "
+        "150-300 us of GIL hand-over on a busy small box; 0 = always use worker threads)",
     )
     p.add_argument(
         "--workers",
@@ -189,6 +190,7 @@ def _serve(args) -> int:
         level=args.log_level,
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
     )
+    logging.getLogger("hpack").setLevel(logging.WARNING)  # a line per header otherwise
     config = ServerConfig(
         repository=args.repo,
         host=args.host,

@@ -39,7 +39,7 @@ class CoreOptions:
 
     max_queue_size: int = 4096  # per model version, when the config sets none
     ort_threads: int = 1  # intra-op threads per onnxruntime instance
-    inline_below_us: int = 200  # run executions faster than this on the loop thread (0: never)
+    inline_below_us: int = 500  # run executions cheaper than this on the loop thread (0: never)
 
 
 def batching_policy(config, inline_below_us: int = 0) -> BatchingPolicy:

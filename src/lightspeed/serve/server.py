@@ -34,7 +34,7 @@ class ServerConfig:
     drain_timeout_s: float = 30.0
     load_all: bool = True  # False: explicit model control, load via the repository API
     ort_threads: int = 1
-    inline_below_us: int = 200
+    inline_below_us: int = 500
     # --workers N: the total count (per-worker state makes some operations unsafe) and,
     # inside a worker, its index and that the ports are shared through SO_REUSEPORT
     workers: int = 1

@@ -1,7 +1,7 @@
 """``lightspeed serve --workers N``: N server processes sharing one port (SO_REUSEPORT).
 
-Python's gRPC server spends ~300 µs of CPU per unary call on one event-loop
-thread, so one process tops out near one core. With SO_REUSEPORT the kernel
+One server process runs its network front ends on one event-loop thread, so it
+tops out near one core of Python work. With SO_REUSEPORT the kernel
 spreads incoming *connections* over N processes, each a complete
 :class:`~lightspeed.serve.server.Server` with its own models, queues and
 batcher. A client connection stays on one worker, so the gain needs several
