@@ -151,7 +151,9 @@ def _frozen(a) -> bool:
 def _prepare_cached(x_t, w, w_t, b, b_t, acc_t) -> Prepared:
     if not (_frozen(w) and (b is None or _frozen(b))):
         return _prepare(x_t, w, w_t, b, b_t, acc_t)
-    key = (x_t, id(w), w_t, id(b), b_t, acc_t)
+    # identities, not values: hashing four dataclasses per call costs more than the rest;
+    # the entry holds the type objects, so their ids cannot be reused while it lives
+    key = (id(x_t), id(w), id(w_t), id(b), id(b_t), id(acc_t))
     hit = _PREPARED.get(key)
     if hit is not None and hit[0]() is w and (b is None or hit[1]() is b):
         return hit[2]
@@ -161,7 +163,8 @@ def _prepare_cached(x_t, w, w_t, b, b_t, acc_t) -> Prepared:
             a.setflags(write=False)  # shared by every later call
     if len(_PREPARED) >= _PREPARED_MAX:
         _PREPARED.clear()
-    _PREPARED[key] = (weakref.ref(w), weakref.ref(b) if b is not None else None, prep)
+    refs = (weakref.ref(w), weakref.ref(b) if b is not None else None)
+    _PREPARED[key] = (*refs, prep, (x_t, w_t, b_t, acc_t))
     return prep
 
 
@@ -207,13 +210,13 @@ def _jit_plan(
     exact products with one final overflow when ``blas`` (a float64 BLAS matrix product
     is faster) and where int64 cannot hold every intermediate.
     """
+    if s <= 0 and single and blas:
+        return None  # the float64 BLAS product below is faster
     if np.dtype(x_dtype).kind == "O" or w.dtype.kind == "O" or acc0.dtype.kind == "O":
         return None
     from lightspeed.ops import _mac_jit
 
     if work < JIT_MIN_WORK and not _mac_jit.loaded():
-        return None
-    if s <= 0 and single and blas:
         return None
     w_max = int(np.max(np.abs(w))) if w.size else 0
     return _mac_jit.plan(x_max, w_max, s, acc_t, single, col_bound)

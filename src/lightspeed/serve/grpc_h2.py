@@ -520,7 +520,7 @@ class Connection(asyncio.Protocol):
             stream.queue.put_nowait(message)
         return True
 
-    def message(self, stream: Stream, compressed: int, data: bytes):
+    def message(self, stream: Stream, compressed: int, data: bytes | memoryview):
         """Decompress and parse one request message (None after answering an error)."""
         assert stream.method is not None
         if compressed:
@@ -558,7 +558,7 @@ class Connection(asyncio.Protocol):
         if len(buf) < 5 or int.from_bytes(buf[1:5], "big") != len(buf) - 5:
             self.respond_error(stream, 12, "a unary call must carry exactly one request message")
             return
-        request = self.message(stream, buf[0], bytes(buf[5:]))
+        request = self.message(stream, buf[0], memoryview(buf)[5:])  # parsed without a copy
         stream.buf = bytearray()
         if request is None:
             return
