@@ -252,3 +252,16 @@ def test_thousands_of_concurrent_calls_are_all_answered(frontend):
         got = np.frombuffer(r.raw_output_contents[0], np.float32).reshape(1, 4)
         np.testing.assert_array_equal(got, 2 * x[i])
     assert stats.model_stats[0].inference_stats.success.count == n
+
+
+def test_the_serve_process_keeps_freed_memory():
+    """`lightspeed serve` asks glibc to keep freed memory (no page faults through every
+    large request); elsewhere the call says it could not."""
+    import platform
+    import subprocess
+    import sys
+
+    code = "from lightspeed.serve.server import keep_freed_memory as k; print(k())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    expected = platform.libc_ver()[0] == "glibc"
+    assert out.stdout.strip() == str(expected)

@@ -191,6 +191,9 @@ def _serve(args) -> int:
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
     )
     logging.getLogger("hpack").setLevel(logging.WARNING)  # a line per header otherwise
+    from lightspeed.serve.server import keep_freed_memory
+
+    keep_freed_memory()  # this process is ours: no page faults through large requests
     config = ServerConfig(
         repository=args.repo,
         host=args.host,

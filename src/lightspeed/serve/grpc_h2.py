@@ -56,7 +56,10 @@ S_HEADER_TABLE_SIZE, S_ENABLE_PUSH, S_MAX_CONCURRENT_STREAMS = 1, 2, 3
 S_INITIAL_WINDOW_SIZE, S_MAX_FRAME_SIZE, S_MAX_HEADER_LIST_SIZE = 4, 5, 6
 
 MAX_WINDOW = (1 << 31) - 1
-MAX_FRAME = (1 << 24) - 1  # what we accept: a large request arrives in few frames
+MAX_FRAME = (1 << 24) - 1  # the largest frame we accept (the protocol's limit)
+# the largest frame we ask for: bigger frames sit whole in the receive buffer, and
+# growing a buffer to megabytes read by read costs more than parsing more frames
+RECV_FRAME = 1 << 16
 WINDOW_REFILL = 1 << 20  # replenish a receive window once this much was consumed
 MAX_HEADER_LIST = 1 << 20
 GRPC_STATUS = {
@@ -178,14 +181,18 @@ class Stream:
     """One HTTP/2 stream = one RPC."""
 
     __slots__ = (
-        "buf", "encoding", "finished", "future", "headers_sent", "id", "metadata", "method",
-        "outq", "queue", "recv_done", "send_window", "task", "timer", "trailer", "unacked",
+        "buf", "checked", "encoding", "finished", "future", "headers_sent", "id", "metadata",
+        "method", "outq", "parts", "queue", "recv_done", "send_window", "size", "task", "timer",
+        "trailer", "unacked",
     )  # fmt: skip
 
     def __init__(self, sid: int, send_window: int) -> None:
         self.id = sid
         self.method: Method | None = None
-        self.buf = bytearray()
+        self.buf = bytearray()  # streaming calls: bytes of the messages not yet complete
+        self.parts: list[bytes] = []  # unary calls: the message's chunks, joined once
+        self.size = 0
+        self.checked = False  # the unary message's length prefix was checked
         self.metadata: list = []
         self.encoding = b"identity"
         self.recv_done = False  # the client half-closed
@@ -248,7 +255,7 @@ class Connection(asyncio.Protocol):
             ">HIHIHIHI",
             S_ENABLE_PUSH, 0,
             S_INITIAL_WINDOW_SIZE, MAX_WINDOW,
-            S_MAX_FRAME_SIZE, MAX_FRAME,
+            S_MAX_FRAME_SIZE, RECV_FRAME,
             S_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST,
         )  # fmt: skip
         self.write(frame(SETTINGS, 0, 0, settings))
@@ -489,10 +496,16 @@ class Connection(asyncio.Protocol):
         if stream is None or stream.finished or stream.method is None:
             return  # closed or already answered: counted for flow control, dropped
         pos, end = _unpad(flags, payload)
-        stream.buf += payload[pos:end]
         stream.unacked += length
-        if (stream.method.streaming or len(stream.buf) >= 5) and not self.take_messages(stream):
-            return
+        if stream.queue is not None:  # streaming: hand over messages as they complete
+            stream.buf += payload[pos:end]
+            if not self.take_messages(stream):
+                return
+        elif end > pos:
+            stream.parts.append(bytes(payload[pos:end]))
+            stream.size += end - pos
+            if not stream.checked and stream.size >= 5 and not self.check_size(stream):
+                return
         if flags & END_STREAM:
             stream.recv_done = True
             self.end_of_request(stream)
@@ -500,10 +513,24 @@ class Connection(asyncio.Protocol):
             self.write(frame(WINDOW_UPDATE, 0, sid, stream.unacked.to_bytes(4, "big")))
             stream.unacked = 0
 
+    def check_size(self, stream: Stream) -> bool:
+        """A unary message's length prefix, checked as soon as it arrives (False after
+        answering it as too large): an oversized message is refused before its bytes."""
+        stream.checked = True
+        head = stream.parts[0] if len(stream.parts[0]) >= 5 else b"".join(stream.parts)
+        size = int.from_bytes(head[1:5], "big")
+        if size > self.max_message:
+            self.respond_error(
+                stream, 8, f"received message larger than max ({size} vs. {self.max_message})"
+            )
+            return False
+        return True
+
     def take_messages(self, stream: Stream) -> bool:
-        """Check sizes as soon as a length prefix arrives; on streams, hand over whole
-        messages. False when the stream was answered with an error."""
+        """Hand over the stream's complete messages, checking each size as soon as its
+        length prefix arrives. False when the stream was answered with an error."""
         buf = stream.buf
+        assert stream.queue is not None
         while len(buf) >= 5:
             size = int.from_bytes(buf[1:5], "big")
             if size > self.max_message:
@@ -511,7 +538,7 @@ class Connection(asyncio.Protocol):
                     stream, 8, f"received message larger than max ({size} vs. {self.max_message})"
                 )
                 return False
-            if stream.queue is None or len(buf) < 5 + size:
+            if len(buf) < 5 + size:
                 return True
             message = self.message(stream, buf[0], bytes(buf[5 : 5 + size]))
             del buf[: 5 + size]
@@ -554,12 +581,13 @@ class Connection(asyncio.Protocol):
             assert stream.queue is not None
             stream.queue.put_nowait(None)
             return
-        buf = stream.buf
-        if len(buf) < 5 or int.from_bytes(buf[1:5], "big") != len(buf) - 5:
+        parts = stream.parts
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        stream.parts = []
+        if len(data) < 5 or int.from_bytes(data[1:5], "big") != len(data) - 5:
             self.respond_error(stream, 12, "a unary call must carry exactly one request message")
             return
-        request = self.message(stream, buf[0], memoryview(buf)[5:])  # parsed without a copy
-        stream.buf = bytearray()
+        request = self.message(stream, data[0], memoryview(data)[5:])  # parsed without a copy
         if request is None:
             return
         if method.name == "ModelInfer":

@@ -43,6 +43,26 @@ class ServerConfig:
     grpc_frontend: str = "h2"  # "h2": our HTTP/2 transport; "grpcio": grpc.aio's server
 
 
+def keep_freed_memory(trim_bytes: int = 256 << 20, mmap_bytes: int = 64 << 20) -> bool:
+    """Ask glibc to keep freed memory for reuse (a server process's own choice).
+
+    By default glibc returns the top of the heap to the OS as soon as a large block
+    is freed and serves blocks over a moving threshold with fresh mmaps; a server that
+    handles megabyte requests then page-faults through every buffer of every request
+    (measured: half the server CPU of 16,000-row requests). False where the C library
+    has no ``mallopt`` (not glibc)."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_trim_threshold, trim_bytes)) and bool(
+        mallopt(m_mmap_threshold, mmap_bytes)
+    )
+
+
 class Server:
     """The whole server: ``await start()``, later ``await stop()``."""
 
