@@ -47,6 +47,7 @@ METHOD = "/inference.GRPCInferenceService/ModelInfer"
 
 # ----------------------------------------------------------------------------- models
 WORKERS2 = "lightspeed --workers 2"
+GRPCIO = "lightspeed (grpcio front end)"
 TWO_CONN = "mlp batch-1, 2 connections"
 
 
@@ -315,48 +316,6 @@ class LightspeedProc:
         self.stop()
 
 
-_ECHO = """
-import asyncio, sys, grpc
-from tritonclient.grpc import service_pb2 as pb, service_pb2_grpc as pbg
-RESP = pb.ModelInferResponse(model_name="echo")
-class S(pbg.GRPCInferenceServiceServicer):
-    async def ModelInfer(self, request, context):
-        return RESP
-async def serve():
-    s = grpc.aio.server()
-    pbg.add_GRPCInferenceServiceServicer_to_server(S(), s)
-    s.add_insecure_port("127.0.0.1:" + sys.argv[1])
-    await s.start()
-    await s.wait_for_termination()
-asyncio.run(serve())
-"""
-
-
-class EchoProc:
-    """A grpc.aio servicer that returns a constant response: Python gRPC's floor."""
-
-    def __init__(self):
-        from lightspeed.serve.peers import free_port
-
-        port = free_port()
-        self.proc = subprocess.Popen([sys.executable, "-c", _ECHO, str(port)])
-        self.pid = self.proc.pid
-        self.grpc_url = f"127.0.0.1:{port}"
-        import socket
-
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError("echo server did not start")
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 def handler_cpu_us(repo: Path, model: str, x: np.ndarray, inp: str, out: str, n: int = 3000):
     """CPU µs per request of lightspeed's own request path, in-process and without gRPC:
     parse the request, decode, validate, schedule, run onnxruntime, encode, serialize."""
@@ -502,10 +461,15 @@ def run(args) -> dict:
         servers["mlserver"] = (ml.grpc_url, every, False, ml.proc.pid)
     except Exception as exc:
         print(f"mlserver skipped: {exc}", file=sys.stderr)
-    echo = EchoProc()
-    stack.append(echo)
-    no_model = {"mlp": "echo", "mlp_db": None, "facile": None}
-    servers["grpc.aio echo (no model)"] = (echo.grpc_url, no_model, False, echo.pid)
+    # the same server on grpcio's grpc.aio transport: what our own HTTP/2 front end saves
+    lsg = LightspeedProc(repos["onnxruntime"], extra=("--grpc-frontend", "grpcio"))
+    stack.append(lsg)
+    servers[GRPCIO] = (
+        lsg.grpc_url,
+        {"mlp": "mlp", "mlp_db": "mlp_db", "facile": None},
+        True,
+        lsg.pid,
+    )
 
     rows: list[dict] = []
     dur = args.duration
@@ -541,7 +505,7 @@ def run(args) -> dict:
                 else:
                     model = names["facile"]
                     x, inp, out = facile_x, f_in, f_out
-                if model is None or (stream and model == "echo"):
+                if model is None or (server == GRPCIO and workload != "mlp batch-1"):
                     continue
                 payload = build_request(model, x, inp, out)
                 before = server_batch_stats(url, model) if stats else (0, 0)
@@ -569,8 +533,7 @@ def run(args) -> dict:
                     avg_batch=(ni / ne) if ne else None,
                 )
                 r["rows_per_s"] = r["throughput_rps"] * len(x)
-                if model != "echo":
-                    r.update(check(server, model, first, workload))
+                r.update(check(server, model, first, workload))
                 rows.append(r)
                 print(_fmt(r), flush=True)
     finally:
@@ -609,6 +572,74 @@ def _fmt(r: dict) -> str:
     )
 
 
+TRITON, MLSERVER = "triton (python+ort)", "mlserver"
+
+
+def target_rows(result: dict) -> list[dict]:
+    """The issue's targets, point by point: at concurrency >= 16 lightspeed's throughput
+    >= Triton's with p99 no worse, and >= 3x MLServer's; FACILE on the emulator >= 1M rows/s."""
+    index = {
+        (r["server"], r["workload"], r["batching"], r["concurrency"]): r for r in result["rows"]
+    }
+    out = []
+    for (server, workload, batching, conc), r in index.items():
+        if workload.startswith("facile") and server == "lightspeed (emulator)":
+            out.append(
+                {
+                    "server": server,
+                    "workload": workload,
+                    "batching": batching,
+                    "concurrency": conc,
+                    "rows_per_s": r["rows_per_s"],
+                    "met": r["rows_per_s"] >= 1e6,
+                }
+            )
+            continue
+        if conc < 16 or server not in ("lightspeed", "lightspeed (emulator)", WORKERS2):
+            continue
+        tr = index.get((TRITON, workload, batching, conc))
+        ml = index.get((MLSERVER, workload, batching, conc))
+        if tr is None:
+            continue
+        row = {
+            "server": server,
+            "workload": workload,
+            "batching": batching,
+            "concurrency": conc,
+            "vs_triton": r["throughput_rps"] / tr["throughput_rps"],
+            "p99_ms": r["p99_ms"],
+            "triton_p99_ms": tr["p99_ms"],
+            "vs_mlserver": r["throughput_rps"] / ml["throughput_rps"] if ml else None,
+        }
+        row["met"] = (
+            row["vs_triton"] >= 1
+            and r["p99_ms"] <= tr["p99_ms"]
+            and (ml is None or row["vs_mlserver"] >= 3)
+        )
+        out.append(row)
+    return out
+
+
+def targets_markdown(rows: list[dict]) -> str:
+    lines = [
+        "| server | workload | dyn. batching | concurrency | vs Triton (req/s) "
+        "| p99 ms (Triton) | vs MLServer | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in rows:
+        head = f"| {t['server']} | {t['workload']} | {t['batching']} | {t['concurrency']} "
+        mark = "met" if t["met"] else "**not met**"
+        if "rows_per_s" in t:
+            lines.append(head + f"| {t['rows_per_s'] / 1e6:.2f}M rows/s (≥ 1M) | | | {mark} |")
+            continue
+        ml = f"{t['vs_mlserver']:.1f}x" if t["vs_mlserver"] is not None else "-"
+        lines.append(
+            head + f"| {t['vs_triton']:.2f}x | {t['p99_ms']:.1f} ({t['triton_p99_ms']:.1f}) "
+            f"| {ml} | {mark} |"
+        )
+    return "\n".join(lines)
+
+
 def markdown(result: dict) -> str:
     lines = [
         "| server | workload | dyn. batching | concurrency | req/s | rows/s | p50 ms | p99 ms "
@@ -640,7 +671,7 @@ def plot(result: dict, path: Path) -> None:
         )
         cs = [r["concurrency"] for r in sel]
         colors = {"lightspeed": "C0", "lightspeed (emulator)": "C4", "triton (python+ort)": "C2",
-                  "mlserver": "C1", "grpc.aio echo (no model)": "C7"}  # fmt: skip
+                  "mlserver": "C1", GRPCIO: "C7"}  # fmt: skip
         stream = "stream" in workload
         style = ":" if stream else ("-" if batching == "on" else "--")
         marker = "s" if stream else ("o" if batching == "on" else "x")
@@ -678,7 +709,9 @@ def main() -> int:
         help="measure only the points at these concurrencies (default: all)",
     )
     ap.add_argument(
-        "--write-docs", action="store_true", help="also write docs/benchmarks/serving.md"
+        "--write-docs",
+        action="store_true",
+        help="also write the tables to docs/benchmarks/serving_table.md (for serving.md)",
     )
     args = ap.parse_args()
     if args.quick:
@@ -686,10 +719,11 @@ def main() -> int:
     t0 = time.time()
     result = run(args)
     result["wall_s"] = time.time() - t0
+    result["targets"] = target_rows(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serving.json").write_text(json.dumps(result, indent=1))
     plot(result, RESULTS / "serving.png")
-    table = markdown(result)
+    table = targets_markdown(result["targets"]) + "\n\n" + markdown(result)
     print(table)
     if args.write_docs:
         (ROOT / "docs" / "benchmarks").mkdir(parents=True, exist_ok=True)
