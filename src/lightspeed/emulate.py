@@ -27,8 +27,13 @@ if TYPE_CHECKING:
     from lightspeed.quantize.model import QuantizedModel
 
 
-def check_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Validate names, dtypes, shapes and finiteness; return float64 arrays."""
+def check_inputs(
+    graph: Graph, inputs: Mapping[str, np.ndarray], for_fixed: bool = False
+) -> dict[str, np.ndarray]:
+    """Validate names, dtypes, shapes and finiteness; return float64 arrays.
+
+    ``for_fixed``: the arrays go to ``quantize_float``, which takes float32 exactly as it
+    is and refuses NaN/Inf itself, so neither the float64 copy nor the scan is made here."""
     missing = [n for n in graph.inputs if n not in inputs]
     extra = [n for n in inputs if n not in graph.inputs]
     if missing or extra:
@@ -50,6 +55,9 @@ def check_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np
         if batch is not None and a.shape[0] != batch:
             raise InputError(f"inputs have different batch sizes ({batch} and {a.shape[0]})")
         batch = a.shape[0]
+        if for_fixed and a.dtype in (np.float32, np.float64):
+            out[name] = a
+            continue
         a = a.astype(np.float64, copy=False)
         if not np.all(np.isfinite(a)):
             raise InputError(f"input {name!r} contains NaN or Inf; clean it before inference")
@@ -93,13 +101,12 @@ def run_fixed(
     when more than one core is available and chunks are heavy enough; the bits never
     depend on it.
     """
-    arrays = check_inputs(q.graph, inputs)
+    arrays = check_inputs(q.graph, inputs, for_fixed=True)
     batch = next(iter(arrays.values())).shape[0] if arrays else 0
-    macs = _macs_per_sample(q)
+    macs, rows, chunkable = _model_facts(q)
     if batch * macs >= _mac.JIT_MIN_WORK:
         load_jit()  # worth the one-off numba start-up: every MAC may now use it
-    rows = _chunk_rows(q)
-    if batch <= rows or not _chunkable(q.graph):
+    if batch <= rows or not chunkable:
         # BLAS threads only pay on big products; on mid-sized ones they spin and thrash (tiny
         # ones run on one thread anyway, e.g. OpenBLAS below 2**18 multiply-adds)
         limit = BLAS_MIN_MACS <= batch * macs < BLAS_MAX_MACS
@@ -170,6 +177,20 @@ def _run_fixed(
         )
         env.update(zip(node.outputs, outs, strict=True))
     return env if keep_all else {t: env[t] for t in q.graph.outputs}
+
+
+def _model_facts(q: QuantizedModel) -> tuple[int, int, bool]:
+    """(multiply-accumulates per sample, rows per chunk, chunkable), kept on the model.
+
+    They steer only speed (numba loading, chunking, threads), never the bits, so a
+    stale value after someone edits the graph in place costs time at worst."""
+    key = (id(q.graph), len(q.graph.nodes), id(q.qparams))
+    cached = q.__dict__.get("_emulate_facts")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    facts = (_macs_per_sample(q), _chunk_rows(q), _chunkable(q.graph))
+    q.__dict__["_emulate_facts"] = (key, facts)
+    return facts
 
 
 def _macs_per_sample(q: QuantizedModel) -> int:

@@ -17,7 +17,7 @@ def q(mlp, rng):
     [
         (np.zeros(16), "add a batch axis"),
         (np.zeros((3, 17)), "expected \\(batch, 16\\)"),
-        (np.full((2, 16), np.inf), "NaN or Inf"),
+        (np.full((2, 16), np.inf), "NaN/Inf value"),
         (np.zeros((2, 16), dtype=complex), "dtype"),
     ],
 )
