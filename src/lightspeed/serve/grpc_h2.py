@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import grpc
 from tritonclient.grpc import service_pb2 as pb
 
 from lightspeed.serve.errors import ServeError
@@ -62,12 +63,7 @@ MAX_FRAME = (1 << 24) - 1  # the largest frame we accept (the protocol's limit)
 RECV_FRAME = 1 << 16
 WINDOW_REFILL = 1 << 20  # replenish a receive window once this much was consumed
 MAX_HEADER_LIST = 1 << 20
-GRPC_STATUS = {
-    "OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4,
-    "NOT_FOUND": 5, "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8,
-    "FAILED_PRECONDITION": 9, "ABORTED": 10, "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12,
-    "INTERNAL": 13, "UNAVAILABLE": 14, "DATA_LOSS": 15, "UNAUTHENTICATED": 16,
-}  # fmt: skip
+GRPC_STATUS = {c.name: c.value[0] for c in grpc.StatusCode}  # "NOT_FOUND" -> 5, ...
 _TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
 _HDR = struct.Struct(">HBBBI")  # 24-bit length as (high 16, low 8), type, flags, stream id
 
