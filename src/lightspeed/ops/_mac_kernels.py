@@ -204,3 +204,43 @@ def transpose2d(src, dst):
             for k in range(k0, k1):
                 for b in range(b0, b1):
                     dst[k, b] = src[b, k]
+
+
+@nb.njit(cache=True, nogil=True)
+def dense_cast(x, w, acc0, shift, mode, ovf, lo, hi, wrap_lo, mask):  # pragma: no cover
+    """(result_t) of an exact int64 dense MAC, in one pass (small batches).
+
+    The caller proved every partial sum exact in int64 and inside the accumulator (no
+    wrap), so the sum is plain. Then the result cast: quantize by 2**shift with
+    ``mode`` (shift < 0: exact left shift), and the result's overflow ``ovf``: 0 clamp
+    to [lo, hi] (SAT; SAT_SYM with lo = -hi), 1 SAT_ZERO, 2 signed wrap, 3 unsigned wrap.
+    """
+    b, n = x.shape
+    m = w.shape[1]
+    out = np.empty((b, m), np.int64)
+    row = np.empty(m, np.int64)
+    for i in range(b):
+        for j in range(m):
+            row[j] = acc0[j]
+        for k in range(n):
+            xv = x[i, k]
+            if xv != 0:
+                for j in range(m):
+                    row[j] += xv * w[k, j]
+        for j in range(m):
+            q = row[j]
+            if shift > 0:
+                q = _quant(q, shift, mode)
+            elif shift < 0:
+                q = q << -shift
+            if q < lo or q > hi:
+                if ovf == 0:
+                    q = lo if q < lo else hi
+                elif ovf == 1:
+                    q = 0
+                elif ovf == 2:
+                    q = ((q - wrap_lo) & mask) + wrap_lo
+                else:
+                    q = q & mask
+            out[i, j] = q
+    return out

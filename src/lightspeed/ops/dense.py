@@ -18,7 +18,7 @@ from lightspeed.ops.base import (
     mac_cost,
     quantize_param,
 )
-from lightspeed.ops.mac import linear_precision, mac
+from lightspeed.ops.mac import dense_cast, linear_precision, mac
 
 
 def _shape(node: Node, ins: list[Shape]) -> list[Shape]:
@@ -46,10 +46,10 @@ def _fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
     x = xs[0]
     lead = x.m.shape[:-1]
     flat = x.m.reshape(-1, x.m.shape[-1])
-    acc = mac(
-        flat, x.t, q["weight"], prec["weight"], q.get("bias"), prec.get("bias"), prec["accum"]
-    )
-    res = cast(acc, prec["accum"], prec["result"])
+    args = (flat, x.t, q["weight"], prec["weight"], q.get("bias"), prec.get("bias"), prec["accum"])
+    res = dense_cast(*args, prec["result"])  # small batches: one fused pass, same bits
+    if res is None:
+        res = cast(mac(*args), prec["accum"], prec["result"])
     return [Fx(res.reshape(*lead, -1), prec["result"])]
 
 

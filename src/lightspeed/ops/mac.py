@@ -28,6 +28,7 @@ import numpy as np
 from lightspeed.fixed import FixedType, _quantize_shift, as_exact, overflow, requantize
 
 _EXACT_FLOAT = 2**52  # float64 holds integers (and x + 0.5 steps) exactly below this
+_SAFE_INT_BITS = 62  # int64 holds every value below 2**62 (fixed.py's carrier rule)
 _CHUNK_ELEMS = 1 << 21  # elements per block of element-wise products (memory bound)
 # multiply-accumulates per call (or per predict, see emulate) below which NumPy beats the
 # one-off numba start-up (~0.5 s); once the kernels are loaded every MAC uses them
@@ -68,6 +69,52 @@ def mac(
             return acc  # no sum can leave the accumulator: nothing to wrap
         return overflow(acc, acc_t)
     return _sequential(x, w_scaled, acc0, acc_t)
+
+
+SMALL_MACS = 1 << 16  # up to this many multiply-adds one fused loop beats BLAS + casts
+
+
+def dense_cast(
+    x: np.ndarray,
+    x_t: FixedType,
+    w: np.ndarray,
+    w_t: FixedType,
+    b: np.ndarray | None,
+    b_t: FixedType | None,
+    acc_t: FixedType,
+    res_t: FixedType,
+) -> np.ndarray | None:
+    """``(res_t) mac(...)`` in one numba pass for small batches; None where it does not apply.
+
+    Only where the accumulator provably never overflows and every sum is exact in
+    int64 (then the MAC is a plain integer sum, the reference's bits), and only once
+    the kernels are loaded (never worth a compile here)."""
+    from lightspeed.ops import _mac_jit
+
+    if x.dtype != np.int64 or x.ndim != 2 or not _mac_jit.loaded():
+        return None
+    if x.shape[0] * w.size > SMALL_MACS:
+        return None
+    prep = _prepare_cached(x_t, w, w_t, b, b_t, acc_t)
+    if prep.s > 0 or prep.w.dtype != np.int64 or prep.acc0.dtype != np.int64:
+        return None
+    bound = prep.col_bound
+    shift = acc_t.frac - res_t.frac
+    if bound > min(abs(acc_t.min_int), acc_t.max_int) or (bound << max(-shift, 0)) >= 2**61:
+        return None
+    if res_t.width > _SAFE_INT_BITS or shift > _SAFE_INT_BITS:
+        return None
+    k = _mac_jit.kernels()
+    if k is None:
+        return None
+    lo, hi = res_t.min_int, res_t.max_int
+    ovf = {"SAT": 0, "SAT_SYM": 0, "SAT_ZERO": 1}.get(res_t.overflow, 2 if res_t.signed else 3)
+    if res_t.overflow == "SAT_SYM" and res_t.signed and res_t.width > 1:
+        lo = -hi
+    w_acc = prep.w << (-prep.s) if prep.s < 0 else prep.w
+    mode = _mac_jit.MODE_ID[res_t.rounding]
+    mask = (1 << res_t.width) - 1
+    return k.dense_cast(x, w_acc, prep.acc0, shift, mode, ovf, lo, hi, res_t.min_int, mask)
 
 
 def conv_mac(
