@@ -632,7 +632,7 @@ def targets_markdown(rows: list[dict]) -> str:
         if "rows_per_s" in t:
             lines.append(head + f"| {t['rows_per_s'] / 1e6:.2f}M rows/s (≥ 1M) | | | {mark} |")
             continue
-        ml = f"{t['vs_mlserver']:.1f}x" if t["vs_mlserver"] is not None else "-"
+        ml = f"{t['vs_mlserver']:.2f}x" if t["vs_mlserver"] is not None else "-"
         lines.append(
             head + f"| {t['vs_triton']:.2f}x | {t['p99_ms']:.1f} ({t['triton_p99_ms']:.1f}) "
             f"| {ml} | {mark} |"
