@@ -11,13 +11,11 @@ turns it off.
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
 from typing import Any
 
 import numpy as np
 
+from lightspeed._jit import is_loaded, kernel_module
 from lightspeed.fixed import _SAFE_BITS, QUANT_MODES, FixedType
 
 MIN_ELEMS = 1 << 23  # values per call from which loading numba (~0.3 s) pays off on its own
@@ -26,23 +24,14 @@ _MODE_ID = {m: i for i, m in enumerate(QUANT_MODES)}
 _INT64_MAX = (1 << 63) - 1
 
 
-@functools.lru_cache(maxsize=1)
 def kernels() -> Any | None:
     """The compiled kernel module, or None when numba is unavailable or disabled."""
-    if os.environ.get("LIGHTSPEED_NO_JIT", "") not in ("", "0"):
-        return None
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return None
-    from lightspeed import _fixed_kernels
-
-    return _fixed_kernels
+    return kernel_module("lightspeed._fixed_kernels")
 
 
 def loaded() -> bool:
-    """True once the kernel module was imported in this process."""
-    return "lightspeed._fixed_kernels" in sys.modules
+    """True once the kernels were imported in this process (no start-up cost left)."""
+    return is_loaded("lightspeed._fixed_kernels")
 
 
 def _args(t: FixedType) -> tuple[int, int, int, int, int, int]:

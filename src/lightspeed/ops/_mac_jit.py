@@ -12,14 +12,12 @@ very first run on a machine pays the JIT compile.
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from lightspeed._jit import is_loaded, kernel_module
 from lightspeed.fixed import QUANT_MODES, FixedType
 
 BATCH_LAST_MIN = 64  # samples from which the batch-innermost kernels win
@@ -27,23 +25,14 @@ ROWS_MIN_OUT = 64  # dense layers this wide vectorise well over outputs (and ski
 MODE_ID = {m: i for i, m in enumerate(QUANT_MODES)}  # TRN=0, TRN_ZERO=1, RND=2, ...
 
 
-@functools.lru_cache(maxsize=1)
 def kernels() -> Any | None:
     """The compiled kernel module, or None when numba is unavailable or disabled."""
-    if os.environ.get("LIGHTSPEED_NO_JIT", "") not in ("", "0"):
-        return None
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return None
-    from lightspeed.ops import _mac_kernels
-
-    return _mac_kernels
+    return kernel_module("lightspeed.ops._mac_kernels")
 
 
 def loaded() -> bool:
     """True once the kernels were imported in this process (no start-up cost left)."""
-    return "lightspeed.ops._mac_kernels" in sys.modules
+    return is_loaded("lightspeed.ops._mac_kernels")
 
 
 @dataclass(frozen=True)
