@@ -600,12 +600,8 @@ class Connection(asyncio.Protocol):
             return
         try:
             model, future, shm_out = servicer._start(request)
-        except ServeError as exc:
-            self.respond_error(stream, GRPC_STATUS[exc.code], exc.message)
-            return
         except Exception as exc:
-            log.exception("ModelInfer failed")
-            self.respond_error(stream, 13, f"internal error: {exc}")
+            self.fail_call(stream, exc, "ModelInfer")
             return
         stream.future = future
         future.add_done_callback(partial(self.infer_done, stream, request.id, model, shm_out))
@@ -613,32 +609,30 @@ class Connection(asyncio.Protocol):
     def infer_done(self, stream: Stream, request_id: str, model, shm_out, future) -> None:
         if stream.finished or future.cancelled():
             return
-        exc = future.exception()
-        if exc is None:
-            try:
-                resp = encode_response(
-                    model, request_id, future.result(), shm_out, self.servicer.core.shm
-                )
-            except ServeError as err:
-                self.respond_error(stream, GRPC_STATUS[err.code], err.message)
-                return
-            self.respond(stream, resp.SerializeToString())
+        try:
+            resp = encode_response(
+                model, request_id, future.result(), shm_out, self.servicer.core.shm
+            )
+        except Exception as exc:  # the model's error, or one encoding its outputs
+            self.fail_call(stream, exc, "ModelInfer")
+            return
+        self.respond(stream, resp.SerializeToString())
+
+    def fail_call(self, stream: Stream, exc: Exception, what: str) -> None:
+        """Answer a call with the status its exception stands for."""
+        if isinstance(exc, Abort):
+            self.respond_error(stream, exc.code, exc.details)
         elif isinstance(exc, ServeError):
             self.respond_error(stream, GRPC_STATUS[exc.code], exc.message)
-        else:
-            log.error("ModelInfer failed: %r", exc)
+        else:  # a bug: logged, the caller gets INTERNAL and the server stays up
+            log.error("%s failed", what, exc_info=exc)
             self.respond_error(stream, 13, f"internal error: {exc}")
 
     async def run_unary(self, stream: Stream, method: Method, request) -> None:
         try:
             resp = await method.handler(request, CallContext(stream.metadata))
-        except Abort as exc:
-            self.respond_error(stream, exc.code, exc.details)
-        except ServeError as exc:
-            self.respond_error(stream, GRPC_STATUS[exc.code], exc.message)
         except Exception as exc:
-            log.exception("%s failed", method.name)
-            self.respond_error(stream, 13, f"internal error: {exc}")
+            self.fail_call(stream, exc, method.name)
         else:
             self.respond(stream, resp.SerializeToString())
 
@@ -655,13 +649,8 @@ class Connection(asyncio.Protocol):
                 if stream.finished:
                     return
                 self.send_message(stream, resp.SerializeToString())
-        except Abort as exc:
-            self.respond_error(stream, exc.code, exc.details)
-        except ServeError as exc:
-            self.respond_error(stream, GRPC_STATUS[exc.code], exc.message)
         except Exception as exc:
-            log.exception("%s failed", method.name)
-            self.respond_error(stream, 13, f"internal error: {exc}")
+            self.fail_call(stream, exc, method.name)
         else:
             self.end_stream(stream, TRAILERS_OK)
 
