@@ -56,7 +56,8 @@ def mac(
             return out
     if s > 0:
         return _mac_elementwise(x, w, s, acc0, acc_t, single)
-    w_scaled = w << (-s) if s < 0 else w
+    w_scaled = prep.w_acc
+    assert w_scaled is not None  # s <= 0 here
     if single:
         if s == 0 and prep.w_float is not None and x.dtype != object:
             acc = (x.astype(np.float64) @ prep.w_float).astype(np.int64)  # exact: see _prepare
@@ -111,10 +112,9 @@ def dense_cast(
     ovf = {"SAT": 0, "SAT_SYM": 0, "SAT_ZERO": 1}.get(res_t.overflow, 2 if res_t.signed else 3)
     if res_t.overflow == "SAT_SYM" and res_t.signed and res_t.width > 1:
         lo = -hi
-    w_acc = prep.w << (-prep.s) if prep.s < 0 else prep.w
     mode = _mac_jit.MODE_ID[res_t.rounding]
     mask = (1 << res_t.width) - 1
-    return k.dense_cast(x, w_acc, prep.acc0, shift, mode, ovf, lo, hi, res_t.min_int, mask)
+    return k.dense_cast(x, prep.w_acc, prep.acc0, shift, mode, ovf, lo, hi, res_t.min_int, mask)
 
 
 def conv_mac(
@@ -154,7 +154,7 @@ def conv_mac(
         return None if out is None else out[:, :, 0, :]
     c_out, c_in, kh, kw = w.shape
     w4 = np.ascontiguousarray(w.transpose(2, 3, 1, 0))  # (KH, KW, C, M): rows in (kh, kw, c) order
-    acc0, wm, s, x_max, col_bound, single, _ = _prepare(
+    acc0, wm, s, x_max, col_bound, single, _, _ = _prepare(
         x_t, w4.reshape(-1, c_out), w_t, b, b_t, acc_t
     )
     out_hw = tuple(
@@ -180,6 +180,7 @@ class Prepared(NamedTuple):
     col_bound: int
     single: bool
     w_float: np.ndarray | None  # float64 weights when x @ w is exact in float64 BLAS
+    w_acc: np.ndarray | None  # s <= 0: the weights on the accumulator's scale (w << -s)
 
 
 # Weight-derived set-up, memoised per (read-only weight array, types): a small model at
@@ -205,7 +206,7 @@ def _prepare_cached(x_t, w, w_t, b, b_t, acc_t) -> Prepared:
     if hit is not None and hit[0]() is w and (b is None or hit[1]() is b):
         return hit[2]
     prep = _prepare(x_t, w, w_t, b, b_t, acc_t)
-    for a in (prep.acc0, prep.w, prep.w_float):
+    for a in (prep.acc0, prep.w, prep.w_float, prep.w_acc):
         if a is not None and a.flags.owndata:
             a.setflags(write=False)  # shared by every later call
     if len(_PREPARED) >= _PREPARED_MAX:
@@ -236,7 +237,8 @@ def _prepare(x_t: FixedType, w: np.ndarray, w_t: FixedType, b, b_t, acc_t: Fixed
         w_sum = int(np.abs(w).sum(axis=0).max())
         if x_max * w_sum < _EXACT_FLOAT:
             w_float = w.astype(np.float64)
-    return Prepared(acc0, w, s, x_max, col_bound, single, w_float)
+    w_acc = (w << (-s) if s < 0 else w) if s <= 0 else None
+    return Prepared(acc0, w, s, x_max, col_bound, single, w_float, w_acc)
 
 
 def _jit_plan(
