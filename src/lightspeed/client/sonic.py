@@ -24,6 +24,16 @@ Fallback = Callable[[Arrays], Mapping[str, np.ndarray]]
 RETRYABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED"})
 # ... and after which the endpoint itself is considered down
 ENDPOINT_DOWN = frozenset({"UNAVAILABLE"})
+# gRPC channel options for every endpoint. A refused connection otherwise backs off
+# exponentially up to 2 minutes, and a restarted server would stay out of rotation
+# long after the health probe could see it back; messages as large as tritonclient's.
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 class InferenceError(LightspeedError):
@@ -114,11 +124,7 @@ class _StreamSession:
         from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
         self._pb = pb
-        opts = [
-            ("grpc.max_receive_message_length", 1 << 30),
-            ("grpc.max_send_message_length", 1 << 30),
-        ]
-        self._channel = grpc.aio.insecure_channel(url, options=opts)
+        self._channel = grpc.aio.insecure_channel(url, options=CHANNEL_OPTIONS)
         self._outbox: asyncio.Queue = asyncio.Queue()
         self._pending: dict[str, tuple[asyncio.Future, ModelSpec | None]] = {}
         self._next = 0
@@ -244,7 +250,7 @@ class SonicClient:
     async def connect(self) -> None:
         """Open channels and read the model config (from any endpoint that answers)."""
         for ep in self.endpoints:
-            ep.client = self._grpc.InferenceServerClient(ep.url)
+            ep.client = self._grpc.InferenceServerClient(ep.url, channel_args=CHANNEL_OPTIONS)
         if self.health_interval_s > 0 and self._health_task is None:
             self._health_task = asyncio.create_task(self._health_loop())
         if self.spec is not None:
