@@ -49,6 +49,7 @@ def _relu_auto(node: Node, ctx: AutoContext) -> Precision:
 
 
 RELU = Op(
+    fusable=True,
     name="relu",
     roles=("result",),
     infer_shape=same_shape,
@@ -93,6 +94,7 @@ def _leaky_cost(node: Node, ctx: CostContext) -> Cost:
 
 
 LEAKY_RELU = Op(
+    fusable=True,
     name="leaky_relu",
     roles=("param", "result"),
     param_roles=("param",),
@@ -146,6 +148,7 @@ def _clip_auto(node: Node, ctx: AutoContext) -> Precision:
 
 
 CLIP = Op(
+    fusable=True,
     name="clip",
     roles=("result",),
     infer_shape=same_shape,

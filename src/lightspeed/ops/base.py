@@ -35,6 +35,14 @@ class Fx:
 
 
 @dataclass
+class TrainedContext:
+    """What trained typing knows when it types one node: its input types and pinned roles."""
+
+    in_types: list[FixedType]
+    fixed: Precision  # roles trained in the source model (or pinned by the user)
+
+
+@dataclass
 class AutoContext:
     """What automatic precision knows when it types one node."""
 
@@ -101,6 +109,23 @@ class Op:
     param_roles: tuple[str, ...] = ()
     doc: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)  # default attrs
+    # exact typing from the input types alone (precision="trained"); None: the op needs
+    # calibration (tables) and is refused in trained mode with the node's name
+    trained_precision: Callable[[Node, TrainedContext], Precision] | None = None
+    # integer parameter -> the role whose type scales it (default: the role of the same name)
+    param_role: dict[str, str] = field(default_factory=dict)
+    # firmware: cheap element-wise op that shares the pipeline stage of the layer before it
+    fusable: bool = False
+    # firmware: pure data movement (no logic, no pipeline register of its own)
+    wiring: bool = False
+    # ONNX import: handlers keyed by ONNX op type (see lightspeed.ops.onnx_import)
+    onnx_import: dict[str, Any] = field(default_factory=dict)
+    # QONNX export: writes this node as ONNX nodes (see lightspeed.ops.onnx_export); None: not exportable
+    onnx_export: Callable[..., None] | None = None
+
+    def role_of(self, param: str) -> str:
+        """The role whose type scales integer parameter ``param``."""
+        return self.param_role.get(param, param)
 
 
 # ---------------------------------------------------------------------------

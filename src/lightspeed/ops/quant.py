@@ -29,6 +29,7 @@ def _auto(node: Node, ctx: AutoContext) -> Precision:
 
 
 QUANT = Op(
+    fusable=True,
     name="quant",
     roles=("result",),
     infer_shape=same_shape,
