@@ -67,6 +67,7 @@ def _op(name: str, shape, fn, doc: str) -> Op:
         run_fixed=run_fixed,
         auto_precision=_keep_type,
         doc=doc,
+        wiring=True,
     )
 
 
