@@ -8,85 +8,27 @@ dynamic tensors (without the batch axis). Constant subgraphs -- including the
 with ``onnx.reference``; ``Shape`` of a dynamic tensor yields a sentinel for
 the batch dimension that only ``Reshape`` may consume.
 
-Affine constants (BatchNormalization, ``Mul``/``Add``/``Sub``/``Div`` by a
-constant, HardSigmoid's scale) fold into the preceding dense/conv/batchnorm
-when that layer's output has no other consumer, else they become a
-standalone ``batchnorm`` (per channel on the first non-batch axis).
+Each ONNX op is translated by the handler its op module registers
+(``Op.onnx_import`` in ``lightspeed/ops/``). Afterwards
+:func:`lightspeed.ir.passes.standard` removes dead nodes and folds affine
+constants (BatchNormalization, ``Mul``/``Add``/``Sub``/``Div`` by a constant,
+HardSigmoid's scale) into the preceding dense/conv/batchnorm.
 
-QONNX ``Quant``/``BipolarQuant`` (see :mod:`lightspeed.frontends.qonnx`) on
+QONNX ``Quant``/``BipolarQuant`` (see :mod:`lightspeed.ops.quant`) on
 constants fold into the values and record the trained type on the consuming
-layer (``attrs["precision"]``); on activations they become ``quant`` nodes.
+layer (``node.types``); on activations they become ``quant`` nodes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from lightspeed.errors import ModelError, ShapeError, UnsupportedOpError
-from lightspeed.ir import Graph, Node, Shape, infer_shapes
-
-BATCH = (1 << 40) + 7  # sentinel for the (unknown) batch size inside folded shape tensors
-
-QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas")
-
-# nearest supported alternative, named in UnsupportedOpError messages
-_ALTERNATIVES = {
-    "ConvTranspose": "Upsample + Conv is not supported either; use a strided Conv model",
-    "Pad": "the pads attribute of Conv/MaxPool/AveragePool",
-    "Gelu": "Relu, LeakyRelu or Tanh",
-    "Elu": "LeakyRelu",
-    "Selu": "LeakyRelu",
-    "Silu": "Relu or Sigmoid",
-    "HardSwish": "HardSigmoid or Relu",
-    "Exp": "Softmax (last axis)",
-    "LogSoftmax": "Softmax (last axis)",
-    "Sqrt": "BatchNormalization with constant statistics",
-    "Pow": "Mul",
-    "ReduceMean": "GlobalAveragePool (ReduceMean is supported over all spatial axes only)",
-    "PRelu": "LeakyRelu (PRelu is supported with one shared slope only)",
-    "ReduceSum": "GlobalAveragePool",
-    "ReduceMax": "MaxPool or GlobalMaxPool",
-    "LSTM": "Dense/Conv layers (MatMul/Gemm/Conv)",
-    "GRU": "Dense/Conv layers (MatMul/Gemm/Conv)",
-    "RNN": "Dense/Conv layers (MatMul/Gemm/Conv)",
-    "Resize": "Concat or Reshape",
-    "Upsample": "Concat or Reshape",
-    "InstanceNormalization": "BatchNormalization",
-    "LayerNormalization": "BatchNormalization",
-    "Gather": "Reshape/Transpose (Gather is only supported on constants)",
-    "Slice": "Reshape/Transpose (Slice is only supported on constants)",
-    "Split": "separate Conv/Gemm layers (Split is only supported on constants)",
-    "QuantizeLinear": "QONNX Quant with a power-of-two scale",
-    "DequantizeLinear": "QONNX Quant with a power-of-two scale",
-    "Trunc": "QONNX Quant with rounding_mode FLOOR",
-    "Einsum": "MatMul with a constant weight",
-    "Max": "Relu or Clip",
-    "Min": "Clip",
-    "Abs": "Relu",
-    "Neg": "Mul by a constant",
-    "Sub": "Add (Sub of two non-constant tensors is not supported)",
-    "Div": "Mul by a constant (Div by a non-constant tensor is not supported)",
-}
-
-_SUPPORTED = (
-    "Gemm, MatMul, Conv, BatchNormalization, Relu, LeakyRelu, Clip, HardSigmoid, Sigmoid, Tanh, "
-    "Softmax, Add, Sub, Mul, Div, Concat, MaxPool, AveragePool, GlobalAveragePool, "
-    "GlobalMaxPool, ReduceMean (spatial), PRelu (shared slope), Sum, Flatten, Reshape, Squeeze, Unsqueeze, Transpose, Identity, Dropout, Cast, "
-    "QONNX Quant/BipolarQuant"
-)
-
-
-def unsupported(op_type: str, node_name: str, why: str = "") -> UnsupportedOpError:
-    alt = _ALTERNATIVES.get(op_type, f"one of the supported ops ({_SUPPORTED})")
-    detail = f" ({why})" if why else ""
-    return UnsupportedOpError(
-        f"node {node_name!r}: ONNX op {op_type}{detail} is not supported; nearest supported: {alt}"
-    )
+from lightspeed.errors import ModelError, ShapeError
+from lightspeed.fixed import parse_type
+from lightspeed.ir import Graph, Shape, passes
+from lightspeed.ops.onnx_import import ImportState
 
 
 def load_onnx(source: str | Path | Any) -> Any:
@@ -150,80 +92,13 @@ def parse_input_shape(spec: InputShape, names: list[str]) -> dict[str, Shape]:
     return {names[0]: tuple(int(d) for d in items)}
 
 
-@dataclass
-class _State:
-    """Everything the importer tracks while walking the ONNX graph."""
-
-    consts: dict[str, np.ndarray] = field(default_factory=dict)
-    alias: dict[str, str] = field(default_factory=dict)
-    shapes: dict[str, Shape] = field(default_factory=dict)  # IR shapes of dynamic tensors
-    nodes: list[Node] = field(default_factory=list)
-    uses: dict[str, int] = field(default_factory=dict)  # consumers (incl. graph outputs)
-    qtypes: dict[str, str] = field(default_factory=dict)  # trained type of a quantized constant
-    names: set[str] = field(default_factory=set)
-    opset: int = 13
-    batch: dict[str, int | None] = field(default_factory=dict)  # static batch of each input
-    exact: bool = False  # a lightspeed export: fold affine ops only into their own layer
-    meta: dict[str, Any] = field(default_factory=dict)  # lightspeed.precision metadata
-
-    def resolve(self, t: str) -> str:
-        while t in self.alias:
-            t = self.alias[t]
-        return t
-
-    def is_const(self, t: str) -> bool:
-        return self.resolve(t) in self.consts
-
-    def const(self, t: str) -> np.ndarray:
-        return self.consts[self.resolve(t)]
-
-    def producer(self, t: str) -> Node | None:
-        for n in reversed(self.nodes):
-            if t in n.outputs:
-                return n
-        return None
-
-    def unique(self, base: str) -> str:
-        name = base or "node"
-        i = 1
-        while name in self.names:
-            name = f"{base}_{i}"
-            i += 1
-        self.names.add(name)
-        return name
-
-    def emit(self, node: Node) -> Node:
-        from lightspeed.ops import get_op
-
-        node.name = self.unique(node.name)
-        ins = []
-        for t in node.inputs:
-            if t not in self.shapes:
-                raise ModelError(f"node {node.name!r}: input tensor {t!r} is never produced")
-            ins.append(self.shapes[t])
-        try:
-            outs = get_op(node.op).infer_shape(node, ins)
-        except ShapeError as exc:
-            raise ShapeError(f"node {node.name!r} ({node.op}): {exc}") from None
-        for t, s in zip(node.outputs, outs, strict=True):
-            self.shapes[t] = tuple(int(d) for d in s)
-        self.nodes.append(node)
-        return node
-
-
-def _attrs(node: Any) -> dict[str, Any]:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Graph:
     """Import an ONNX/QONNX model (path or ModelProto) into a float IR graph."""
     from onnx import numpy_helper
 
     model = load_onnx(source)
     g = model.graph
-    st = _State()
+    st = ImportState()
     st.meta = _lightspeed_metadata(model)
     st.exact = bool(st.meta)
     st.opset = max(
@@ -265,15 +140,14 @@ def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Gra
     _restore_output_names(st, outputs, [o.name for o in g.output], inputs)
     name = g.name or (Path(source).stem if isinstance(source, (str, Path)) else "model")
     graph = Graph(name=name, inputs=inputs, outputs=outputs, nodes=st.nodes)
-    _drop_dead(graph)
-    return infer_shapes(graph)
+    return passes.standard(graph, exact=st.exact)
 
 
 def _lightspeed_metadata(model: Any) -> dict[str, Any]:
     """The exact types a lightspeed QONNX export stored (see :mod:`.qonnx_export`), if any."""
     import json
 
-    from lightspeed.frontends.qonnx_export import META_KEY
+    from lightspeed.ops.onnx_export import META_KEY
 
     for prop in model.metadata_props:
         if prop.key == META_KEY:
@@ -289,26 +163,24 @@ def _lightspeed_metadata(model: Any) -> dict[str, Any]:
     return {}
 
 
-def _apply_metadata(st: _State) -> None:
+def _apply_metadata(st: ImportState) -> None:
     """Pin every role of every node to the exported type (QONNX cannot state them all)."""
-    from lightspeed.frontends.qonnx_export import META_ATTRS
+    from lightspeed.ops.onnx_export import META_ATTRS
 
     nodes = st.meta.get("nodes", {})
     for node in st.nodes:
         entry = nodes.get(node.name)
         if not entry or entry.get("op") != node.op:
             continue
-        prec = dict(entry.get("precision", {}))
+        prec = {r: parse_type(t) for r, t in entry.get("precision", {}).items()}
         if prec:
-            node.attrs["precision"] = prec
+            node.types = prec
         for k, v in entry.get("attrs", {}).items():
             if k in META_ATTRS:
                 node.attrs[k] = v
-        if node.op == "quant" and "result" in prec:
-            node.attrs["type"] = prec["result"]
 
 
-def _graph_inputs(g: Any, st: _State, input_shape: InputShape) -> dict[str, Shape]:
+def _graph_inputs(g: Any, st: ImportState, input_shape: InputShape) -> dict[str, Shape]:
     names = [i.name for i in g.input if i.name not in st.consts]
     if not names:
         raise ModelError("the model has no (non-constant) inputs")
@@ -377,7 +249,7 @@ def _graph_inputs(g: Any, st: _State, input_shape: InputShape) -> dict[str, Shap
     return out
 
 
-def _restore_output_names(st: _State, resolved: list[str], wanted: list[str], inputs) -> None:
+def _restore_output_names(st: ImportState, resolved: list[str], wanted: list[str], inputs) -> None:
     """Rename tensors so graph outputs keep their ONNX names after aliases/folds."""
     for r, w in zip(resolved, wanted, strict=True):
         if r == w or r in inputs or w in st.shapes or resolved.count(r) > 1:
@@ -387,14 +259,3 @@ def _restore_output_names(st: _State, resolved: list[str], wanted: list[str], in
             n.outputs = [w if t == r else t for t in n.outputs]
         st.shapes[w] = st.shapes.pop(r)
         resolved[resolved.index(r)] = w
-
-
-def _drop_dead(graph: Graph) -> None:
-    """Remove nodes whose outputs reach no graph output (e.g. unused branches)."""
-    needed = set(graph.outputs)
-    keep: list[Node] = []
-    for n in reversed(graph.nodes):
-        if any(t in needed for t in n.outputs):
-            keep.append(n)
-            needed.update(n.inputs)
-    graph.nodes = keep[::-1]

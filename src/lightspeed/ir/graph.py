@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from lightspeed.errors import ModelError
+from lightspeed.fixed import FixedType
 
 Shape = tuple[int, ...]
 
@@ -23,7 +24,9 @@ class Node:
     """One operation: ``outputs = op(inputs; attrs, params)``.
 
     ``params`` hold float constants (weights, biases, scales); ``attrs`` hold
-    plain JSON-able settings (strides, axis, table sizes).
+    plain JSON-able settings (strides, axis, table sizes); ``types`` hold the
+    roles the source model fixed (trained types of a QAT/QONNX model, the cast
+    type of a ``quant`` node), parsed once by the frontend.
     """
 
     name: str
@@ -32,6 +35,7 @@ class Node:
     outputs: list[str]
     attrs: dict[str, Any] = field(default_factory=dict)
     params: dict[str, np.ndarray] = field(default_factory=dict)
+    types: dict[str, FixedType] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, {self.op}, {self.inputs} -> {self.outputs})"

@@ -1,7 +1,7 @@
 """Export a quantization-aware PyTorch model to the IR, keeping every trained type.
 
 The model is traced with ``torch.fx`` (quantized layers are leaves); each
-layer becomes one IR node whose ``attrs["precision"]`` holds all of its roles,
+layer becomes one IR node whose ``types`` hold all of its roles,
 and whose params are the already-quantized (exactly representable) values, so
 :func:`to_quantized` needs no calibration and the emulator reproduces the
 PyTorch eval-mode outputs bit for bit. Anything that would break that promise
@@ -25,10 +25,10 @@ from lightspeed.fixed import FixedType, quantize_float
 from lightspeed.ir import Graph, Node, infer_shapes
 from lightspeed.nn.layers import QBatchNorm, QClip, QInput, QLeakyReLU, QReLU, _QConvNd, _QMac
 from lightspeed.ops import AutoOptions, get_op
-from lightspeed.ops.activations import clip_int_bounds
+from lightspeed.ops.activations import clip_int_bounds, relu_type
 from lightspeed.ops.conv import weight_matrix
 from lightspeed.ops.mac import linear_precision
-from lightspeed.quantize.model import QuantizedModel
+from lightspeed.quantize import QuantizedModel, from_trained
 
 # float64 sums integers exactly below 2**53; one bit of margin because torch adds the bias
 # after the products, so a partial sum may exceed the accumulator's range by |bias|
@@ -104,9 +104,7 @@ class _Exporter:
 
     def add(self, name: str, op: str, inputs: list[str], out: str, prec: dict[str, FixedType],
             params: dict[str, np.ndarray] | None = None, attrs: dict[str, Any] | None = None) -> None:  # fmt: skip
-        a = dict(attrs or {})
-        a["precision"] = {role: str(t) for role, t in prec.items()}
-        self.nodes.append(Node(name, op, inputs, [out], a, params or {}))
+        self.nodes.append(Node(name, op, inputs, [out], dict(attrs or {}), params or {}, dict(prec)))
         self.types[out] = prec.get("result", self.types[inputs[0]])
 
     # -- per module -------------------------------------------------------
@@ -126,7 +124,7 @@ class _Exporter:
                 self.names[n] = src
                 return
             t = mod.quant.fixed_type
-            self.add(name, "quant", [src], out, {"result": t}, attrs={"type": str(t)})
+            self.add(name, "quant", [src], out, {"result": t})
         elif isinstance(mod, _QMac):
             self.mac(name, mod, src, out)
         elif isinstance(mod, QBatchNorm):
@@ -141,7 +139,7 @@ class _Exporter:
             self.add(name, "batchnorm", [src], out, prec, params)
         elif isinstance(mod, (QReLU, nn.ReLU)):
             x_t = self.typed(src, name)
-            self.add(name, "relu", [src], out, {"result": _out(mod) or _relu_type(x_t)})
+            self.add(name, "relu", [src], out, {"result": _out(mod) or relu_type(x_t)})
         elif isinstance(mod, (QClip, nn.ReLU6, nn.Hardtanh)):
             lo, hi = (mod.min, mod.max) if isinstance(mod, QClip) else (mod.min_val, mod.max_val)
             self.clip(name, src, out, lo, hi, _out(mod))
@@ -261,7 +259,7 @@ class _Exporter:
         if f in (torch.relu, torch.nn.functional.relu, "relu"):
             src = self.tensor(n.args[0], n.name)
             x_t = self.typed(src, n.name)
-            self.add(n.name, "relu", [src], n.name, {"result": _relu_type(x_t)})
+            self.add(n.name, "relu", [src], n.name, {"result": relu_type(x_t)})
             self.names[n] = n.name
             return
         what = getattr(f, "__name__", str(f))
@@ -271,13 +269,6 @@ class _Exporter:
             f"operation {what!r} ({n.name}) in the model's forward has no exact fixed-point export; "
             "express it with lightspeed.nn layers"
         )
-
-
-def _relu_type(x_t: FixedType) -> FixedType:
-    """ReLU without an output cast keeps the non-negative half of its input type (exact)."""
-    if not x_t.signed:
-        return x_t
-    return FixedType(max(x_t.width - 1, 1), x_t.integer - 1, False, x_t.rounding, x_t.overflow)
 
 
 _KIND = {
@@ -326,7 +317,7 @@ def export(
 ) -> tuple[Graph, dict[str, FixedType]]:
     """The IR of a QAT model in eval mode plus its input types.
 
-    Every node carries its trained types in ``attrs["precision"]`` (all roles,
+    Every node carries its trained types in ``node.types`` (all roles,
     including the exact accumulator) and its quantized params (exact values).
     """
     m = copy.deepcopy(model).eval()
@@ -345,27 +336,8 @@ def to_graph(model: nn.Module, input_shape: Any, name: str | None = None) -> Gra
 
 
 def quantized_from_graph(graph: Graph, input_types: dict[str, FixedType]) -> QuantizedModel:
-    """A QuantizedModel from a graph whose every node has all roles in ``attrs["precision"]``."""
-    from lightspeed.fixed import parse_type
-
-    types: dict[str, FixedType] = dict(input_types)
-    precision, qparams = {}, {}
-    for node in graph.nodes:
-        op = get_op(node.op)
-        prec = {r: parse_type(t) for r, t in node.attrs.get("precision", {}).items()}
-        missing = [
-            r for r in op.roles if r not in prec and not (r == "bias" and "bias" not in node.params)
-        ]
-        if missing:
-            raise ConfigError(f"node {node.name!r}: no trained type for roles {missing}")
-        precision[node.name] = prec
-        qparams[node.name] = op.quantize_params(node, prec)
-        for t in node.outputs:
-            types[t] = prec.get("result", types[node.inputs[0]])
-    return QuantizedModel(
-        graph=graph, input_types=dict(input_types), precision=precision, qparams=qparams,
-        tensor_types=types, default="trained",
-    )  # fmt: skip
+    """A QuantizedModel from a graph whose every node has all its roles in ``node.types``."""
+    return from_trained(graph, input_types)
 
 
 def to_quantized(model: nn.Module, input_shape: Any, name: str | None = None) -> QuantizedModel:

@@ -1,41 +1,32 @@
-"""Operators: one module per family, each exporting :class:`~lightspeed.ops.base.Op` records.
+"""Operators: one module per op family, each the single home of its ops.
 
-To add an op: write its module here, add it to ``OPS`` below, and add one
-emitter per backend (``firmware/verilog``, ``firmware/hls``).
+An op module defines :class:`~lightspeed.ops.base.Op` records at module level
+(shape rule, float and fixed-point semantics, automatic and trained typing,
+cost, parameter roles, firmware hints, ONNX import handlers and QONNX
+export). :mod:`lightspeed.ops.registry` discovers them; nothing else lists
+ops. Firmware emitters mirror these modules by file name
+(``firmware/verilog/emit_<family>.py``, ``firmware/hls/emit_<family>.py``).
 """
 
 from __future__ import annotations
 
-from lightspeed.errors import UnsupportedOpError
-from lightspeed.ops.activations import CLIP, LEAKY_RELU, RELU
-from lightspeed.ops.base import AutoContext, AutoOptions, Cost, CostContext, Fx, Op, Precision
-from lightspeed.ops.conv import CONV
-from lightspeed.ops.dense import DENSE
-from lightspeed.ops.elementwise import ADD, CONCAT, MUL
-from lightspeed.ops.pooling import AVGPOOL, GLOBAL_AVGPOOL, MAXPOOL
-from lightspeed.ops.quant import QUANT
-from lightspeed.ops.reshape import FLATTEN, RESHAPE, TRANSPOSE
-from lightspeed.ops.scale import BATCHNORM
-from lightspeed.ops.tables import SIGMOID, SOFTMAX, TANH
-from lightspeed.ops.trees import TREE_ENSEMBLE
-
-OPS: dict[str, Op] = {
-    op.name: op
-    for op in (
-        DENSE, CONV, BATCHNORM, RELU, LEAKY_RELU, CLIP, SIGMOID, TANH, SOFTMAX,
-        ADD, MUL, CONCAT, MAXPOOL, AVGPOOL, GLOBAL_AVGPOOL, FLATTEN, RESHAPE, TRANSPOSE, QUANT,
-        TREE_ENSEMBLE,
-    )
-}  # fmt: skip
+from lightspeed.ops.base import (
+    AutoContext,
+    AutoOptions,
+    Cost,
+    CostContext,
+    Fx,
+    Op,
+    Precision,
+    TrainedContext,
+)
+from lightspeed.ops.registry import all_ops, get_op, onnx_handlers
 
 
-def get_op(name: str) -> Op:
-    try:
-        return OPS[name]
-    except KeyError:
-        raise UnsupportedOpError(
-            f"no lightspeed op {name!r}; supported ops: {', '.join(sorted(OPS))}"
-        ) from None
+def __getattr__(name: str):  # OPS stays importable as a read-only view of the registry
+    if name == "OPS":
+        return all_ops()
+    raise AttributeError(name)
 
 
 __all__ = [
@@ -47,5 +38,8 @@ __all__ = [
     "Fx",
     "Op",
     "Precision",
+    "TrainedContext",
+    "all_ops",
     "get_op",
+    "onnx_handlers",
 ]

@@ -9,7 +9,11 @@ import numpy as np
 
 from lightspeed.fixed import FixedType, cast, overflow, requantize
 from lightspeed.ir.graph import Node
+from lightspeed.fixed import to_float
+from lightspeed.ops.onnx_export import Builder, simple
+from lightspeed.ops.onnx_import import ImportState, affine, dyn, opt_const, unary, unsupported
 from lightspeed.ops.base import (
+    TrainedContext,
     AutoContext,
     Cost,
     CostContext,
@@ -37,20 +41,32 @@ def _relu_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[F
     return [Fx(cast(m, src, prec["result"]), prec["result"])]
 
 
+def relu_type(t: FixedType) -> FixedType:
+    """The positive half of ``t`` (drop the sign bit): lossless after ReLU and free in hardware."""
+    if not t.signed:
+        return t
+    return FixedType(max(t.width - 1, 1), t.integer - 1, False, t.rounding, t.overflow)
+
+
 def _relu_auto(node: Node, ctx: AutoContext) -> Precision:
-    t = ctx.in_types[0]
-    # the positive half of the input type: lossless and free in hardware
-    res = (
-        FixedType(max(t.width - 1, 1), t.integer - 1, False, t.rounding, t.overflow)
-        if t.signed
-        else t
-    )
-    return merge(ctx.fixed, {"result": res})
+    return merge(ctx.fixed, {"result": relu_type(ctx.in_types[0])})
+
+
+def _relu_trained(node: Node, ctx: TrainedContext) -> Precision:
+    return {"result": ctx.fixed.get("result", relu_type(ctx.in_types[0]))}
+
+
+def _keep_input_type(node: Node, ctx: TrainedContext) -> Precision:
+    """Exact ops whose values stay on the input's grid keep its type unless trained."""
+    return {"result": ctx.fixed.get("result", ctx.in_types[0])}
 
 
 RELU = Op(
     fusable=True,
     name="relu",
+    trained_precision=_relu_trained,
+    onnx_import={"Relu": unary("relu")},
+    onnx_export=simple("Relu"),
     roles=("result",),
     infer_shape=same_shape,
     run_float=_relu_float,
@@ -93,9 +109,28 @@ def _leaky_cost(node: Node, ctx: CostContext) -> Cost:
     return Cost(params=1, mults=n, bops=n * w)
 
 
+def _prelu(onode, st: ImportState, a: dict, name: str) -> None:
+    x = dyn(st, onode.input[0], "PRelu", name)
+    slope = opt_const(st, onode, 1)
+    if slope is None or np.unique(slope).size != 1:
+        raise unsupported("PRelu", name, "per-channel or non-constant slope; use one shared slope")
+    alpha = float(np.asarray(slope).reshape(-1)[0])
+    st.emit(Node(name, "leaky_relu", [x], [onode.output[0]], attrs={"alpha": alpha}))
+
+
+def _leaky_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+    alpha = float(to_float(np.asarray(qp["alpha"]), prec["param"]))  # the value the hardware uses
+    b.node("LeakyRelu", ins, [out], key, alpha=alpha)
+
 LEAKY_RELU = Op(
     fusable=True,
     name="leaky_relu",
+    param_role={"alpha": "param"},
+    onnx_import={
+        "LeakyRelu": unary("leaky_relu", lambda a: {"alpha": float(a.get("alpha", 0.01))}),
+        "PRelu": _prelu,
+    },
+    onnx_export=_leaky_export,
     roles=("param", "result"),
     param_roles=("param",),
     infer_shape=same_shape,
@@ -147,9 +182,42 @@ def _clip_auto(node: Node, ctx: AutoContext) -> Precision:
     return merge(ctx.fixed, {"result": res})
 
 
+def _clip_import(onode, st: ImportState, a: dict, name: str) -> None:
+    x = dyn(st, onode.input[0], "Clip", name)
+    lo_c, hi_c = opt_const(st, onode, 1), opt_const(st, onode, 2)
+    lo = float(lo_c) if lo_c is not None else a.get("min")
+    hi = float(hi_c) if hi_c is not None else a.get("max")
+    lo = None if lo is None or lo <= -3.0e38 else float(lo)
+    hi = None if hi is None or hi >= 3.0e38 else float(hi)
+    if lo == 0.0 and hi is None:
+        st.emit(Node(name, "relu", [x], [onode.output[0]]))
+    else:
+        st.emit(Node(name, "clip", [x], [onode.output[0]], attrs={"min": lo, "max": hi}))
+
+
+def _hard_sigmoid(onode, st: ImportState, a: dict, name: str) -> None:
+    x = dyn(st, onode.input[0], "HardSigmoid", name)
+    alpha, beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+    shape = st.shapes[x]
+    mid = f"{onode.output[0]}__affine"
+    st.uses[mid] = 1
+    affine(st, x, mid, np.full(shape, alpha), np.full(shape, beta), f"{name}_affine", "HardSigmoid")
+    st.emit(Node(name, "clip", [mid], [onode.output[0]], attrs={"min": 0.0, "max": 1.0}))
+
+
+def _clip_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+    lo, hi = node.attrs.get("min"), node.attrs.get("max")
+    args = [ins[0], b.const(f"{key}_min", lo) if lo is not None else ""]
+    if hi is not None:
+        args.append(b.const(f"{key}_max", hi))
+    b.node("Clip", args, [out], key)
+
 CLIP = Op(
     fusable=True,
     name="clip",
+    trained_precision=_keep_input_type,
+    onnx_import={"Clip": _clip_import, "HardSigmoid": _hard_sigmoid},
+    onnx_export=_clip_export,
     roles=("result",),
     infer_shape=same_shape,
     run_float=_clip_float,
@@ -158,4 +226,4 @@ CLIP = Op(
     doc="clamp(x, min, max) (ReLU6, HardTanh); bounds rounded inwards onto the input grid",
 )
 
-__all__ = ["CLIP", "LEAKY_RELU", "RELU", "overflow"]
+__all__ = ["CLIP", "LEAKY_RELU", "RELU", "overflow", "relu_type"]

@@ -122,6 +122,8 @@ class Op:
     onnx_import: dict[str, Any] = field(default_factory=dict)
     # QONNX export: writes this node as ONNX nodes (see lightspeed.ops.onnx_export); None: not exportable
     onnx_export: Callable[..., None] | None = None
+    # an import-time form that passes rewrite away (never in a quantized model or the docs)
+    internal: bool = False
 
     def role_of(self, param: str) -> str:
         """The role whose type scales integer parameter ``param``."""

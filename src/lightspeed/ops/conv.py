@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from lightspeed.errors import ShapeError
+from lightspeed.errors import ModelError, ShapeError
 from lightspeed.fixed import cast
 from lightspeed.ir.graph import Node, Shape
 from lightspeed.ops.base import (
+    TrainedContext,
     AutoContext,
     Cost,
     CostContext,
@@ -26,7 +27,18 @@ from lightspeed.ops.base import (
     mac_cost,
     quantize_param,
 )
-from lightspeed.ops.mac import conv_mac, linear_precision, mac
+from lightspeed.ops.mac import conv_mac, linear_precision, mac, trained_mac_precision
+from lightspeed.ops.onnx_export import Builder
+from lightspeed.ops.onnx_import import (
+    ImportState,
+    dyn,
+    f64,
+    opt_const,
+    pads,
+    set_trained,
+    trained,
+    unsupported,
+)
 
 
 def conv_attrs(node: Node) -> tuple[tuple[int, ...], list[int], list[int], list[int], int]:
@@ -160,8 +172,60 @@ def _cost(node: Node, ctx: CostContext) -> Cost:
     return mac_cost(wm, repeats, ctx, ctx.in_types[0])
 
 
+def _trained(node: Node, ctx: TrainedContext) -> Precision:
+    w, g = node.params["weight"], int(node.attrs.get("group", 1))
+    wmat = np.concatenate([weight_matrix(w, g, i) for i in range(g)], axis=1)
+    return trained_mac_precision(node.name, wmat, node.params.get("bias"), ctx.in_types[0], ctx.fixed)
+
+
+def _import(onode, st: ImportState, a: dict, name: str) -> None:
+    x = dyn(st, onode.input[0], "Conv", name)
+    if not st.is_const(onode.input[1]):
+        raise unsupported("Conv", name, "non-constant weights")
+    w = f64(st.const(onode.input[1]))
+    nd = w.ndim - 2
+    if nd not in (1, 2):
+        raise unsupported("Conv", name, f"{nd}-D convolution (only 1-D and 2-D)")
+    k = [int(v) for v in a.get("kernel_shape", w.shape[2:])]
+    if tuple(k) != w.shape[2:]:
+        raise ModelError(f"node {name!r} (Conv): kernel_shape {k} does not match weight {w.shape}")
+    strides = [int(v) for v in a.get("strides", [1] * nd)]
+    dil = [int(v) for v in a.get("dilations", [1] * nd)]
+    shape = st.shapes[x]
+    if len(shape) != nd + 1:
+        raise ShapeError(
+            f"node {name!r} (Conv): input {shape} is not (channels, {nd} spatial dims)"
+        )
+    p = pads(a, shape[1:], k, strides, dil, "Conv", name)
+    attrs = {"strides": strides, "pads": p, "dilations": dil, "group": int(a.get("group", 1))}
+    node = Node(name, "conv", [x], [onode.output[0]], attrs=attrs, params={"weight": w})
+    b = opt_const(st, onode, 2)
+    if b is not None:
+        node.params["bias"] = f64(b).reshape(-1)
+        set_trained(node, "bias", trained(st, onode.input[2]))
+    set_trained(node, "weight", trained(st, onode.input[1]))
+    st.emit(node)
+
+
+def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+    w = b.quant_const(f"{key}_weight", qp["weight"], prec["weight"])
+    inputs = [ins[0], w]
+    if "bias" in qp:
+        inputs.append(b.quant_const(f"{key}_bias", qp["bias"], prec["bias"]))
+    nd = qp["weight"].ndim - 2
+    a = node.attrs
+    b.node(
+        "Conv", inputs, [out], key,
+        kernel_shape=list(qp["weight"].shape[2:]),
+        strides=list(a.get("strides", [1] * nd)), pads=list(a.get("pads", [0] * 2 * nd)),
+        dilations=list(a.get("dilations", [1] * nd)), group=int(a.get("group", 1)),
+    )  # fmt: skip
+
 CONV = Op(
     name="conv",
+    trained_precision=_trained,
+    onnx_import={"Conv": _import},
+    onnx_export=_export,
     roles=("weight", "bias", "accum", "result"),
     param_roles=("weight", "bias"),
     infer_shape=_shape,

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from lightspeed.errors import ShapeError
+from lightspeed.errors import ModelError, ShapeError
 from lightspeed.fixed import cast
 from lightspeed.ir.graph import Node, Shape
+from lightspeed.ops.onnx_export import Builder
+from lightspeed.ops.onnx_import import (
+    ImportState,
+    dyn,
+    f64,
+    opt_const,
+    set_trained,
+    trained,
+    unsupported,
+)
 from lightspeed.ops.base import (
+    TrainedContext,
     AutoContext,
     Cost,
     CostContext,
@@ -18,7 +29,7 @@ from lightspeed.ops.base import (
     mac_cost,
     quantize_param,
 )
-from lightspeed.ops.mac import dense_cast, linear_precision, mac
+from lightspeed.ops.mac import dense_cast, linear_precision, mac, trained_mac_precision
 
 
 def _shape(node: Node, ins: list[Shape]) -> list[Shape]:
@@ -69,8 +80,78 @@ def _cost(node: Node, ctx: CostContext) -> Cost:
     return mac_cost(ctx.qparams["weight"], repeats, ctx, ctx.in_types[0])
 
 
+def _trained(node: Node, ctx: TrainedContext) -> Precision:
+    p = node.params
+    return trained_mac_precision(node.name, p["weight"], p.get("bias"), ctx.in_types[0], ctx.fixed)
+
+
+# -- ONNX import: Gemm, MatMul with a constant right operand
+
+
+def _gemm(onode, st: ImportState, a: dict, name: str) -> None:
+    x = dyn(st, onode.input[0], "Gemm", name)
+    if a.get("transA", 0):
+        raise unsupported("Gemm", name, "transA=1")
+    if not st.is_const(onode.input[1]):
+        raise unsupported("Gemm", name, "non-constant B (weights)")
+    w = f64(st.const(onode.input[1]))
+    if w.ndim != 2:
+        raise ModelError(f"node {name!r} (Gemm): weight must be 2-D, got {w.shape}")
+    if a.get("transB", 0):
+        w = w.T
+    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    if len(st.shapes[x]) != 1 or st.shapes[x][0] != w.shape[0]:
+        raise ShapeError(
+            f"node {name!r} (Gemm): input {st.shapes[x]} does not match weight {w.shape}"
+        )
+    node = Node(name, "dense", [x], [onode.output[0]], params={"weight": alpha * w})
+    c = opt_const(st, onode, 2)
+    if c is not None:
+        c = f64(c)
+        if c.ndim == 2 and c.shape[0] != 1:
+            raise unsupported("Gemm", name, f"bias C of shape {c.shape} depends on the batch row")
+        node.params["bias"] = (
+            beta * np.broadcast_to(c.reshape(-1) if c.ndim else c, (w.shape[1],)).copy()
+        )
+    if alpha == 1.0:
+        set_trained(node, "weight", trained(st, onode.input[1]))
+    if c is not None and beta == 1.0:
+        set_trained(node, "bias", trained(st, onode.input[2]))
+    st.emit(node)
+
+
+def _matmul(onode, st: ImportState, a: dict, name: str) -> None:
+    if st.is_const(onode.input[0]):
+        raise unsupported("MatMul", name, "constant left operand; use x @ W with constant W")
+    x = dyn(st, onode.input[0], "MatMul", name)
+    if not st.is_const(onode.input[1]):
+        raise unsupported("MatMul", name, "product of two non-constant tensors")
+    w = f64(st.const(onode.input[1]))
+    if w.ndim != 2:
+        raise unsupported("MatMul", name, f"weight of rank {w.ndim} (only 2-D constant weights)")
+    node = Node(name, "dense", [x], [onode.output[0]], params={"weight": w})
+    set_trained(node, "weight", trained(st, onode.input[1]))
+    st.emit(node)
+
+
+def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+    w = b.quant_const(f"{key}_weight", qp["weight"], prec["weight"])
+    bias = b.quant_const(f"{key}_bias", qp["bias"], prec["bias"]) if "bias" in qp else None
+    if len(shapes[node.inputs[0]]) == 1:
+        b.node("Gemm", [ins[0], w] + ([bias] if bias else []), [out], key)
+        return
+    if bias is None:
+        b.node("MatMul", [ins[0], w], [out], key)
+        return
+    mid = b.fresh(f"{out}_matmul")
+    b.node("MatMul", [ins[0], w], [mid], key)
+    b.node("Add", [mid, bias], [out], key)  # same name: the importer folds it into this dense
+
 DENSE = Op(
     name="dense",
+    trained_precision=_trained,
+    onnx_import={"Gemm": _gemm, "MatMul": _matmul},
+    onnx_export=_export,
     roles=("weight", "bias", "accum", "result"),
     param_roles=("weight", "bias"),
     infer_shape=_shape,

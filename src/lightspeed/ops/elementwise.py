@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from lightspeed.errors import ShapeError
+from lightspeed.errors import ModelError, ShapeError
 from lightspeed.fixed import FixedType, as_exact, requantize
 from lightspeed.ir.graph import Node, Shape
+from lightspeed.ops.onnx_export import Builder
+from lightspeed.ops.onnx_import import ImportState, affine, dyn, full_const, unsupported
 from lightspeed.ops.base import (
+    TrainedContext,
     AutoContext,
     Cost,
     CostContext,
@@ -49,11 +52,55 @@ def _add_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx
     return [Fx(requantize(total, frac, prec["result"]), prec["result"])]
 
 
-def _add_auto(node: Node, ctx: AutoContext) -> Precision:
+def _add_auto(node: Node, ctx: AutoContext | TrainedContext) -> Precision:
     frac = max(t.frac for t in ctx.in_types)
     lo = sum(t.min_int << (frac - t.frac) for t in ctx.in_types)
     hi = sum(t.max_int << (frac - t.frac) for t in ctx.in_types)
     return merge(ctx.fixed, {"result": exact_type(lo, hi, frac)})
+
+
+# -- ONNX import: element-wise arithmetic. Two computed operands map to an IR op;
+# a constant operand is a scale/shift (affine), folded later by ir.passes.fold_affine.
+_TWO_TENSORS = {"Add": "add", "Mul": "mul"}
+
+
+def _binary(onode, st: ImportState, a: dict, name: str) -> None:
+    op = onode.op_type
+    out = onode.output[0]
+    t0, t1 = onode.input[0], onode.input[-1]
+    c0, c1 = st.is_const(t0), st.is_const(t1)
+    if op == "Sum":
+        if any(st.is_const(t) for t in onode.input):
+            raise unsupported("Sum", name, "constant operand; use Add")
+        xs = [dyn(st, t, op, name) for t in onode.input]
+        st.emit(Node(name, "add", xs, [out]))
+        return
+    if not c0 and not c1:
+        if op not in _TWO_TENSORS:
+            raise unsupported(op, name, "two non-constant operands")
+        xs = [dyn(st, t, op, name) for t in (t0, t1)]
+        st.emit(Node(name, _TWO_TENSORS[op], xs, [out]))
+        return
+    if op not in ("Add", "Sub", "Mul", "Div"):
+        raise unsupported(op, name, "a constant operand")
+    x = dyn(st, t1 if c0 else t0, op, name)
+    c = full_const(st.const(t0 if c0 else t1), st.shapes[x], op, name)
+    ones, zeros = np.ones_like(c), np.zeros_like(c)
+    if op == "Add":
+        scale, shift = ones, c
+    elif op == "Mul":
+        scale, shift = c, zeros
+    elif op == "Sub":
+        scale, shift = (-ones, c) if c0 else (ones, -c)
+    else:  # Div
+        if c0:
+            raise unsupported("Div", name, "division by a non-constant tensor")
+        scale, shift = 1.0 / c, zeros
+    affine(st, x, out, scale, shift, name, op)
+
+
+def _add_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+    b.node("Add" if len(ins) == 2 else "Sum", ins, [out], key)
 
 
 def _n_cost(node: Node, ctx: CostContext) -> Cost:
@@ -63,6 +110,9 @@ def _n_cost(node: Node, ctx: CostContext) -> Cost:
 
 ADD = Op(
     name="add",
+    trained_precision=_add_auto,
+    onnx_import={"Add": _binary, "Sub": _binary, "Mul": _binary, "Div": _binary, "Sum": _binary},
+    onnx_export=_add_export,
     roles=("result",),
     infer_shape=_broadcast,
     run_float=_add_float,
@@ -99,8 +149,28 @@ def _mul_cost(node: Node, ctx: CostContext) -> Cost:
     return Cost(mults=n, bops=n * ctx.in_types[0].width * ctx.in_types[-1].width)
 
 
+def _mul_trained(node: Node, ctx: TrainedContext) -> Precision:
+    """The exact product type: bounds of the product of the input ranges."""
+    frac = sum(t.frac for t in ctx.in_types)
+    lo, hi = 1, 1
+    for t in ctx.in_types:
+        corners = [lo * t.min_int, lo * t.max_int, hi * t.min_int, hi * t.max_int]
+        lo, hi = min(corners), max(corners)
+    return merge(ctx.fixed, {"result": exact_type(lo, hi, frac)})
+
+
+def _mul_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+    if len(ins) != 2:
+        raise ModelError(
+            f"node {node.name!r}: a {len(ins)}-input mul has no single ONNX op; QONNX export "
+            "supports two-input mul only"
+        )
+    b.node("Mul", ins, [out], key)
+
 MUL = Op(
     name="mul",
+    trained_precision=_mul_trained,
+    onnx_export=_mul_export,
     roles=("result",),
     infer_shape=_broadcast,
     run_float=_mul_float,
@@ -111,7 +181,7 @@ MUL = Op(
 )
 
 
-def _axis(node: Node, ndim: int) -> int:
+def concat_axis(node: Node, ndim: int) -> int:
     """Concat axis in IR terms (no batch); the attr holds the ONNX axis (batch = 0)."""
     a = int(node.attrs.get("axis", 1))
     a = a + ndim + 1 if a < 0 else a
@@ -121,7 +191,7 @@ def _axis(node: Node, ndim: int) -> int:
 
 
 def _concat_shape(node: Node, ins: list[Shape]) -> list[Shape]:
-    ax = _axis(node, len(ins[0]))
+    ax = concat_axis(node, len(ins[0]))
     base = list(ins[0])
     for s in ins[1:]:
         if len(s) != len(base) or any(
@@ -133,23 +203,42 @@ def _concat_shape(node: Node, ins: list[Shape]) -> list[Shape]:
 
 
 def _concat_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
-    return [np.concatenate(xs, axis=_axis(node, xs[0].ndim - 1) + 1)]
+    return [np.concatenate(xs, axis=concat_axis(node, xs[0].ndim - 1) + 1)]
 
 
 def _concat_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
     parts = [requantize(x.m, x.t.frac, prec["result"]) for x in xs]
-    return [Fx(np.concatenate(parts, axis=_axis(node, xs[0].m.ndim - 1) + 1), prec["result"])]
+    return [Fx(np.concatenate(parts, axis=concat_axis(node, xs[0].m.ndim - 1) + 1), prec["result"])]
 
 
-def _concat_auto(node: Node, ctx: AutoContext) -> Precision:
+def _concat_auto(node: Node, ctx: AutoContext | TrainedContext) -> Precision:
     frac = max(t.frac for t in ctx.in_types)
     lo = min(t.min_int << (frac - t.frac) for t in ctx.in_types)
     hi = max(t.max_int << (frac - t.frac) for t in ctx.in_types)
     return merge(ctx.fixed, {"result": exact_type(lo, hi, frac)})
 
 
+def _concat_import(onode, st: ImportState, a: dict, name: str) -> None:
+    for t in onode.input:
+        if st.is_const(t):
+            raise unsupported("Concat", name, f"constant input {t!r}")
+    xs = [dyn(st, t, "Concat", name) for t in onode.input]
+    rank = len(st.shapes[xs[0]]) + 1
+    axis = int(a["axis"])
+    axis = axis + rank if axis < 0 else axis
+    if axis == 0:
+        raise unsupported("Concat", name, "concatenation over the batch axis")
+    st.emit(Node(name, "concat", xs, [onode.output[0]], attrs={"axis": axis}))
+
+
+def _concat_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+    b.node("Concat", ins, [out], key, axis=int(node.attrs.get("axis", 1)))
+
 CONCAT = Op(
     name="concat",
+    trained_precision=_concat_auto,
+    onnx_import={"Concat": _concat_import},
+    onnx_export=_concat_export,
     roles=("result",),
     infer_shape=_concat_shape,
     run_float=_concat_float,
@@ -158,4 +247,6 @@ CONCAT = Op(
     doc="concatenation (axis as in ONNX, batch = 0); inputs cast to result",
 )
 
-__all__ = ["ADD", "CONCAT", "MUL", "FixedType"]
+__all__ = ["ADD", "CONCAT", "MUL", "FixedType", "concat_axis"]
+
+_axis = concat_axis  # the firmware emitters' old name; remove once they import concat_axis

@@ -387,3 +387,27 @@ def _interval(wq: np.ndarray, x_t: FixedType, prod_frac: int, frac: int):
     lo = np.minimum(a, c).sum(axis=0) << shift
     hi = np.maximum(a, c).sum(axis=0) << shift
     return lo, hi
+
+
+def trained_mac_precision(
+    name: str, w: np.ndarray, b: np.ndarray | None, x_t: FixedType, trained: dict[str, FixedType]
+) -> dict[str, FixedType]:
+    """Trained typing of a multiply-accumulate: weight/bias/result as trained, an exact accumulator.
+
+    ``w`` is the (fan_in, fan_out) matrix, ``b`` the bias; without a trained
+    result the result is the exact accumulator itself (nothing rounded).
+    """
+    from lightspeed.errors import ConfigError
+    from lightspeed.ops.base import AutoOptions
+
+    missing = [r for r in ("weight", "bias") if r not in trained and (r == "weight" or b is not None)]
+    if missing:
+        raise ConfigError(
+            f"node {name!r}: no trained type for {missing}; it was not quantized in training"
+        )
+    fixed = dict(trained)
+    fixed.setdefault("result", FixedType(1, 1))
+    prec = linear_precision(w, b, x_t, fixed, AutoOptions(), (0.0, 0.0))
+    if "result" not in trained:
+        prec["result"] = prec["accum"]
+    return prec

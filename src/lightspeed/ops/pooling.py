@@ -16,6 +16,7 @@ from lightspeed.errors import ShapeError, UnsupportedOpError
 from lightspeed.fixed import FixedType, as_exact, cast, requantize
 from lightspeed.ir.graph import Node, Shape
 from lightspeed.ops.base import (
+    TrainedContext,
     AutoContext,
     Cost,
     CostContext,
@@ -26,6 +27,8 @@ from lightspeed.ops.base import (
     merge,
     result_type,
 )
+from lightspeed.ops.onnx_export import Builder, simple
+from lightspeed.ops.onnx_import import ImportState, dyn, opt_const, pads, unsupported
 
 RECIP_BITS = 18
 
@@ -108,7 +111,7 @@ def _max_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx
     return [Fx(cast(m, x.t, prec["result"]), prec["result"])]
 
 
-def _max_auto(node: Node, ctx: AutoContext) -> Precision:
+def _max_auto(node: Node, ctx: AutoContext | TrainedContext) -> Precision:
     return merge(ctx.fixed, {"result": ctx.in_types[0]})
 
 
@@ -117,8 +120,88 @@ def _max_cost(node: Node, ctx: CostContext) -> Cost:
     return Cost(adds=n, bops=n * ctx.in_types[0].width)
 
 
+# -- ONNX import
+
+
+def _pool_import(onode, st: ImportState, a: dict, name: str) -> None:
+    op = onode.op_type
+    x = dyn(st, onode.input[0], op, name)
+    if len(onode.output) > 1 and onode.output[1] and st.uses.get(onode.output[1], 0):
+        raise unsupported(op, name, "Indices output")
+    shape = st.shapes[x]
+    k = [int(v) for v in a["kernel_shape"]]
+    nd = len(k)
+    if nd not in (1, 2) or len(shape) != nd + 1:
+        raise unsupported(op, name, f"{nd}-D pooling on input {shape} (only 1-D and 2-D)")
+    strides = [int(v) for v in a.get("strides", [1] * nd)]
+    dil = [int(v) for v in a.get("dilations", [1] * nd)]
+    if any(d != 1 for d in dil):
+        raise unsupported(op, name, "dilated pooling")
+    p = pads(a, shape[1:], k, strides, dil, op, name)
+    if a.get("ceil_mode", 0):
+        for i in range(nd):
+            span = shape[1 + i] + p[i] + p[i + nd] - k[i]
+            if span % strides[i]:
+                raise unsupported(
+                    op, name, "ceil_mode=1 with a partial last window; use ceil_mode=0"
+                )
+    attrs: dict = {"kernel_shape": k, "strides": strides, "pads": p}
+    ir_op = "maxpool" if op == "MaxPool" else "avgpool"
+    if ir_op == "avgpool":
+        attrs["count_include_pad"] = int(a.get("count_include_pad", 0)) if any(p) else 1
+    st.emit(Node(name, ir_op, [x], [onode.output[0]], attrs=attrs))
+
+
+def _global_pool_import(onode, st: ImportState, a: dict, name: str) -> None:
+    x = dyn(st, onode.input[0], onode.op_type, name)
+    shape = st.shapes[x]
+    if onode.op_type == "GlobalAveragePool":
+        st.emit(Node(name, "global_avgpool", [x], [onode.output[0]]))
+        return
+    k = list(shape[1:])
+    attrs = {"kernel_shape": k, "strides": [1] * len(k), "pads": [0] * (2 * len(k))}
+    st.emit(Node(name, "maxpool", [x], [onode.output[0]], attrs=attrs))
+
+
+def _reduce_mean_import(onode, st: ImportState, a: dict, name: str) -> None:
+    """ReduceMean over every spatial axis is a global average pool (+ reshape without keepdims)."""
+    x = dyn(st, onode.input[0], "ReduceMean", name)
+    shape = st.shapes[x]
+    rank = len(shape) + 1
+    axes_c = opt_const(st, onode, 1)
+    axes = [int(v) for v in (axes_c.reshape(-1) if axes_c is not None else a.get("axes", []))]
+    axes = sorted(v + rank if v < 0 else v for v in axes)
+    if len(shape) < 2 or axes != list(range(2, rank)):
+        raise unsupported("ReduceMean", name, f"axes {axes} (only all spatial axes 2..{rank - 1})")
+    out = onode.output[0]
+    if int(a.get("keepdims", 1)):
+        st.emit(Node(name, "global_avgpool", [x], [out]))
+        return
+    mid = f"{out}__pooled"
+    st.emit(Node(name, "global_avgpool", [x], [mid]))
+    st.emit(Node(f"{name}_squeeze", "reshape", [mid], [out], attrs={"shape": [shape[0]]}))
+
+
+def _pool_export(onnx_op: str):
+    def emit(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+        a = node.attrs
+        k = list(a["kernel_shape"])
+        kw: dict = {
+            "kernel_shape": k,
+            "strides": list(a.get("strides", k)),
+            "pads": list(a.get("pads", [0] * 2 * len(k))),
+        }
+        if onnx_op == "AveragePool":
+            kw["count_include_pad"] = int(a.get("count_include_pad", 0))
+        b.node(onnx_op, ins, [out], key, **kw)
+
+    return emit
+
 MAXPOOL = Op(
     name="maxpool",
+    trained_precision=_max_auto,
+    onnx_import={"MaxPool": _pool_import, "GlobalMaxPool": _global_pool_import},
+    onnx_export=_pool_export("MaxPool"),
     roles=("result",),
     infer_shape=_shape,
     run_float=_max_float,
@@ -169,6 +252,8 @@ def _avg_cost(node: Node, ctx: CostContext) -> Cost:
 
 AVGPOOL = Op(
     name="avgpool",
+    onnx_import={"AveragePool": _pool_import},
+    onnx_export=_pool_export("AveragePool"),
     roles=("result",),
     infer_shape=_shape,
     run_float=_avg_float,
@@ -193,6 +278,8 @@ def _gap_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 GLOBAL_AVGPOOL = Op(
     name="global_avgpool",
+    onnx_import={"GlobalAveragePool": _global_pool_import, "ReduceMean": _reduce_mean_import},
+    onnx_export=simple("GlobalAveragePool"),
     roles=("result",),
     infer_shape=_gap_shape,
     run_float=_gap_float,

@@ -1,21 +1,57 @@
 """Quant: an explicit cast to a fixed-point type (QONNX ``Quant`` on activations).
 
-The importer translates a power-of-two-scale, zero-offset QONNX ``Quant`` into
-this op with ``attrs["type"]``; float semantics fake-quantize to that type, so
-the float and fixed models agree exactly on these tensors.
+The cast type is the node's ``types["result"]``; float semantics
+fake-quantize to it, so the float and fixed models agree exactly on these
+tensors. This module also imports QONNX ``Quant``/``BipolarQuant``:
+
+A QONNX ``Quant(x, scale, zero_point, bitwidth; signed, narrow, rounding_mode)``
+computes ``y = (clip(round(x / scale + zp), lo, hi) - zp) * scale``. With a
+power-of-two scale ``2**-k`` and ``zp = 0`` this is exactly a cast to
+``ap_fixed<b, b-k, Q, O>`` (``ap_ufixed`` when unsigned) where Q comes from
+``rounding_mode`` (ROUND -> RND_CONV, ROUND_TO_ZERO -> TRN_ZERO, FLOOR -> TRN)
+and O is SAT (SAT_SYM when ``narrow`` and signed). Anything else cannot be
+exact in fixed point and is refused with the node's name.
+
+* On constants (weights, biases) the Quant is folded into the values and the
+  type is remembered; the consuming dense/conv records it as its trained
+  ``attrs["precision"]["weight"|"bias"]``. Per-channel power-of-two scales
+  (and per-element bit widths as HGQ exports them; 0 bits = pruned) get one
+  type wide enough to hold every element exactly.
+* On activations it becomes an IR ``quant`` node (``attrs["type"]``).
+* ``BipolarQuant`` (``y = scale * (x >= 0 ? 1 : -1)``) is supported on
+  constants (binary weights, type ``ap_fixed<2, 2-k>``); on activations it is a
+  sign function, not a cast, and is refused.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from lightspeed.fixed import parse_type, quantize_float, requantize, to_float
+from lightspeed.errors import ModelError, UnsupportedOpError
+from lightspeed.fixed import MAX_WIDTH, FixedType, quantize_float, requantize, to_float
 from lightspeed.ir.graph import Node
-from lightspeed.ops.base import AutoContext, Fx, Op, Precision, QParams, merge, same_shape
+from lightspeed.ops.base import (
+    AutoContext,
+    Fx,
+    Op,
+    Precision,
+    QParams,
+    TrainedContext,
+    merge,
+    same_shape,
+)
+from lightspeed.ops.onnx_export import Builder
+from lightspeed.ops.onnx_import import ImportState, dyn, onnx_attrs, unsupported
+
+
+def cast_type(node: Node) -> FixedType:
+    return node.types["result"]
 
 
 def _float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
-    t = parse_type(node.attrs["type"])
+    t = cast_type(node)
     return [to_float(quantize_float(xs[0], t, what=f"{node.name} input"), t)]
 
 
@@ -25,7 +61,194 @@ def _fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
 
 
 def _auto(node: Node, ctx: AutoContext) -> Precision:
-    return merge(ctx.fixed, {"result": parse_type(node.attrs["type"])})
+    return merge(ctx.fixed, {"result": cast_type(node)})
+
+
+def _trained(node: Node, ctx: TrainedContext) -> Precision:
+    return {"result": ctx.fixed.get("result", cast_type(node))}
+
+
+def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+    b.quant(ins[0], out, prec["result"], key)
+
+
+# ---------------------------------------------------------------------------
+# QONNX import
+
+ROUNDING = {"ROUND": "RND_CONV", "ROUND_TO_ZERO": "TRN_ZERO", "FLOOR": "TRN"}
+
+
+def _pow2_exponents(scale: np.ndarray, name: str) -> np.ndarray:
+    s = np.asarray(scale, dtype=np.float64)
+    if s.size == 0 or np.any(~np.isfinite(s)) or np.any(s <= 0):
+        raise ModelError(f"node {name!r}: Quant scale must be positive and finite")
+    e = np.log2(s)
+    if np.any(e != np.round(e)):
+        bad = float(s.reshape(-1)[np.argmax(e != np.round(e))])
+        raise UnsupportedOpError(
+            f"node {name!r}: Quant scale {bad:g} is not a power of two, so it has no exact "
+            "fixed-point type; train with power-of-two scales (e.g. Brevitas *FixedPoint quantizers)"
+        )
+    return -np.round(e).astype(np.int64)  # fractional bits per element
+
+
+def _const(st: ImportState, onode: Any, i: int, what: str, name: str) -> np.ndarray:
+    if len(onode.input) <= i or not onode.input[i]:
+        raise ModelError(f"node {name!r} ({onode.op_type}): missing {what} input")
+    if not st.is_const(onode.input[i]):
+        raise UnsupportedOpError(
+            f"node {name!r} ({onode.op_type}): {what} must be a constant (dynamic quantization "
+            "parameters are not supported)"
+        )
+    return np.asarray(st.const(onode.input[i]))
+
+
+def _bits(bitwidth: np.ndarray, name: str) -> np.ndarray:
+    """Bit widths as integers (one per element where heterogeneous, as HGQ exports them)."""
+    b = np.asarray(bitwidth, dtype=np.float64)
+    if b.size == 0 or np.any(b != np.round(b)) or np.any(b < 0) or np.any(b > MAX_WIDTH):
+        raise UnsupportedOpError(
+            f"node {name!r}: Quant bitwidth must be integers in 0..{MAX_WIDTH}, got "
+            f"{np.unique(b)[:4].tolist()}"
+        )
+    return b.astype(np.int64)
+
+
+def quant_params(onode: Any, st: ImportState, name: str) -> dict[str, Any]:
+    """Read and check a Quant node's parameters."""
+    a = onnx_attrs(onode)
+    scale = _const(st, onode, 1, "scale", name)
+    zp = _const(st, onode, 2, "zero_point", name)
+    bits = _bits(_const(st, onode, 3, "bitwidth", name), name)
+    if np.any(np.asarray(zp, dtype=np.float64) != 0):
+        raise UnsupportedOpError(
+            f"node {name!r}: Quant zero_point {np.asarray(zp).reshape(-1)[:4].tolist()} is not zero; "
+            "fixed-point types are symmetric around zero (train with zero_point = 0)"
+        )
+    mode = a.get("rounding_mode", "ROUND")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    return {
+        "scale": np.asarray(scale, dtype=np.float64),
+        "frac": _pow2_exponents(scale, name),
+        "bits": bits,
+        "signed": bool(a.get("signed", 1)),
+        "narrow": bool(a.get("narrow", 0)),
+        "rounding": mode.upper(),
+    }
+
+
+def int_bounds(bits: np.ndarray, signed: bool, narrow: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Integer range of each element (0..0 where the bit width is 0: a pruned weight)."""
+    b = np.asarray(bits, dtype=np.int64)
+    if signed:
+        half = np.ldexp(1.0, b - 1)
+        lo, hi = -half + float(narrow), half - 1.0
+    else:
+        lo, hi = np.zeros(b.shape), np.ldexp(1.0, b) - 1.0 - float(narrow)
+    zero = b == 0
+    return np.where(zero, 0.0, lo), np.where(zero, 0.0, hi)
+
+
+def _round(v: np.ndarray, mode: str, name: str) -> np.ndarray:
+    if mode == "ROUND":
+        return np.round(v)
+    if mode == "ROUND_TO_ZERO":
+        return np.trunc(v)
+    if mode == "FLOOR":
+        return np.floor(v)
+    if mode == "CEIL":
+        return np.ceil(v)
+    raise ModelError(f"node {name!r}: unknown Quant rounding_mode {mode!r}")
+
+
+def fake_quant(x: np.ndarray, p: dict[str, Any], name: str) -> np.ndarray:
+    """QONNX Quant on float values (zero point 0), element-wise scales and bit widths."""
+    lo, hi = int_bounds(p["bits"], p["signed"], p["narrow"])
+    q = np.clip(_round(np.asarray(x, dtype=np.float64) / p["scale"], p["rounding"], name), lo, hi)
+    return q * p["scale"]
+
+
+def _check_width(width: int, name: str) -> None:
+    if width > MAX_WIDTH:
+        raise UnsupportedOpError(
+            f"node {name!r}: per-channel scales/bit widths need a {width}-bit type to hold every "
+            f"element exactly (max {MAX_WIDTH}); use per-tensor or closer per-channel scales"
+        )
+
+
+def const_type(p: dict[str, Any], name: str) -> FixedType:
+    """One type holding the quantized constant exactly (every channel's or element's grid)."""
+    b, k = np.broadcast_arrays(p["bits"], p["frac"])
+    live = b > 0
+    if not np.any(live):  # everything pruned to zero
+        return FixedType(1, 1, p["signed"], "RND_CONV", "SAT")
+    frac = int(k[live].max())
+    integer = int((b[live] - k[live]).max())
+    width = max(integer + frac, 1)
+    _check_width(width, name)
+    overflow = "SAT_SYM" if p["narrow"] and p["signed"] else "SAT"
+    rounding = ROUNDING.get(p["rounding"], "RND")
+    return FixedType(width, integer, p["signed"], rounding, overflow)
+
+
+def activation_type(p: dict[str, Any], name: str) -> FixedType:
+    """The exact cast a Quant on activations performs (refusing what fixed point cannot do)."""
+    if np.unique(p["frac"]).size != 1 or np.unique(p["bits"]).size != 1:
+        raise UnsupportedOpError(
+            f"node {name!r}: per-channel/per-element Quant scales or bit widths on activations "
+            "are not supported; use one power-of-two scale and one bit width per activation tensor"
+        )
+    if int(p["bits"].reshape(-1)[0]) < 1:
+        raise UnsupportedOpError(f"node {name!r}: a 0-bit Quant on activations zeroes the tensor")
+    if p["rounding"] not in ROUNDING:
+        raise UnsupportedOpError(
+            f"node {name!r}: Quant rounding_mode {p['rounding']} has no ap_fixed equivalent; "
+            "use ROUND, ROUND_TO_ZERO or FLOOR"
+        )
+    if p["narrow"] and not p["signed"]:
+        raise UnsupportedOpError(
+            f"node {name!r}: unsigned narrow-range Quant (max 2^b-2) has no ap_ufixed overflow "
+            "mode; use narrow=0 for unsigned activations"
+        )
+    k = int(p["frac"].reshape(-1)[0])
+    bits = int(p["bits"].reshape(-1)[0])
+    overflow = "SAT_SYM" if p["narrow"] else "SAT"
+    return FixedType(bits, bits - k, p["signed"], ROUNDING[p["rounding"]], overflow)
+
+
+def bipolar_type(frac: np.ndarray, name: str) -> FixedType:
+    kmax, kmin = int(frac.max()), int(frac.min())
+    width = 2 + kmax - kmin
+    _check_width(width, name)
+    return FixedType(width, 2 - kmin, True, "RND_CONV", "SAT")
+
+
+def convert_quant(onode: Any, st: ImportState, name: str) -> None:
+    op = onode.op_type
+    if op not in ("Quant", "BipolarQuant"):
+        raise unsupported(f"{onode.domain}.{op}", name, "QONNX op other than Quant/BipolarQuant")
+    out = onode.output[0]
+    x_const = st.is_const(onode.input[0])
+    if op == "BipolarQuant":
+        scale = _const(st, onode, 1, "scale", name)
+        frac = _pow2_exponents(scale, name)
+        if not x_const:
+            raise UnsupportedOpError(
+                f"node {name!r}: BipolarQuant on activations (a binary sign activation) is not "
+                "supported; use it on weights only, or a 2-bit Quant on activations"
+            )
+        x = np.asarray(st.const(onode.input[0]), dtype=np.float64)
+        st.consts[out] = np.where(x >= 0, 1.0, -1.0) * np.asarray(scale, dtype=np.float64)
+        st.qtypes[out] = bipolar_type(frac, name)
+        return
+    p = quant_params(onode, st, name)
+    if x_const:
+        st.consts[out] = fake_quant(st.const(onode.input[0]), p, name)
+        st.qtypes[out] = const_type(p, name)
+        return
+    t = activation_type(p, name)
+    src = dyn(st, onode.input[0], op, name)
+    st.emit(Node(name, "quant", [src], [out], types={"result": t}))
 
 
 QUANT = Op(
@@ -36,5 +259,8 @@ QUANT = Op(
     run_float=_float,
     run_fixed=_fixed,
     auto_precision=_auto,
-    doc="cast to attrs['type'] (from QONNX Quant); fake-quantizes in the float model",
+    trained_precision=_trained,
+    onnx_import={"Quant": convert_quant, "BipolarQuant": convert_quant},
+    onnx_export=_export,
+    doc="cast to types['result'] (from QONNX Quant); fake-quantizes in the float model",
 )

@@ -7,9 +7,11 @@ import numpy as np
 from lightspeed.errors import ShapeError
 from lightspeed.ir.graph import Node, Shape
 from lightspeed.ops.base import AutoContext, Fx, Op, Precision, QParams
+from lightspeed.ops.onnx_export import Builder, simple
+from lightspeed.ops.onnx_import import BATCH, ImportState, dyn, unsupported
 
 
-def _keep_type(node: Node, ctx: AutoContext) -> Precision:
+def _keep_type(node: Node, ctx) -> Precision:
     return {}
 
 
@@ -57,7 +59,104 @@ def _transpose(node: Node, x: np.ndarray) -> np.ndarray:
     return x.transpose(0, *[p + 1 for p in node.attrs["perm"]])
 
 
-def _op(name: str, shape, fn, doc: str) -> Op:
+# -- ONNX import
+
+
+def _flatten_import(onode, st: ImportState, a: dict, name: str) -> None:
+    x = dyn(st, onode.input[0], "Flatten", name)
+    shape = st.shapes[x]
+    axis = int(a.get("axis", 1))
+    axis = axis + len(shape) + 1 if axis < 0 else axis
+    if axis != 1:
+        raise unsupported(
+            "Flatten", name, f"axis={axis} merges the batch axis with others; use axis=1"
+        )
+    st.emit(Node(name, "flatten", [x], [onode.output[0]]))
+
+
+def _reshape_import(onode, st: ImportState, a: dict, name: str) -> None:
+    x = dyn(st, onode.input[0], "Reshape", name)
+    if not st.is_const(onode.input[1]):
+        raise unsupported("Reshape", name, "non-constant target shape")
+    target = [int(v) for v in st.const(onode.input[1]).reshape(-1)]
+    shape = st.shapes[x]
+    total = int(np.prod(shape))
+    if not target:
+        raise ShapeError(f"node {name!r} (Reshape): empty target shape would drop the batch axis")
+    first, rest = target[0], target[1:]
+    allowzero = int(a.get("allowzero", 0))
+    out = []
+    for i, d in enumerate(rest):
+        if d == BATCH:
+            raise ShapeError(f"node {name!r} (Reshape): moves the batch size away from axis 0")
+        if d == 0 and not allowzero:
+            if i >= len(shape):
+                raise ShapeError(f"node {name!r} (Reshape): target {target} copies a missing dim")
+            d = shape[i]
+        out.append(d)
+    batches = {b for b in st.batch.values() if b is not None}
+    is_batch = first == BATCH or (first == 0 and not allowzero) or first in batches
+    if first == -1:
+        if -1 in out or int(np.prod(out)) != total:
+            raise ShapeError(
+                f"node {name!r} (Reshape): target {target} would change the batch size; "
+                "keep the batch axis first (e.g. x.reshape(x.shape[0], -1))"
+            )
+    elif not is_batch:
+        raise ShapeError(
+            f"node {name!r} (Reshape): target {target} does not keep the batch axis first; "
+            "reshape only the non-batch dims"
+        )
+    if out.count(-1) > 1:
+        raise ShapeError(f"node {name!r} (Reshape): more than one -1 in {target}")
+    if -1 in out:
+        known = int(np.prod([d for d in out if d != -1]))
+        if known == 0 or total % known:
+            raise ShapeError(f"node {name!r} (Reshape): cannot reshape {shape} into {target}")
+        out[out.index(-1)] = total // known
+    st.emit(Node(name, "reshape", [x], [onode.output[0]], attrs={"shape": out}))
+
+
+def _squeeze_import(onode, st: ImportState, a: dict, name: str) -> None:
+    from lightspeed.ops.onnx_import import opt_const
+
+    op = onode.op_type
+    x = dyn(st, onode.input[0], op, name)
+    shape = st.shapes[x]
+    axes_c = opt_const(st, onode, 1)
+    axes = [int(v) for v in (axes_c.reshape(-1) if axes_c is not None else a.get("axes", []))]
+    dummy = np.empty((1, *shape), dtype=np.uint8)
+    rank_out = dummy.ndim + (len(axes) if op == "Unsqueeze" else 0)
+    axes = [v + (rank_out if op == "Unsqueeze" else dummy.ndim) if v < 0 else v for v in axes]
+    if 0 in axes or (op == "Squeeze" and not axes):
+        raise unsupported(op, name, "touches the batch axis; give explicit non-batch axes")
+    res = (
+        np.expand_dims(dummy, tuple(axes)) if op == "Unsqueeze" else np.squeeze(dummy, tuple(axes))
+    )
+    st.emit(Node(name, "reshape", [x], [onode.output[0]], attrs={"shape": list(res.shape[1:])}))
+
+
+def _transpose_import(onode, st: ImportState, a: dict, name: str) -> None:
+    x = dyn(st, onode.input[0], "Transpose", name)
+    rank = len(st.shapes[x]) + 1
+    perm = [int(p) for p in a.get("perm", list(range(rank))[::-1])]
+    if perm[0] != 0:
+        raise unsupported("Transpose", name, f"perm {perm} moves the batch axis")
+    st.emit(
+        Node(name, "transpose", [x], [onode.output[0]], attrs={"perm": [p - 1 for p in perm[1:]]})
+    )
+
+
+def _reshape_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+    target = b.const(f"{key}_shape", np.array([-1, *node.attrs["shape"]]), dtype=np.int64)
+    b.node("Reshape", [ins[0], target], [out], key)
+
+
+def _transpose_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+    b.node("Transpose", ins, [out], key, perm=[0, *[int(p) + 1 for p in node.attrs["perm"]]])
+
+
+def _op(name: str, shape, fn, doc: str, onnx_import: dict, onnx_export) -> Op:
     run_float, run_fixed = _move(fn)
     return Op(
         name=name,
@@ -68,9 +167,22 @@ def _op(name: str, shape, fn, doc: str) -> Op:
         auto_precision=_keep_type,
         doc=doc,
         wiring=True,
+        trained_precision=_keep_type,
+        onnx_import=onnx_import,
+        onnx_export=onnx_export,
     )
 
 
-FLATTEN = _op("flatten", _flatten_shape, _flatten, "flatten all non-batch axes")
-RESHAPE = _op("reshape", _reshape_shape, _reshape, "reshape (attr shape, without batch)")
-TRANSPOSE = _op("transpose", _transpose_shape, _transpose, "permute non-batch axes (attr perm)")
+FLATTEN = _op(
+    "flatten", _flatten_shape, _flatten, "flatten all non-batch axes",
+    {"Flatten": _flatten_import}, simple("Flatten", axis=1),
+)  # fmt: skip
+RESHAPE = _op(
+    "reshape", _reshape_shape, _reshape, "reshape (attr shape, without batch)",
+    {"Reshape": _reshape_import, "Squeeze": _squeeze_import, "Unsqueeze": _squeeze_import},
+    _reshape_export,
+)  # fmt: skip
+TRANSPOSE = _op(
+    "transpose", _transpose_shape, _transpose, "permute non-batch axes (attr perm)",
+    {"Transpose": _transpose_import}, _transpose_export,
+)  # fmt: skip

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from lightspeed.errors import ShapeError
+from lightspeed.errors import ModelError, ShapeError
 from lightspeed.fixed import overflow, requantize
 from lightspeed.ir.graph import Node, Shape
 from lightspeed.ops.base import (
+    TrainedContext,
+    same_shape,
     AutoContext,
     Cost,
     CostContext,
@@ -24,7 +26,9 @@ from lightspeed.ops.base import (
     is_pow2,
     quantize_param,
 )
-from lightspeed.ops.mac import linear_precision
+from lightspeed.ops.mac import linear_precision, trained_mac_precision
+from lightspeed.ops.onnx_export import Builder
+from lightspeed.ops.onnx_import import ImportState, affine, dyn, f64, opt_const, unsupported
 
 
 def _bcast(v: np.ndarray, ndim: int) -> np.ndarray:
@@ -79,8 +83,45 @@ def _cost(node: Node, ctx: CostContext) -> Cost:
     )
 
 
+def _trained(node: Node, ctx: TrainedContext) -> Precision:
+    w = node.params["scale"][None, :]
+    return trained_mac_precision(node.name, w, node.params["shift"], ctx.in_types[0], ctx.fixed)
+
+
+def _import(onode, st: ImportState, a: dict, name: str) -> None:
+    x = dyn(st, onode.input[0], "BatchNormalization", name)
+    if a.get("training_mode", 0):
+        raise unsupported("BatchNormalization", name, "training_mode=1; export the model in eval()")
+    if any(o for o in onode.output[1:]):
+        raise unsupported("BatchNormalization", name, "running-statistics outputs (training mode)")
+    gamma, beta, mean, var = (opt_const(st, onode, i) for i in (1, 2, 3, 4))
+    if gamma is None or beta is None or mean is None or var is None:
+        raise ModelError(f"node {name!r} (BatchNormalization) needs scale, B, mean and var inputs")
+    eps = float(a.get("epsilon", 1e-5))
+    s = f64(gamma) / np.sqrt(f64(var) + eps)
+    sh = f64(beta) - f64(mean) * s
+    shape = st.shapes[x]
+    cshape = (-1,) + (1,) * (len(shape) - 1)
+    scale = np.broadcast_to(s.reshape(cshape), shape).copy()
+    shift = np.broadcast_to(sh.reshape(cshape), shape).copy()
+    affine(st, x, onode.output[0], scale, shift, name, "BatchNormalization")
+
+
+def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+    nd = len(shapes[node.inputs[0]])
+    cshape = (-1,) + (1,) * (nd - 1)
+    s = b.quant_const(f"{key}_scale", qp["scale"].reshape(cshape), prec["weight"])
+    sh = b.quant_const(f"{key}_shift", qp["shift"].reshape(cshape), prec["bias"])
+    mid = b.fresh(f"{out}_mul")
+    b.node("Mul", [ins[0], s], [mid], key)
+    b.node("Add", [mid, sh], [out], key)  # same name: merged into this batchnorm on import
+
 BATCHNORM = Op(
     name="batchnorm",
+    trained_precision=_trained,
+    param_role={"scale": "weight", "shift": "bias"},
+    onnx_import={"BatchNormalization": _import},
+    onnx_export=_export,
     roles=("weight", "bias", "accum", "result"),
     param_roles=("weight", "bias"),
     infer_shape=_shape,
@@ -90,4 +131,28 @@ BATCHNORM = Op(
     quantize_params=_qparams,
     cost=_cost,
     doc="per-channel x*scale + shift (unfoldable BatchNorm); weight=scale, bias=shift types",
+)
+
+
+def _affine_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    return [xs[0] * node.params["scale"] + node.params["shift"]]
+
+
+def _affine_unfolded(node: Node, *args) -> Precision:
+    raise ModelError(
+        f"node {node.name!r}: an affine node reached quantization; run "
+        "lightspeed.ir.passes.fold_affine (every frontend does) to fold it"
+    )
+
+
+AFFINE = Op(
+    name="affine",
+    roles=(),
+    infer_shape=same_shape,
+    run_float=_affine_float,
+    run_fixed=_affine_unfolded,
+    auto_precision=_affine_unfolded,
+    internal=True,
+    doc="import-time x*scale + shift with full-shape constants; ir.passes.fold_affine folds it "
+    "into the layer before or turns it into a batchnorm",
 )

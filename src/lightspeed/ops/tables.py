@@ -25,6 +25,8 @@ import numpy as np
 from lightspeed.errors import ConfigError, ShapeError
 from lightspeed.fixed import FixedType, quantize_float, requantize
 from lightspeed.ir.graph import Node, Shape
+from lightspeed.ops.onnx_export import simple
+from lightspeed.ops.onnx_import import ImportState, dyn, unary, unsupported
 from lightspeed.ops.base import (
     AutoContext,
     Cost,
@@ -128,6 +130,8 @@ def _unary(name: str) -> Op:
         quantize_params=_unary_qparams,
         cost=_unary_cost,
         doc=f"{name} by a lookup table (table_size, table_range attrs)",
+        onnx_import={name.capitalize(): unary(name)},
+        onnx_export=simple(name.capitalize()),
     )
 
 
@@ -223,8 +227,20 @@ def _softmax_cost(node: Node, ctx: CostContext) -> Cost:
     )
 
 
+def _softmax_import(onode, st: ImportState, a: dict, name: str) -> None:
+    x = dyn(st, onode.input[0], "Softmax", name)
+    rank = len(st.shapes[x]) + 1
+    axis = int(a.get("axis", -1 if st.opset >= 13 else 1))
+    if axis < 0:
+        axis += rank
+    if axis != rank - 1:
+        raise unsupported("Softmax", name, f"axis {axis} (only the last axis)")
+    st.emit(Node(name, "softmax", [x], [onode.output[0]], attrs={"axis": -1}))
+
 SOFTMAX = Op(
     name="softmax",
+    onnx_import={"Softmax": _softmax_import},
+    onnx_export=simple("Softmax", axis=-1),
     roles=("exp_table", "accum", "inv_table", "result"),
     param_roles=("exp_table", "inv_table"),
     infer_shape=_softmax_shape,

@@ -26,9 +26,17 @@ from lightspeed.ops import AutoOptions, get_op
 TABLE_ATTRS = ("table_size", "table_range", "exp_table_size", "exp_range", "inv_table_size")
 
 
+# precision modes: one type everywhere, types from calibration, the source model's own
+# types, or a mixed-precision search (run by lightspeed.search above this layer)
+MODES = ("auto", "fixed", "trained", "search")
+
+
 @dataclass
 class PrecisionConfig:
-    default: FixedType | None = None  # None means "auto"
+    """The typing policy, parsed once from ``precision=`` and the config file."""
+
+    mode: str = "auto"
+    default: FixedType | None = None  # the one type of mode "fixed"
     inputs: dict[str, FixedType] = field(default_factory=dict)
     layers: dict[str, dict[str, FixedType]] = field(default_factory=dict)
     attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -36,7 +44,23 @@ class PrecisionConfig:
 
     @property
     def is_auto(self) -> bool:
-        return self.default is None
+        return self.mode == "auto"
+
+    @property
+    def label(self) -> str:
+        """What reports show as the precision: the mode, or the fixed type."""
+        return str(self.default) if self.mode == "fixed" else self.mode
+
+
+def parse_mode(precision: str | FixedType | None) -> tuple[str, FixedType | None]:
+    """``precision=`` as (mode, fixed type): 'auto', 'trained', 'search' or a type string."""
+    if precision is None or precision == "auto":
+        return "auto", None
+    if isinstance(precision, str) and precision in MODES:
+        if precision == "fixed":
+            raise ConfigError("precision='fixed' needs the type itself, e.g. 'ap_fixed<16,6>'")
+        return precision, None
+    return "fixed", _type(precision, "precision")
 
 
 def _type(value: Any, where: str) -> FixedType:
@@ -84,8 +108,7 @@ def make_config(
         raise ConfigError(
             f"unknown config keys {sorted(unknown)}; allowed: precision, auto, inputs, layers"
         )
-    prec = data.get("precision", precision)
-    default = None if prec in (None, "auto") else _type(prec, "precision")
+    mode, default = parse_mode(data.get("precision", precision))
     auto = options or AutoOptions()
     if "auto" in data:
         names = {f.name for f in fields(AutoOptions)}
@@ -93,7 +116,7 @@ def make_config(
         if bad:
             raise ConfigError(f"unknown auto options {sorted(bad)}; allowed: {sorted(names)}")
         auto = AutoOptions(**{**auto.__dict__, **data["auto"]})
-    cfg = PrecisionConfig(default=default, auto=auto)
+    cfg = PrecisionConfig(mode=mode, default=default, auto=auto)
     for name, t in (data.get("inputs") or {}).items():
         cfg.inputs[name] = _type(t, f"inputs.{name}")
     for layer, roles in (data.get("layers") or {}).items():

@@ -1,4 +1,12 @@
-"""The quantized model: a graph plus a fixed-point type for every tensor and role."""
+"""The quantized model: a graph plus a fixed-point type for every tensor and role.
+
+:class:`QuantizedModel` is data: the (shape-inferred) graph, ``precision``
+(node -> role -> :class:`FixedType`), ``qparams`` (node -> parameter ->
+integers at its role's scale) and ``tensor_types`` (every tensor, inputs
+included). ``predict``/``report``/``save`` are thin conveniences that call
+the emulator, the report and the artifact writer (docs/architecture.md
+lists these as the one allowed upward reference).
+"""
 
 from __future__ import annotations
 
@@ -17,12 +25,11 @@ from lightspeed.ops import AutoOptions, CostContext, get_op
 @dataclass
 class QuantizedModel:
     graph: Graph
-    input_types: dict[str, FixedType]
     precision: dict[str, dict[str, FixedType]]  # node -> role -> type
     qparams: dict[str, dict[str, np.ndarray]]  # node -> param -> integers
     tensor_types: dict[str, FixedType]
     options: AutoOptions = field(default_factory=AutoOptions)
-    default: str | None = None  # the uniform type, or None for auto
+    default: str = "auto"  # the policy label: auto, trained, search or the one type
     calibration_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     stats: dict[str, Any] = field(
         default_factory=dict
@@ -54,6 +61,10 @@ class QuantizedModel:
     @property
     def output_shapes(self) -> dict[str, Shape]:
         return {t: self.graph.shapes[t] for t in self.graph.outputs}
+
+    @property
+    def input_types(self) -> dict[str, FixedType]:
+        return {t: self.tensor_types[t] for t in self.graph.inputs}
 
     @property
     def output_types(self) -> dict[str, FixedType]:
