@@ -1,4 +1,24 @@
-"""HLS backend: a Vitis HLS C++ project and its C simulation compiled locally with g++."""
+"""HLS backend: a Vitis HLS C++ project and its C simulation compiled locally with g++.
+
+The emitter modules mirror :mod:`lightspeed.ops` by name, one per op family:
+
+* ``emit_activations.py``: relu, leaky_relu, clip
+* ``emit_quant.py``: quant
+* ``emit_tables.py``: sigmoid, tanh, softmax (ROM look-ups)
+* ``emit_dense.py``, ``emit_conv.py``, ``emit_scale.py`` (batchnorm): MAC loops
+* ``emit_elementwise.py``: add, mul, concat
+* ``emit_pooling.py``: maxpool, avgpool, global_avgpool
+* ``emit_reshape.py``: flatten, reshape, transpose
+
+Each registers its emitters with ``registry.register(op)`` and gets a
+``registry.EmitContext`` (the Writer, the node, its precision and integer
+parameters, the C++ types and shapes of its tensors); ``registry.py`` imports
+every ``emit_*`` module it finds, so a new family is a new file, and the set
+of supported ops is the set of registered ones (``tree_ensemble`` has no HLS
+emitter and is refused). ``mac.py`` writes the multiply-accumulate loop once
+for dense, conv and batchnorm; ``writer.py`` holds the Writer, the per-layer
+function wrapper, the top function, the testbench and the build script.
+"""
 
 from __future__ import annotations
 

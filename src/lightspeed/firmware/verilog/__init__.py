@@ -1,14 +1,34 @@
 """Verilog backend: lower a quantized model to a pipelined netlist, write Verilog-2001.
 
-One emitter per op lives in ``emit_mac.py`` (dense, conv, batchnorm),
-``emit_act.py`` (ReLU, clip, leaky ReLU, quant, sigmoid/tanh/softmax ROMs) and
-``emit_misc.py`` (add, mul, concat, pooling, wiring); ``writer.py`` prints the
+The emitter modules mirror :mod:`lightspeed.ops` by name, one per op family:
+
+* ``emit_activations.py``: relu, leaky_relu, clip
+* ``emit_quant.py``: quant
+* ``emit_tables.py``: sigmoid, tanh, softmax (ROM look-ups)
+* ``emit_dense.py``, ``emit_conv.py``, ``emit_scale.py`` (batchnorm): MACs
+* ``emit_elementwise.py``: add, mul, concat
+* ``emit_pooling.py``: maxpool, avgpool, global_avgpool
+* ``emit_reshape.py``: flatten, reshape, transpose (pure wiring)
+* ``emit_trees.py``: tree_ensemble
+
+Each registers its emitters with ``lowering.register(op)``; ``lowering.py``
+imports every ``emit_*`` module it finds (a new family is a new file, no edit
+elsewhere) and drives the lowering, taking pipeline placement from the ops'
+``fusable`` / ``wiring`` flags. ``arith.py`` holds the shared arithmetic
+(casts, constant products, the multiply-accumulate); ``writer.py`` prints the
 netlist as one flat module.
 """
 
 from __future__ import annotations
 
-from lightspeed.firmware.verilog.lowering import EMITTERS, Design, check_supported, lower, port_name
+from lightspeed.firmware.verilog.lowering import (
+    EMITTERS,
+    Design,
+    check_supported,
+    load_emitters,
+    lower,
+    port_name,
+)
 from lightspeed.firmware.verilog.writer import write_verilog
 
 build_design = lower
@@ -18,6 +38,7 @@ __all__ = [
     "Design",
     "build_design",
     "check_supported",
+    "load_emitters",
     "lower",
     "port_name",
     "write_verilog",

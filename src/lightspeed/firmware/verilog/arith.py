@@ -1,4 +1,4 @@
-"""Arithmetic building blocks shared by the op emitters: constant products and MACs.
+"""Arithmetic building blocks shared by the op emitters: casts, constant products and MACs.
 
 The multiply-accumulate follows the contract in :mod:`lightspeed.ops.mac`::
 
@@ -17,6 +17,7 @@ scale so products are only rounded when they really have extra bits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,19 @@ import numpy as np
 from lightspeed.firmware.config import FirmwareOptions
 from lightspeed.firmware.netlist import Netlist, Sig
 from lightspeed.fixed import FixedType, requantize
+
+
+def cast_to(nl: Netlist, s: Sig, t: FixedType) -> Sig:
+    """``(t) s``: cast a signal to a role's type, with that type's rounding and overflow."""
+    return nl.cast(s, t.frac, t.rounding, t)
+
+
+def map_sigs(arr: np.ndarray, fn: Callable[[Sig], Sig]) -> np.ndarray:
+    """``fn`` applied to every signal of a tensor (an object array of the same shape)."""
+    out = np.empty(arr.shape, dtype=object)
+    for idx, s in np.ndenumerate(arr):
+        out[idx] = fn(s)
+    return out
 
 
 def csd(c: int) -> list[tuple[int, int]]:

@@ -4,11 +4,19 @@ Tensors are NumPy object arrays of :class:`~lightspeed.firmware.netlist.Sig`
 in the IR layout, so reshape/transpose/flatten/concat are plain array moves
 (pure wiring). Each emitter gets its node's precision and integer parameters
 and returns its output tensors; the driver places pipeline registers after
-every layer (an activation that directly follows a layer shares its stage).
+every layer. Where registers go is the op's business (:class:`~lightspeed.ops.base.Op`):
+a ``fusable`` op that directly follows a layer shares its stage, a ``wiring``
+op has no register of its own.
+
+Emitters register themselves with :func:`register`; :func:`load_emitters`
+imports every ``emit_*`` module of this package, so a new op family only
+needs a new ``emit_<family>.py`` here.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,16 +28,15 @@ from lightspeed.firmware.config import FirmwareOptions
 from lightspeed.firmware.netlist import Netlist, Sig, Timing
 from lightspeed.fixed import FixedType
 from lightspeed.ir.graph import Node
+from lightspeed.ops import get_op
 
 Emitter = Callable[["EmitContext", list[np.ndarray]], list[np.ndarray]]
 EMITTERS: dict[str, Emitter] = {}
 
-# ops folded into the stage of the layer before them (cheap, element-wise)
-FUSABLE = {"relu", "clip", "leaky_relu", "quant"}
-WIRING = {"flatten", "reshape", "transpose"}
-
 
 def register(op: str) -> Callable[[Emitter], Emitter]:
+    """Decorator: ``fn`` lowers nodes of op ``op`` (the :class:`~lightspeed.ops.base.Op` name)."""
+
     def deco(fn: Emitter) -> Emitter:
         EMITTERS[op] = fn
         return fn
@@ -59,9 +66,13 @@ class Design:
     layer_stages: dict[str, int] = field(default_factory=dict)
 
 
-def _load_emitters() -> None:
-    # importing registers them
-    from lightspeed.firmware.verilog import emit_act, emit_mac, emit_misc, emit_trees  # noqa: F401
+def load_emitters() -> None:
+    """Import every ``emit_*`` module of this package (importing one registers its emitters)."""
+    import lightspeed.firmware.verilog as package
+
+    for mod in pkgutil.iter_modules(package.__path__):
+        if mod.name.startswith("emit_"):
+            importlib.import_module(f"{package.__name__}.{mod.name}")
 
 
 def port_name(prefix: str, tensor: str) -> str:
@@ -72,7 +83,7 @@ def port_name(prefix: str, tensor: str) -> str:
 
 
 def check_supported(q) -> None:
-    _load_emitters()
+    load_emitters()
     bad = sorted({n.op for n in q.graph.nodes if n.op not in EMITTERS})
     if bad:
         raise UnsupportedOpError(
@@ -115,8 +126,8 @@ def lower(q, opts: FirmwareOptions | None = None) -> Design:
         outs = EMITTERS[node.op](ctx, [env[t] for t in node.inputs])
         for t, arr in zip(node.outputs, outs, strict=True):
             users = consumers.get(t, [])
-            fuse_next = len(users) == 1 and users[0].op in FUSABLE and t not in q.graph.outputs
-            if node.op not in WIRING and not fuse_next:
+            fuse_next = len(users) == 1 and get_op(users[0].op).fusable and t not in q.graph.outputs
+            if not get_op(node.op).wiring and not fuse_next:
                 arr = nl.barrier(arr)
             _check_scale(nl, arr, q.tensor_types[t], node)
             env[t] = arr

@@ -1,4 +1,4 @@
-"""Emitters for multiply-accumulate ops: dense, conv (1D/2D, io_parallel), batchnorm."""
+"""Emitter for :mod:`lightspeed.ops.conv` (1D/2D, grouped, io_parallel): one MAC per output."""
 
 from __future__ import annotations
 
@@ -11,32 +11,6 @@ from lightspeed.ops.conv import conv_attrs, patches, weight_matrix
 
 def _sig_or_none(v):
     return v if not isinstance(v, int | np.integer) else None
-
-
-@register("dense")
-def emit_dense(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
-    x = ins[0]
-    p, q = ctx.prec, ctx.qparams
-    w = q["weight"]
-    bias = q.get("bias")
-    lead = x.shape[:-1]
-    rows = x.reshape(-1, x.shape[-1])
-    out = np.empty((rows.shape[0], w.shape[1]), dtype=object)
-    for r in range(rows.shape[0]):
-        xs = list(rows[r])
-        for j in range(w.shape[1]):
-            out[r, j] = mac(
-                ctx.nl,
-                xs,
-                w[:, j],
-                p["weight"],
-                None if bias is None else bias[j],
-                p.get("bias"),
-                p["accum"],
-                p["result"],
-                ctx.opts,
-            )
-    return [out.reshape(*lead, w.shape[1])]
 
 
 @register("conv")
@@ -69,26 +43,4 @@ def emit_conv(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
                     p["result"],
                     ctx.opts,
                 )
-    return [y]
-
-
-@register("batchnorm")
-def emit_batchnorm(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
-    x = ins[0]
-    p, q = ctx.prec, ctx.qparams
-    scale, shift = q["scale"], q["shift"]
-    y = np.empty(x.shape, dtype=object)
-    for idx in np.ndindex(*x.shape):
-        c = idx[0]
-        y[idx] = mac(
-            ctx.nl,
-            [x[idx]],  # type: ignore[list-item]
-            np.array([scale[c]]),
-            p["weight"],
-            int(shift[c]),
-            p["bias"],
-            p["accum"],
-            p["result"],
-            ctx.opts,
-        )
     return [y]

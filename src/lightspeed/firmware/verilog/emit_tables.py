@@ -1,8 +1,10 @@
-"""Emitters for activations: ReLU, LeakyReLU, Clip, Quant and the lookup-table ops.
+"""Emitters for :mod:`lightspeed.ops.tables`: Sigmoid, Tanh and Softmax as ROM look-ups.
 
 Lookup tables follow the index rule of :mod:`lightspeed.ops.tables` exactly:
 ``floor((x - lo) / step)`` with ``step = 2**k`` (a shift of the input word),
-minus the table start, clamped to ``[0, size - 1]``, then a ROM read.
+minus the table start, clamped to ``[0, size - 1]``, then a ROM read. The
+table geometry (range, sizes, steps) comes from ``table_geometry`` and
+``softmax_geometry``, never from the node's attributes directly.
 """
 
 from __future__ import annotations
@@ -10,61 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from lightspeed.firmware.netlist import Netlist, Sig
-from lightspeed.firmware.verilog.arith import const_product, product_sig
+from lightspeed.firmware.verilog.arith import cast_to, map_sigs
 from lightspeed.firmware.verilog.lowering import EmitContext, register
-from lightspeed.ops.activations import clip_int_bounds
 from lightspeed.ops.tables import softmax_geometry, table_geometry
-
-
-def _map(arr: np.ndarray, fn) -> np.ndarray:
-    out = np.empty(arr.shape, dtype=object)
-    for idx, s in np.ndenumerate(arr):
-        out[idx] = fn(s)
-    return out
-
-
-def _cast_to(nl: Netlist, s: Sig, t) -> Sig:
-    return nl.cast(s, t.frac, t.rounding, t)
-
-
-@register("relu")
-def emit_relu(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
-    res = ctx.prec["result"]
-    return [_map(ins[0], lambda s: _cast_to(ctx.nl, ctx.nl.relu(s), res))]
-
-
-@register("clip")
-def emit_clip(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
-    res = ctx.prec["result"]
-    lo, hi = clip_int_bounds(ctx.node, ctx.in_types[0])
-    return [_map(ins[0], lambda s: _cast_to(ctx.nl, ctx.nl.clamp(s, lo, hi), res))]
-
-
-@register("quant")
-def emit_quant(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
-    res = ctx.prec["result"]
-    return [_map(ins[0], lambda s: _cast_to(ctx.nl, s, res))]
-
-
-@register("leaky_relu")
-def emit_leaky(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
-    nl, res, a_t = ctx.nl, ctx.prec["result"], ctx.prec["param"]
-    alpha = int(np.asarray(ctx.qparams["alpha"]).reshape(()))
-
-    def one(s: Sig) -> Sig:
-        pos = _cast_to(nl, s, res)
-        if alpha == 0:
-            neg = nl.const(0, res.frac)
-        else:
-            prod = product_sig(nl, const_product(nl, s, alpha, a_t.frac, ctx.opts))
-            neg = _cast_to(nl, prod, res)
-        if nl.net(s).lo > 0:
-            return pos
-        if nl.net(s).hi <= 0:
-            return neg
-        return nl.select_pos(s, pos, neg)
-
-    return [_map(ins[0], one)]
 
 
 def table_index(nl: Netlist, s: Sig, lo: float, step_log2: int, size: int) -> Sig:
@@ -90,9 +40,9 @@ def emit_unary_table(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray
 
     def one(s: Sig) -> Sig:
         entry = nl.rom(table_index(nl, s, lo, step_log2, size), table, tt.frac)
-        return _cast_to(nl, entry, res)
+        return cast_to(nl, entry, res)
 
-    return [_map(ins[0], one)]
+    return [map_sigs(ins[0], one)]
 
 
 @register("softmax")
@@ -101,7 +51,6 @@ def emit_softmax(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
     x = ins[0]
     n = x.shape[-1]
     r, es, e_step, isz, i_step = softmax_geometry(ctx.node, n)
-    r = float(ctx.node.attrs.get("exp_range", 8.0))
     et, acc_t, inv_t, res = p["exp_table"], p["accum"], p["inv_table"], p["result"]
     rows = x.reshape(-1, n)
     out = np.empty(rows.shape, dtype=object)
@@ -116,5 +65,5 @@ def emit_softmax(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
         s_acc = nl.cast(total, acc_t.frac, acc_t.rounding, acc_t)
         inv = nl.rom(table_index(nl, s_acc, 0.0, i_step, isz), q["inv_table"], inv_t.frac)
         for j, e in enumerate(es_sig):
-            out[ri, j] = _cast_to(nl, nl.mul(e, inv), res)
+            out[ri, j] = cast_to(nl, nl.mul(e, inv), res)
     return [out.reshape(x.shape)]

@@ -1,0 +1,60 @@
+"""HLS emitter for :mod:`lightspeed.ops.conv` (1D/2D, grouped): MAC loops over patch index tables.
+
+The patch of every output position is an index table computed here in the
+emulator's patch order (``-1`` marks zero padding, skipped by the MAC).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lightspeed.firmware.hls.mac import mac_loop
+from lightspeed.firmware.hls.registry import EmitContext, register
+from lightspeed.firmware.hls.writer import cnum, flat_size
+from lightspeed.ops.conv import conv_attrs, patches, weight_matrix
+
+
+@register("conv")
+def emit_conv(ctx: EmitContext) -> list[str]:
+    w, p, prec, role, node = ctx.w, ctx.name, ctx.prec, ctx.role, ctx.node
+    wq = np.asarray(ctx.qparams["weight"])
+    group = conv_attrs(node)[4]
+    cout, cin_g = wq.shape[0], wq.shape[1]
+    cout_g = cout // group
+    xshape = ctx.in_shapes[0]
+    flat_idx = np.arange(flat_size(xshape)).reshape(xshape) + 1  # 0 marks padding
+    pt = patches(flat_idx[None], node)[0]  # (*O, *k, C): the emulator's patch order
+    nd = wq.ndim - 2
+    osz = flat_size(pt.shape[:nd])
+    pt = pt.reshape(osz, *pt.shape[nd:])
+    psz = cin_g * flat_size(wq.shape[2:])
+    idx = (
+        np.stack([pt[..., g * cin_g : (g + 1) * cin_g].reshape(osz, psz) for g in range(group)]) - 1
+    )
+    w.int_table(f"{p}_idx", idx)
+    wmat = np.concatenate([weight_matrix(wq, group, g) for g in range(group)], axis=1)  # (P, Cout)
+    w.array(f"{p}_w", role["weight"], [cnum(v, prec["weight"]) for v in wmat.T.flat], (cout, psz))
+    bias = ctx.qparams.get("bias")
+    if bias is not None:
+        w.array(f"{p}_b", role["bias"], [cnum(v, prec["bias"]) for v in bias.flat], (cout,))
+    return [
+        f"  for (int co = 0; co < {cout}; co++) {{",
+        "    #pragma HLS UNROLL",
+        f"    const int g = co / {cout_g};",
+        f"    for (int o = 0; o < {osz}; o++) {{",
+        "      #pragma HLS UNROLL",
+        *mac_loop(
+            role["accum"],
+            ctx.out_ctype,
+            "x[i]",
+            f"{p}_w[co][k]",
+            f"y[co * {osz} + o]",
+            bias=None if bias is None else f"{p}_b[co]",
+            loop=("k", psz),
+            lookup=f"const int i = {p}_idx[(g * {osz} + o) * {psz} + k];",
+            guard="i >= 0",
+            indent=6,
+        ),
+        "    }",
+        "  }",
+    ]

@@ -1,0 +1,47 @@
+"""Emitters for :mod:`lightspeed.ops.elementwise`: merging ops (add, mul, concat)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lightspeed.firmware.verilog.arith import cast_to
+from lightspeed.firmware.verilog.lowering import EmitContext, register
+from lightspeed.ops.elementwise import _axis
+
+
+@register("add")
+def emit_add(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
+    nl, res = ctx.nl, ctx.prec["result"]
+    arrs: list[Any] = list(np.broadcast_arrays(*ins))
+    out = np.empty(arrs[0].shape, dtype=object)
+    for idx in np.ndindex(*out.shape):
+        total = nl.sum([(a[idx], False) for a in arrs])
+        out[idx] = cast_to(nl, total, res)
+    return [out]
+
+
+@register("mul")
+def emit_mul(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
+    nl, res = ctx.nl, ctx.prec["result"]
+    arrs: list[Any] = list(np.broadcast_arrays(*ins))
+    out = np.empty(arrs[0].shape, dtype=object)
+    for idx in np.ndindex(*out.shape):
+        acc: Any = arrs[0][idx]
+        for a in arrs[1:]:
+            acc = nl.mul(acc, a[idx])
+        out[idx] = cast_to(nl, acc, res)
+    return [out]
+
+
+@register("concat")
+def emit_concat(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
+    nl, res = ctx.nl, ctx.prec["result"]
+    parts = []
+    for a in ins:
+        b = np.empty(a.shape, dtype=object)
+        for idx, s in np.ndenumerate(a):
+            b[idx] = cast_to(nl, s, res)
+        parts.append(b)
+    return [np.concatenate(parts, axis=_axis(ctx.node, ins[0].ndim))]
