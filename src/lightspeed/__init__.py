@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from lightspeed.__about__ import __version__
 from lightspeed.artifact import is_compiled_dir, load_compiled
 from lightspeed.errors import LightspeedError
 from lightspeed.fixed import FixedType, parse_type
 from lightspeed.ir import Graph
 from lightspeed.quantize import AutoOptions, QuantizedModel, quantize
-
-__version__ = "0.1.0"
 
 
 def load(

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from lightspeed.errors import ArtifactError
+from lightspeed.files import atomic_dir
 from lightspeed.fixed import parse_type
 from lightspeed.ir.graph import Graph, Node
 
@@ -129,9 +128,7 @@ def save_compiled(q, outdir: str | Path, source: dict[str, Any] | None = None) -
         raise ArtifactError(
             f"{outdir} exists and is not a lightspeed compiled model; choose an empty or new directory"
         )
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
-    try:
+    with atomic_dir(outdir) as tmp:
         manifest = {
             "format": FORMAT,
             "version": VERSION,
@@ -150,17 +147,6 @@ def save_compiled(q, outdir: str | Path, source: dict[str, Any] | None = None) -
         _savez(tmp / "params.npz", _pack({n.name: n.params for n in q.graph.nodes}))
         _savez(tmp / "qparams.npz", _pack(q.qparams))
         (tmp / "report.json").write_text(json.dumps(q.report(), indent=1))
-        if outdir.exists():
-            old = outdir.with_name(f".{outdir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            outdir.rename(old)
-            tmp.rename(outdir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(outdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return outdir
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lightspeed.errors import InputError
+from lightspeed.files import load_array_file, save_array_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -126,55 +127,16 @@ def parse_input_shapes(specs: list[str]) -> Any:
     return named
 
 
-def load_array_file(path: str, names: list[str], what: str) -> dict[str, Any]:
-    """Read .npy/.npz into {input name: array}."""
-    import numpy as np
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{what} file {p} does not exist")
-    try:
-        data = np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{what} file {p} is not a readable .npy/.npz file ({exc})") from None
-    if isinstance(data, np.ndarray):
-        if len(names) != 1:
-            raise InputError(
-                f"model has inputs {names}; give an .npz keyed by input name for {what}"
-            )
-        return {names[0]: data}
-    with data:
-        keys = list(data.files)
-        if len(names) == 1 and len(keys) == 1:
-            return {names[0]: data[keys[0]]}
-        missing = [n for n in names if n not in keys]
-        if missing:
-            raise InputError(f"{what} file {p} lacks arrays for inputs {missing} (has {keys})")
-        return {n: data[n] for n in names}
-
-
-def _save_outputs(path: str, outs: dict[str, Any]) -> None:
-    import numpy as np
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix == ".npz":
-        np.savez(p, **outs)
-    elif len(outs) == 1:
-        np.save(p, next(iter(outs.values())))
-    else:
-        raise InputError(f"model has outputs {list(outs)}; write them to an .npz file")
-
-
 # ---------------------------------------------------------------------------
 # handlers
 
 
 def compile_model(args: argparse.Namespace):
-    import lightspeed
+    from lightspeed.frontends import load_model
     from lightspeed.ops import AutoOptions
+    from lightspeed.quantize import quantize
 
-    graph = lightspeed.load(args.model, input_shape=parse_input_shapes(args.input_shape))
+    graph = load_model(args.model, input_shape=parse_input_shapes(args.input_shape))
     cal = None
     if args.calibration:
         cal = load_array_file(args.calibration, list(graph.inputs), "calibration")
@@ -186,9 +148,7 @@ def compile_model(args: argparse.Namespace):
             weight_bits=args.weight_bits or opts.weight_bits,
             frac_bits=args.frac_bits or opts.frac_bits,
         )
-    q = lightspeed.quantize(
-        graph, precision=args.precision, calibration=cal, config=args.config, options=opts
-    )
+    q = quantize(graph, precision=args.precision, calibration=cal, config=args.config, options=opts)
     q.save(
         args.output,
         source={"model": str(args.model), "precision": args.precision, "config": args.config},
@@ -234,13 +194,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    import lightspeed
+    from lightspeed.artifact import load_compiled
     from lightspeed.fixed import to_float
 
-    q = lightspeed.load_compiled(args.compiled)
+    q = load_compiled(args.compiled)
     inputs = load_array_file(args.input, q.input_names, "input")
     env = q.run(inputs, trace=bool(args.trace))
-    _save_outputs(args.output, {t: env[t].float() for t in q.output_names})
+    save_array_file(args.output, {t: env[t].float() for t in q.output_names})
     if args.trace:
         from lightspeed.emulate import run_float
 
@@ -262,10 +222,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    import lightspeed
+    from lightspeed.artifact import load_compiled
     from lightspeed.quantize.report import render_report
 
-    q = lightspeed.load_compiled(args.compiled)
+    q = load_compiled(args.compiled)
     rep = q.report()
     if args.json:
         print(json.dumps(rep, indent=1))
@@ -275,10 +235,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import lightspeed
+    from lightspeed.artifact import load_compiled
     from lightspeed.frontends.qonnx_export import export_qonnx
 
-    q = lightspeed.load_compiled(args.compiled)
+    q = load_compiled(args.compiled)
     export_qonnx(q, args.output)
     print(f"QONNX model written to {args.output}")
     return 0

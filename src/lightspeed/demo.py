@@ -21,10 +21,11 @@ def _accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def stage_compile(workdir: Path, console: Console) -> tuple[Any, dict[str, Any]]:
-    import lightspeed
-    from lightspeed import zoo
     from lightspeed.data import load_default_jets
+    from lightspeed.frontends import load_model
+    from lightspeed.quantize import quantize
     from lightspeed.quantize.report import render_report
+    from lightspeed.zoo import model_path
 
     jets = load_default_jets()
     train, test = jets.split(test_fraction=0.25, seed=0)
@@ -32,10 +33,10 @@ def stage_compile(workdir: Path, console: Console) -> tuple[Any, dict[str, Any]]
         f"data: {len(jets):,} Pythia8 jets ({', '.join(jets.class_names)}), "
         f"{jets.features.shape[1]} substructure features; calibration on 2,000 training jets"
     )
-    model_file = zoo.model_path("jet_tagger")
+    model_file = model_path("jet_tagger")
     t0 = time.perf_counter()
-    graph = lightspeed.load(model_file)
-    q = lightspeed.quantize(graph, precision="auto", calibration=train.features[:2000])
+    graph = load_model(model_file)
+    q = quantize(graph, precision="auto", calibration=train.features[:2000])
     outdir = q.save(workdir / "jet_tagger", source={"model": str(model_file), "precision": "auto"})
     t_compile = time.perf_counter() - t0
     console.print(

@@ -78,7 +78,7 @@ class InprocessTarget:
     """
 
     def __init__(self, compiled_dir: str | Path, max_batch: int = 1024) -> None:
-        import lightspeed
+        from lightspeed.artifact import load_compiled
 
         path = Path(compiled_dir)
         if not path.is_dir():
@@ -86,7 +86,7 @@ class InprocessTarget:
                 f"{path} is not a directory; inprocess: needs a compiled model "
                 "(make one with `lightspeed compile MODEL.onnx -o DIR`)"
             )
-        self.model = lightspeed.load_compiled(path)
+        self.model = load_compiled(path)
         self.name = str(path)
         self.max_batch = max_batch
         self.input_shape = tuple(self.model.input_shapes[self.model.input_names[0]])

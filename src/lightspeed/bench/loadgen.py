@@ -444,18 +444,17 @@ def accuracy_check(
 
 
 def _reference_predict(cfg: LoadgenConfig, spec: TargetSpec, target, x: np.ndarray) -> np.ndarray:
-    import lightspeed
     from lightspeed.emulate import as_input_dict, run_float
+    from lightspeed.frontends import load_model
+    from lightspeed.zoo import model_path
 
     if cfg.reference:
-        graph = lightspeed.load(cfg.reference)
+        graph = load_model(cfg.reference)
         out = run_float(graph, as_input_dict(graph, x))
         return np.asarray(next(iter(out.values())), dtype=np.float64)
     if spec.kind == "inprocess":
         return target.reference(x)
-    from lightspeed import zoo
-
-    graph = lightspeed.load(zoo.model_path("jet_tagger"))
+    graph = load_model(model_path("jet_tagger"))
     out = run_float(graph, as_input_dict(graph, x))
     return np.asarray(next(iter(out.values())), dtype=np.float64)
 

@@ -205,9 +205,9 @@ def _local_engine(path: str):
         sess = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
         return lambda x: sess.run(None, {name: x})[0]
-    import lightspeed
+    from lightspeed.artifact import load_compiled
 
-    q = lightspeed.load_compiled(p)
+    q = load_compiled(p)
     return q.predict
 
 

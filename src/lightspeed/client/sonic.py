@@ -91,9 +91,9 @@ def local_fallback(source) -> Fallback:
         return source
     path = Path(source)
     if path.is_dir():
-        import lightspeed
+        from lightspeed.artifact import load_compiled
 
-        model = lightspeed.load_compiled(str(path))
+        model = load_compiled(str(path))
         fn = model.predict_dict
         return _with_inputs(fn, list(model.input_names))
     if path.suffix == ".onnx" and path.is_file():

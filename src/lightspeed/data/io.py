@@ -19,6 +19,7 @@ import numpy as np
 
 from lightspeed.data.schema import CLASSES, FEATURES
 from lightspeed.errors import InputError, require
+from lightspeed.files import atomic_file
 
 FORMAT = "lightspeed-jets"
 FORMAT_VERSION = 1
@@ -87,15 +88,15 @@ def _to_arrays(sample: JetSample) -> dict[str, np.ndarray]:
 def save_jets(sample: JetSample, path: str | os.PathLike[str]) -> Path:
     """Write ``sample`` to ``path`` (.h5/.hdf5 or .parquet) atomically: a temp file, then rename."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5"):
-        _write_h5(sample, tmp)
+        write = _write_h5
     elif suffix == ".parquet":
-        _write_parquet(sample, tmp)
+        write = _write_parquet
     else:
         raise InputError(f"unknown jet file type '{path.suffix}': use .h5, .hdf5 or .parquet")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        write(sample, tmp)
     return path
 
 

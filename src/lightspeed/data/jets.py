@@ -28,6 +28,7 @@ from lightspeed.data._physics import PhysicsConfig, pythia_settings
 from lightspeed.data.io import JetSample, save_jets
 from lightspeed.data.schema import CLASSES
 from lightspeed.errors import InputError, ToolMissingError
+from lightspeed.files import atomic_file, atomic_write_text
 
 __all__ = ["JetGenConfig", "PhysicsConfig", "generate_jets", "pythia_settings", "require_generator"]
 
@@ -94,10 +95,8 @@ def _run_chunk(cls: str, n: int, seed: int, physics: PhysicsConfig, part: str) -
     from lightspeed.data._physics import generate_chunk
 
     arrays = generate_chunk(cls, n, seed, physics)
-    tmp = part + ".tmp.npz"
-    with open(tmp, "wb") as fh:
+    with atomic_file(part, suffix=".tmp.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)  # type: ignore[arg-type]
-    os.replace(tmp, part)
     return part, n
 
 
@@ -116,10 +115,7 @@ def _check_manifest(parts: Path, config: JetGenConfig) -> None:
                 f"to resume, or delete '{parts}' to start over"
             )
     else:
-        parts.mkdir(parents=True, exist_ok=True)
-        tmp = manifest.with_suffix(".tmp")
-        tmp.write_text(json.dumps(want, indent=1))
-        os.replace(tmp, manifest)
+        atomic_write_text(manifest, json.dumps(want, indent=1))
 
 
 def generate_jets(

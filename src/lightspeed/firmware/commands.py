@@ -10,6 +10,8 @@ import json
 import sys
 from typing import Any
 
+from lightspeed.files import load_array_file, save_array_file
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -165,10 +167,10 @@ def cmd_firmware(args: argparse.Namespace) -> int:
         raise InputError(
             "give the compiled model directory and -o FWDIR (see lightspeed firmware --help)"
         )
-    import lightspeed
+    from lightspeed.artifact import load_compiled
     from lightspeed.firmware import generate
 
-    q = lightspeed.load_compiled(args.model)
+    q = load_compiled(args.model)
     fw = generate(
         q,
         args.output,
@@ -192,7 +194,6 @@ def cmd_firmware(args: argparse.Namespace) -> int:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from lightspeed.commands import _save_outputs, load_array_file
     from lightspeed.firmware import check, simulate_detail
     from lightspeed.firmware.project import load_fwdir
 
@@ -201,9 +202,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
     X = load_array_file(args.input, names, "input")
     q = None
     if args.model:
-        import lightspeed
+        from lightspeed.artifact import load_compiled
 
-        q = lightspeed.load_compiled(args.model)
+        q = load_compiled(args.model)
         fw.check_model(q)
     with _Status("building simulator") as st:
         if args.check:
@@ -213,7 +214,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
                 fw, X, progress=st.update, timeout=args.timeout, ap_types=args.ap_types
             )
     if args.output:
-        _save_outputs(args.output, r["outputs"])
+        save_array_file(args.output, r["outputs"])
     n = int(next(iter(r["ints"].values())).shape[0])
     summary = {
         "vectors": n,

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lightspeed.__about__ import __version__
 from lightspeed.errors import ArtifactError
+from lightspeed.files import atomic_dir
 from lightspeed.firmware.config import TARGETS, FirmwareOptions
 from lightspeed.fixed import FixedType, parse_type
 
@@ -194,9 +194,7 @@ def generate(
             raise ArtifactError(
                 f"{outdir} already holds firmware; pass overwrite=True (CLI: --force)"
             )
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
-    try:
+    with atomic_dir(outdir) as tmp:
         files: dict[str, str] = {}
         extra: dict[str, Any] = {}
         if target == "verilog":
@@ -248,17 +246,10 @@ def generate(
         }
         (tmp / "README.md").write_text(readme(manifest))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        if outdir.exists():
-            shutil.rmtree(outdir)
-        tmp.rename(outdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return load_fwdir(outdir)
 
 
 def _header(q, opts: FirmwareOptions) -> str:
-    from lightspeed import __version__
     from lightspeed.artifact import model_hash
 
     return (

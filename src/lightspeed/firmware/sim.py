@@ -13,27 +13,25 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lightspeed.errors import InputError, LightspeedError, ToolMissingError
+from lightspeed.files import atomic_dir
 from lightspeed.firmware.tools import (
+    Progress,
     Tool,
     cache_dir,
     content_hash,
     find_cxx,
     find_make,
     find_verilator,
+    run_tool,
     run_vectors,
 )
-
-Progress = Callable[[str], None]
 
 
 class SimulationError(LightspeedError):
@@ -245,9 +243,9 @@ def build(
     exe = final / "obj" / f"V{top}"
     if exe.exists():
         return exe, 0.0, True
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
     runtime = root / ("runtime-" + content_hash(tool.version, " ".join(_flags()), str(tool.cmd)))
-    try:
+    # replace=False: another process that finished the same build first keeps its copy
+    with atomic_dir(final, replace=False) as tmp:
         (tmp / f"{top}.v").write_text(verilog)
         (tmp / "tb.cpp").write_text(tb)
         jobs = jobs or max(1, min(os.cpu_count() or 1, 4))
@@ -256,7 +254,7 @@ def build(
             f"{top}.v", "tb.cpp", "-o", f"V{top}",
         ]  # fmt: skip
         t0 = time.perf_counter()
-        _run_with_progress(cmd, tmp, tool, progress, "verilator")
+        _run_build_step(cmd, tmp, tool, progress, "verilator", t0)
         _restore_runtime(runtime, tmp / "obj")
         make = [
             find_make(),
@@ -269,19 +267,11 @@ def build(
             *_MAKE_VARS,
             f"V{top}",
         ]
-        _run_with_progress(make, tmp, tool, progress, "verilator build", t0)
-        secs = time.perf_counter() - t0
+        secs = _run_build_step(make, tmp, tool, progress, "verilator build", t0)
         if not (tmp / "obj" / f"V{top}").exists():
             raise SimulationError(f"verilator finished but produced no binary in {tmp}")
         _save_runtime(tmp / "obj", runtime)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # someone else finished the same build first
-            shutil.rmtree(tmp, ignore_errors=True)
-        return exe, secs, False
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return exe, secs, False
 
 
 _RUNTIME = ("verilated.o", "verilated.d", "verilated_threads.o", "verilated_threads.d")
@@ -298,41 +288,24 @@ def _restore_runtime(runtime: Path, obj: Path) -> None:
 def _save_runtime(obj: Path, runtime: Path) -> None:
     if runtime.exists() or not all((obj / f).exists() for f in _RUNTIME):
         return
-    tmp = Path(tempfile.mkdtemp(prefix=".runtime.", dir=runtime.parent))
-    for f in _RUNTIME:
-        shutil.copy2(obj / f, tmp / f)
-    try:
-        os.replace(tmp, runtime)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_dir(runtime, replace=False) as tmp:
+        for f in _RUNTIME:
+            shutil.copy2(obj / f, tmp / f)
 
 
-def _run_with_progress(
-    cmd: list[str],
-    cwd: Path,
-    tool: Tool,
-    progress: Progress | None,
-    what: str,
-    t0: float | None = None,
-) -> None:
-    log = cwd / "build.log"
-    with open(log, "a") as fh:
-        proc = subprocess.Popen(
-            cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, env=tool.environ()
-        )
-        t0 = t0 or time.perf_counter()
-        try:
-            while proc.poll() is None:
-                time.sleep(0.5)
-                if progress:
-                    progress(f"{what}: {time.perf_counter() - t0:.0f} s")
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-    if proc.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-        raise SimulationError(f"{what} failed (exit {proc.returncode}):\n{tail}")
+def _run_build_step(
+    cmd: list[str], cwd: Path, tool: Tool, progress: Progress | None, what: str, t0: float
+) -> float:
+    return run_tool(
+        cmd,
+        cwd,
+        label=what,
+        error=SimulationError,
+        log=cwd / "build.log",
+        env=tool.environ(),
+        progress=progress,
+        t0=t0,
+    )
 
 
 def run(

@@ -10,19 +10,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lightspeed.errors import LightspeedError
+from lightspeed.files import atomic_write_text
 from lightspeed.firmware.parts import Part, get_part
-from lightspeed.firmware.tools import cache_dir, content_hash, find_yosys
-
-Progress = Callable[[str], None]
+from lightspeed.firmware.tools import Progress, cache_dir, content_hash, find_yosys, run_tool
 
 
 class SynthesisError(LightspeedError):
@@ -136,41 +132,33 @@ def run_yosys(
         (tdp / "design.v").write_text(verilog)
         (tdp / "run.ys").write_text(yosys_script("design.v", top, part.family, nodsp))
         cmd = [*tool.cmd, "-q", "-l", "yosys.log", "-s", "run.ys"]
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, cwd=tdp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=tool.environ()
+        secs = run_tool(
+            cmd,
+            tdp,
+            label="yosys synth_xilinx",
+            error=SynthesisError,
+            log=tdp / "output.log",
+            env=tool.environ(),
+            progress=progress,
+            detail=lambda: _last_pass(tdp / "yosys.log"),
+            timeout=timeout,
+            timeout_message=(
+                f"Yosys did not finish within --timeout {timeout:g} s (stopped); use a larger "
+                "--timeout, synthesize smaller layers, or use --estimate"
+                if timeout is not None
+                else None
+            ),
+            failure="Yosys failed",
+            tail_log=tdp / "yosys.log",
+            tail_lines=15,
         )
-        try:
-            while proc.poll() is None:
-                time.sleep(0.5)
-                el = time.perf_counter() - t0
-                if timeout is not None and el > timeout:
-                    proc.kill()
-                    proc.wait()
-                    raise SynthesisError(
-                        f"Yosys did not finish within --timeout {timeout:g} s (stopped); use a larger "
-                        "--timeout, synthesize smaller layers, or use --estimate"
-                    )
-                if progress:
-                    progress(f"yosys synth_xilinx: {el:.0f} s, {_last_pass(tdp / 'yosys.log')}")
-        except BaseException:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            raise
-        secs = time.perf_counter() - t0
-        out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-        if proc.returncode != 0 or not (tdp / "stat.json").exists():
-            log = (
-                (tdp / "yosys.log").read_text(errors="replace")
-                if (tdp / "yosys.log").exists()
-                else out
-            )
-            tail = "\n".join(log.splitlines()[-15:])
-            raise SynthesisError(f"Yosys failed (exit {proc.returncode}):\n{tail}")
+        if not (tdp / "stat.json").exists():
+            log = tdp / "yosys.log" if (tdp / "yosys.log").exists() else tdp / "output.log"
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+            raise SynthesisError(f"Yosys failed (exit 0, no statistics written):\n{tail}")
         stat = json.loads((tdp / "stat.json").read_text())
     cells = _cells(stat, top)
-    cached.write_text(json.dumps({"cells": cells, "seconds": secs}))
+    atomic_write_text(cached, json.dumps({"cells": cells, "seconds": secs}))
     return _report(cells, part, secs, tool)
 
 

@@ -11,10 +11,14 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lightspeed.errors import ToolMissingError
+
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -206,3 +210,56 @@ def run_vectors(
         ok = proc.returncode == 0 and fout.exists()
         raw = np.fromfile(fout, dtype=out_dtype) if ok else None
     return raw, proc, secs
+
+
+def run_tool(
+    cmd: list[str],
+    cwd: Path,
+    *,
+    label: str,
+    error: type[Exception],
+    log: Path,
+    env: dict[str, str] | None = None,
+    progress: Progress | None = None,
+    detail: Callable[[], str] | None = None,
+    timeout: float | None = None,
+    timeout_message: str | None = None,
+    failure: str | None = None,
+    tail_log: Path | None = None,
+    tail_lines: int = 25,
+    t0: float | None = None,
+) -> float:
+    """Run an external tool, reporting its progress; returns seconds since ``t0``.
+
+    stdout and stderr are appended to ``log``. Every half second ``progress`` gets
+    ``"LABEL: N s"`` (plus ``", " + detail()`` when given). Past ``timeout`` seconds
+    the tool is killed and ``error(timeout_message)`` raised; Ctrl-C (any exception)
+    kills it too. A non-zero exit raises ``error`` with ``failure`` (default
+    ``"LABEL failed"``), the exit status and the last ``tail_lines`` lines of
+    ``tail_log`` (default ``log``). ``t0``: the start of a multi-step build, so the
+    time shown keeps counting across steps.
+    """
+    t0 = time.perf_counter() if t0 is None else t0
+    with open(log, "a") as fh:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        try:
+            while proc.poll() is None:
+                time.sleep(0.5)
+                elapsed = time.perf_counter() - t0
+                if timeout is not None and elapsed > timeout:
+                    raise error(
+                        timeout_message or f"{label} did not finish within {timeout:g} s (stopped)"
+                    )
+                if progress:
+                    extra = f", {detail()}" if detail else ""
+                    progress(f"{label}: {elapsed:.0f} s{extra}")
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            raise
+    if proc.returncode != 0:
+        source = tail_log if tail_log is not None and tail_log.exists() else log
+        tail = "\n".join(source.read_text(errors="replace").splitlines()[-tail_lines:])
+        raise error(f"{failure or label + ' failed'} (exit {proc.returncode}):\n{tail}")
+    return time.perf_counter() - t0

@@ -23,14 +23,13 @@ re-quantizing the imported model reproduces the original bit for bit.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lightspeed.errors import ModelError, UnsupportedOpError
+from lightspeed.files import atomic_file
 from lightspeed.fixed import FixedType, to_float
 
 from lightspeed.ops import all_ops, get_op
@@ -138,15 +137,8 @@ def export_qonnx(q: Any, path: str | Path) -> Path:
 
     path = Path(path)
     model = to_qonnx(q)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path, suffix=".onnx.tmp") as tmp:
+        onnx.save(model, str(tmp))
     return path
 
 

@@ -113,25 +113,18 @@ class LightspeedBackend(Backend):
             raise invalid(
                 f"compiled model directory {path} is missing; create it with QuantizedModel.save"
             )
+        # imported on first use: importing lightspeed.serve stays light (no emulator) for
+        # processes that never load a compiled model, such as the --workers parent
+        from lightspeed.artifact import load_compiled
+        from lightspeed.emulate import load_jit
+
         try:
-            import lightspeed
-        except ImportError as exc:  # pragma: no cover - the package itself
-            raise invalid(f"lightspeed core is not importable: {exc}") from None
-        loader = getattr(lightspeed, "load_compiled", None)
-        if loader is None:
-            raise NotImplementedError(
-                "lightspeed.load_compiled is not available in this build; the emulator "
-                "backend needs the core compiled-model API"
-            )
-        try:
-            self._model = loader(str(path))
+            self._model = load_compiled(str(path))
         except Exception as exc:
             raise invalid(f"compiled model {path} failed to load: {exc}") from None
         self._output_dtypes = dict(output_dtypes or {})
         # a server lives long: load the optional numba kernels now (~0.3 s, once per
         # process) so that every request size uses them; same bits either way
-        from lightspeed.emulate import load_jit
-
         load_jit()
 
     def io(self):

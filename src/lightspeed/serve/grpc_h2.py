@@ -40,7 +40,7 @@ import grpc
 from tritonclient.grpc import service_pb2 as pb
 
 from lightspeed.serve.errors import ServeError
-from lightspeed.serve.grpc_server import encode_response
+from lightspeed.serve.grpc_codec import encode_response
 
 log = logging.getLogger("lightspeed.serve.grpc")
 

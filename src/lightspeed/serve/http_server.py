@@ -17,9 +17,14 @@ from google.protobuf import json_format
 
 from lightspeed.serve.core import InferenceCore, LoadedModel
 from lightspeed.serve.errors import ServeError, invalid
-from lightspeed.serve.grpc_server import EXTENSIONS, SERVER_NAME, SERVER_VERSION
 from lightspeed.serve.metrics import render
-from lightspeed.serve.protocol import array_from_list, array_from_raw
+from lightspeed.serve.protocol import (
+    EXTENSIONS,
+    SERVER_NAME,
+    SERVER_VERSION,
+    array_from_list,
+    array_from_raw,
+)
 from lightspeed.serve.stats import model_statistics, select_models
 
 log = logging.getLogger("lightspeed.serve.http")

@@ -1,4 +1,4 @@
-"""Tensor datatypes and conversions shared by the gRPC and HTTP front ends.
+"""Tensor datatypes, conversions and server identity shared by the gRPC and HTTP front ends.
 
 The KServe v2 protocol names datatypes with strings ("FP32"), the model
 configuration with enum names ("TYPE_FP32"); both map to one NumPy dtype.
@@ -9,7 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from lightspeed.__about__ import __version__
 from lightspeed.serve.errors import invalid
+
+# what ServerMetadata (gRPC) and GET /v2 (HTTP) report
+SERVER_NAME = "lightspeed"
+SERVER_VERSION = __version__
+EXTENSIONS = [
+    "model_repository",
+    "model_configuration",
+    "statistics",
+    "binary_tensor_data",
+    "system_shared_memory",
+]
 
 # v2 protocol datatype -> numpy dtype (BYTES/strings are not served).
 DATATYPE_TO_NUMPY: dict[str, np.dtype] = {

@@ -43,6 +43,15 @@ class ServerConfig:
     grpc_frontend: str = "h2"  # "h2": our HTTP/2 transport; "grpcio": grpc.aio's server
 
 
+def multi_worker_refusal(what: str, workers: int) -> str:
+    """The message for an operation that would change only one of ``workers`` processes."""
+    return (
+        f"{what} is not available with --workers {workers}: it would change only the "
+        "worker process this connection reached; restart the server with --workers 1 "
+        "to use it"
+    )
+
+
 def keep_freed_memory(trim_bytes: int = 256 << 20, mmap_bytes: int = 64 << 20) -> bool:
     """Ask glibc to keep freed memory for reuse (a server process's own choice).
 
@@ -91,8 +100,6 @@ class Server:
         if cfg.load_all:
             await self.core.load_all()
         if cfg.workers > 1:
-            from lightspeed.serve.workers import multi_worker_refusal
-
             self.core.frozen = multi_worker_refusal("repository load/unload", cfg.workers)
             self.core.shm.refusal = multi_worker_refusal("system shared memory", cfg.workers)
         if cfg.grpc_port >= 0:

@@ -46,15 +46,6 @@ log = logging.getLogger("lightspeed.serve")
 _PR_SET_PDEATHSIG = 1
 
 
-def multi_worker_refusal(what: str, workers: int) -> str:
-    """The message for an operation that would change only one of ``workers`` processes."""
-    return (
-        f"{what} is not available with --workers {workers}: it would change only the "
-        "worker process this connection reached; restart the server with --workers 1 "
-        "to use it"
-    )
-
-
 def _reserve(host: str, port: int) -> socket.socket:
     """Bind (not listen) a SO_REUSEPORT socket: it fixes the port, workers then join it.
 

@@ -114,15 +114,16 @@ def quantize(
     ``calibration`` is a JetSample (its recipe inputs are used) or an input array;
     by default the first ``n_calibration`` jets of the training split.
     """
-    import lightspeed
     from lightspeed.data.io import JetSample
+    from lightspeed.frontends import load_model
+    from lightspeed.quantize import quantize
 
     mod = recipe(name)
     if calibration is None:
         calibration = default_split(name)[0]
     x = mod.inputs(calibration) if isinstance(calibration, JetSample) else calibration
-    graph = lightspeed.load(Path(path) if path is not None else model_path(name))
-    return lightspeed.quantize(graph, precision=precision, calibration=x[:n_calibration])
+    graph = load_model(Path(path) if path is not None else model_path(name))
+    return quantize(graph, precision=precision, calibration=x[:n_calibration])
 
 
 def evaluate(
