@@ -54,6 +54,7 @@ def graph_to_dict(g: Graph) -> dict[str, Any]:
                 "inputs": n.inputs,
                 "outputs": n.outputs,
                 "attrs": _jsonable(n.attrs),
+                "types": {r: str(t) for r, t in n.types.items()},
             }
             for n in g.nodes
         ],
@@ -70,6 +71,7 @@ def graph_from_dict(d: dict[str, Any], params: dict[str, dict[str, np.ndarray]])
             list(n["outputs"]),
             dict(n["attrs"]),
             params.get(n["name"], {}),
+            {r: parse_type(t) for r, t in n.get("types", {}).items()},
         )
         for n in d["nodes"]
     ]
@@ -190,7 +192,6 @@ def load_compiled(path: str | Path):
     graph = graph_from_dict(m["graph"], params)
     q = QuantizedModel(
         graph=graph,
-        input_types={k: parse_type(v) for k, v in m["input_types"].items()},
         precision={n: {r: parse_type(t) for r, t in p.items()} for n, p in m["precision"].items()},
         qparams={n.name: qparams.get(n.name, {}) for n in graph.nodes},
         tensor_types={k: parse_type(v) for k, v in m["tensor_types"].items()},

@@ -136,7 +136,7 @@ def test_cnn_auto_no_overflow_and_close(rng):
 
 def test_trained_precision_attr_is_honoured(rng):
     g = make_mlp(sizes=(4, 3))
-    g.nodes[0].attrs["precision"] = {"weight": "ap_fixed<4,1>"}
+    g.nodes[0].types = {"weight": parse_type("ap_fixed<4,1>")}
     q = lightspeed.quantize(g, "auto", calibration=rng.normal(0, 1, (20, 4)))
     assert q.precision["fc0"]["weight"] == parse_type("ap_fixed<4,1>")
     ints = q.qparams["fc0"]["weight"]
@@ -148,9 +148,9 @@ def test_trained_precision_keeps_quant_types(rng):
 
     w = np.round(rng.normal(0, 1, (4, 3)) * 8) / 8  # on the ap_fixed<6,3> grid
     g = infer_shapes(Graph("t", {"x": (4,)}, ["y"], [
-        Node("qin", "quant", ["x"], ["xq"], {"type": "ap_fixed<8,3,RND_CONV,SAT>"}),
+        Node("qin", "quant", ["x"], ["xq"], types={"result": parse_type("ap_fixed<8,3,RND_CONV,SAT>")}),
         Node("fc", "dense", ["xq"], ["h"], {"precision": {"weight": "ap_fixed<6,3>"}}, {"weight": w}),
-        Node("qout", "quant", ["h"], ["y"], {"type": "ap_fixed<12,5,RND_CONV,SAT>"}),
+        Node("qout", "quant", ["h"], ["y"], types={"result": parse_type("ap_fixed<12,5,RND_CONV,SAT>")}),
     ]))  # fmt: skip
     x = rng.normal(0, 1, (200, 4))
     q = lightspeed.quantize(g, "trained", calibration=x)

@@ -14,6 +14,11 @@ from tests.frontends.helpers import make_model, rnd, run_ir
 QD = "qonnx.custom_op.general"
 
 
+def tstr(node):
+    """A node's own types as strings."""
+    return {r: str(t) for r, t in node.types.items()}
+
+
 def quant(x, out, scale, bits, signed=1, narrow=0, mode="ROUND", name=None):
     """A Quant node plus its constant inputs (as a list of nodes and an init dict)."""
     base = name or out
@@ -72,16 +77,16 @@ def test_quantized_mlp_types_and_values(per_channel):
     g = load_model(m)
     ops = [n.op for n in g.nodes]
     assert ops == ["quant", "dense", "relu", "quant", "dense"]
-    assert g.nodes[0].attrs["type"] == "ap_fixed<8,4,RND_CONV,SAT>"
-    assert g.nodes[3].attrs["type"] == "ap_ufixed<4,2,RND_CONV,SAT>"
-    p1 = g.node("fc1").attrs["precision"]
+    assert tstr(g.nodes[0])["result"] == "ap_fixed<8,4,RND_CONV,SAT>"
+    assert tstr(g.nodes[3])["result"] == "ap_ufixed<4,2,RND_CONV,SAT>"
+    p1 = tstr(g.node("fc1"))
     w_t = parse_type(p1["weight"])
     if per_channel:  # frac 4..6: one type holding every channel's grid
         assert (w_t.width, w_t.integer) == (8, 2)
     else:
         assert str(w_t) == "ap_fixed<6,1,RND_CONV,SAT_SYM>"
     assert p1["bias"] == "ap_fixed<16,8,RND_CONV,SAT>"
-    assert g.node("fc2").attrs["precision"]["weight"] == "ap_fixed<4,1,RND_CONV,SAT>"
+    assert tstr(g.node("fc2"))["weight"] == "ap_fixed<4,1,RND_CONV,SAT>"
     # folded weights lie on their type's grid
     w = g.node("fc1").params["weight"]
     np.testing.assert_array_equal(w * 2.0**w_t.frac, np.round(w * 2.0**w_t.frac))
@@ -106,7 +111,7 @@ def test_bipolar_weights():
     g = load_model(m)
     w = g.nodes[0].params["weight"]
     assert set(np.unique(w)) <= {-0.5, 0.5}
-    t = parse_type(g.nodes[0].attrs["precision"]["weight"])
+    t = parse_type(tstr(g.nodes[0])["weight"])
     assert t.min_value <= -0.5 and t.max_value >= 0.5 and 0.5 / t.lsb == int(0.5 / t.lsb)
     x = rnd(7, 5)
     np.testing.assert_allclose(run_ir(g, {"x": x})[0], qonnx_reference(m, {"x": x})[0], atol=1e-5)
@@ -147,7 +152,7 @@ def test_narrow_signed_activation_is_sat_sym():
     node, inits = quant("x", "y", 2.0**-3, 4, narrow=1, name="qn")
     m = make_model([node], {"x": ["N", 4]}, {"y": None}, inits, extra_opsets=[QD])
     g = load_model(m)
-    assert g.nodes[0].attrs["type"] == "ap_fixed<4,1,RND_CONV,SAT_SYM>"
+    assert tstr(g.nodes[0])["result"] == "ap_fixed<4,1,RND_CONV,SAT_SYM>"
     x = np.array([[-5.0, -0.9375, 0.0625, 9.0]], dtype=np.float32)
     np.testing.assert_allclose(run_ir(g, {"x": x})[0], qonnx_reference(m, {"x": x})[0])
 
@@ -177,10 +182,10 @@ def test_brevitas_export_imports_with_trained_types(tmp_path):
     export_qonnx(net, torch.randn(1, 8), str(path), dynamo=False)
     g = load_model(path)
     assert [n.op for n in g.nodes] == ["quant", "dense", "relu", "quant", "dense"]
-    assert g.nodes[0].attrs["type"].startswith("ap_fixed<8,")
-    assert g.nodes[3].attrs["type"].startswith("ap_ufixed<8,")
-    assert parse_type(g.nodes[1].attrs["precision"]["weight"]).overflow == "SAT_SYM"
-    assert parse_type(g.nodes[1].attrs["precision"]["bias"]).width == 16
+    assert tstr(g.nodes[0])["result"].startswith("ap_fixed<8,")
+    assert tstr(g.nodes[3])["result"].startswith("ap_ufixed<8,")
+    assert parse_type(tstr(g.nodes[1])["weight"]).overflow == "SAT_SYM"
+    assert parse_type(tstr(g.nodes[1])["bias"]).width == 16
     import onnx
 
     x = rnd(1, 8, lo=-2, hi=2)
@@ -203,7 +208,7 @@ def test_heterogeneous_bitwidths_on_weights():
     ]  # fmt: skip
     m = make_model(nodes, {"x": ["N", 2]}, {"y": None}, inits, extra_opsets=[QD])
     g = load_model(m)
-    t = parse_type(g.nodes[0].attrs["precision"]["weight"])
+    t = parse_type(tstr(g.nodes[0])["weight"])
     # frac = max k = 4; integer bits = max(b - k) over unpruned elements = 6 - 4 = 2
     assert (t.frac, t.integer) == (4, 2)
     wq = g.nodes[0].params["weight"]
@@ -266,8 +271,8 @@ def test_brevitas_per_channel_conv_with_batchnorm(tmp_path):
         "flatten",
         "dense",
     ]
-    assert "precision" not in g.nodes[1].attrs  # BN folded into the quantized conv
-    assert parse_type(g.nodes[-1].attrs["precision"]["weight"]).width == 8
+    assert not g.nodes[1].types  # BN folded into the quantized conv
+    assert parse_type(tstr(g.nodes[-1])["weight"]).width == 8
     x = rnd(1, 2, 8, 8)
     got = run_ir(g, {next(iter(g.inputs)): x})[0]
     with torch.no_grad():

@@ -14,7 +14,7 @@ pytest.importorskip("onnxoptimizer", reason="brevitas' QONNX export needs onnxop
 
 import lightspeed  # noqa: E402
 from lightspeed.errors import ModelError  # noqa: E402
-from lightspeed.quantize.trained import from_trained  # noqa: E402
+from lightspeed.quantize import from_trained  # noqa: E402
 
 
 def _quantizers(w_bits: int, a_bits: int, u_bits: int, per_channel: bool = False):

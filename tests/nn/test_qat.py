@@ -167,7 +167,7 @@ def test_conv1d_grouped_bit_exact():
 
 def test_qonnx_round_trip_keeps_types(tmp_path):
     from lightspeed.frontends.qonnx_export import export_qonnx
-    from lightspeed.quantize.trained import from_trained
+    from lightspeed.quantize import from_trained
 
     torch.manual_seed(0)
     x, _ = _data()
@@ -190,8 +190,8 @@ def test_to_graph_records_trained_precision():
     g, inputs = lnn.export(model, (4,))
     node = g.nodes[0]
     assert node.op == "dense" and node.params["weight"].shape == (4, 2)
-    assert node.attrs["precision"]["weight"] == "ap_fixed<4,1,RND,SAT>"
-    assert set(node.attrs["precision"]) == {"weight", "bias", "accum", "result"}
+    assert str(node.types["weight"]) == "ap_fixed<4,1,RND,SAT>"
+    assert set(node.types) == {"weight", "bias", "accum", "result"}
     assert inputs == {"input": FixedType(8, 3)}
     # exported params are the quantized values, exactly on the weight grid
     w = node.params["weight"]

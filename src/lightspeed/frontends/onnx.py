@@ -127,7 +127,6 @@ def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Gra
     for onode in g.node:
         _convert.convert_node(onode, st, model)
 
-    _apply_metadata(st)
     outputs = []
     for o in g.output:
         r = st.resolve(o.name)
@@ -140,7 +139,9 @@ def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Gra
     _restore_output_names(st, outputs, [o.name for o in g.output], inputs)
     name = g.name or (Path(source).stem if isinstance(source, (str, Path)) else "model")
     graph = Graph(name=name, inputs=inputs, outputs=outputs, nodes=st.nodes)
-    return passes.standard(graph, exact=st.exact)
+    passes.standard(graph, exact=st.exact)
+    _apply_metadata(st.meta, graph)  # after folding: the exported nodes exist as exported
+    return passes.standard(graph)
 
 
 def _lightspeed_metadata(model: Any) -> dict[str, Any]:
@@ -163,12 +164,12 @@ def _lightspeed_metadata(model: Any) -> dict[str, Any]:
     return {}
 
 
-def _apply_metadata(st: ImportState) -> None:
+def _apply_metadata(meta: dict[str, Any], graph: Graph) -> None:
     """Pin every role of every node to the exported type (QONNX cannot state them all)."""
     from lightspeed.ops.onnx_export import META_ATTRS
 
-    nodes = st.meta.get("nodes", {})
-    for node in st.nodes:
+    nodes = meta.get("nodes", {})
+    for node in graph.nodes:
         entry = nodes.get(node.name)
         if not entry or entry.get("op") != node.op:
             continue

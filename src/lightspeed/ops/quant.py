@@ -47,6 +47,10 @@ from lightspeed.ops.onnx_import import ImportState, dyn, onnx_attrs, unsupported
 
 
 def cast_type(node: Node) -> FixedType:
+    if "result" not in node.types:
+        raise ModelError(
+            f"quant node {node.name!r} has no cast type; give it as Node(..., types={{'result': T}})"
+        )
     return node.types["result"]
 
 
@@ -223,7 +227,7 @@ def bipolar_type(frac: np.ndarray, name: str) -> FixedType:
     return FixedType(width, 2 - kmin, True, "RND_CONV", "SAT")
 
 
-def convert_quant(onode: Any, st: ImportState, name: str) -> None:
+def convert_quant(onode: Any, st: ImportState, a: dict, name: str) -> None:
     op = onode.op_type
     if op not in ("Quant", "BipolarQuant"):
         raise unsupported(f"{onode.domain}.{op}", name, "QONNX op other than Quant/BipolarQuant")

@@ -86,7 +86,7 @@ def type_node(
             )
         prec = op.trained_precision(node, TrainedContext(in_types, pinned))
     elif all(r in pinned for r in _needed(node, op.roles)):
-        prec = {r: pinned[r] for r in _needed(node, op.roles)}
+        prec = {r: pinned[r] for r in op.roles if r in pinned}
     else:
         out_ranges = [ranges.get(t, (0.0, 0.0)) for t in node.outputs]
         prec = op.auto_precision(node, AutoContext(in_types, out_ranges, pinned, cfg.auto, node.params))
