@@ -149,7 +149,7 @@ def test_trained_precision_keeps_quant_types(rng):
     w = np.round(rng.normal(0, 1, (4, 3)) * 8) / 8  # on the ap_fixed<6,3> grid
     g = infer_shapes(Graph("t", {"x": (4,)}, ["y"], [
         Node("qin", "quant", ["x"], ["xq"], types={"result": parse_type("ap_fixed<8,3,RND_CONV,SAT>")}),
-        Node("fc", "dense", ["xq"], ["h"], {"precision": {"weight": "ap_fixed<6,3>"}}, {"weight": w}),
+        Node("fc", "dense", ["xq"], ["h"], {}, {"weight": w}, {"weight": parse_type("ap_fixed<6,3>")}),
         Node("qout", "quant", ["h"], ["y"], types={"result": parse_type("ap_fixed<12,5,RND_CONV,SAT>")}),
     ]))  # fmt: skip
     x = rng.normal(0, 1, (200, 4))
@@ -158,5 +158,6 @@ def test_trained_precision_keeps_quant_types(rng):
     assert np.array_equal(
         q.predict(x), q.predict_float(x)
     )  # float model fake-quantizes identically
-    with pytest.raises(ConfigError, match="own types"):
-        lightspeed.quantize(g, "trained", config={"layers": {}})
+    # trained mode takes a config too (input types, pins), checked against the model
+    with pytest.raises(ConfigError, match="not in the model"):
+        lightspeed.quantize(g, "trained", config={"layers": {"nope": {"result": "ap_fixed<8,3>"}}})
