@@ -28,6 +28,7 @@ META_ATTRS = (
     "min",
     "max",
     "alpha",
+    "gamma",
 )
 
 

@@ -58,9 +58,11 @@ def _log2_exact(v: float, what: str, node: Node) -> int:
     return int(e)
 
 
-def table_geometry(node: Node) -> tuple[float, float, int, int]:
-    """(lo, hi, size, log2(step)) of a sigmoid/tanh table."""
-    lo, hi = node.attrs.get("table_range", DEFAULT_RANGE[node.op])
+def table_geometry(
+    node: Node, default_range: tuple[float, float] | None = None
+) -> tuple[float, float, int, int]:
+    """(lo, hi, size, log2(step)) of a one-input table (``table_range`` attr, else the default)."""
+    lo, hi = node.attrs.get("table_range", default_range or DEFAULT_RANGE[node.op])
     size = int(node.attrs.get("table_size", 1024))
     _log2_exact(size, "table_size", node)
     step_log2 = _log2_exact((hi - lo) / size, "table step (hi-lo)/size", node)
