@@ -6,7 +6,7 @@ Rows (all on the shipped Pythia8 jets, test split of the zoo model card):
   * PTQ auto     lightspeed's automatic PTQ (16-bit weights, 10 fractional bits);
   * QAT 6-bit    lightspeed.nn QAT: 6-bit weights and activations (16-bit input, as the
                  QKeras tagger), trained from the float weights;
-  * searched     lightspeed.quantize.search: per-layer widths, greedy + QAT fine-tuning.
+  * searched     lightspeed.search: per-layer widths, greedy + QAT fine-tuning.
 
 Inputs: the model card's standardisation (folded into the shipped first layer) is unfolded,
 so every fixed-point model takes standardised features (the hls4ml convention: inputs
@@ -62,7 +62,7 @@ def float_graph(mean: np.ndarray, std: np.ndarray):
     return zoo.unfold_input_scaling(lightspeed.load(zoo.model_path("jet_tagger")), mean, std)
 
 
-DSP_LUTS = 55  # LUT-equivalents per DSP (as lightspeed.quantize.search.DSP_LUTS)
+DSP_LUTS = 55  # LUT-equivalents per DSP (as lightspeed.search.DSP_LUTS)
 
 
 def cost_of(q) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def cost_of(q) -> dict[str, Any]:
                                for n in q.graph.nodes if "weight" in q.precision[n.name])),
     }  # fmt: skip
     try:
-        from lightspeed.quantize.search import firmware_estimate
+        from lightspeed.search import firmware_estimate
 
         est = firmware_estimate(q)
         get = est.get if isinstance(est, dict) else (lambda k: getattr(est, k, None))
@@ -122,7 +122,7 @@ def run(quick: bool = False, cost: str = "lut", save: Path | None = None) -> dic
     import lightspeed
     from lightspeed import nn as lnn
     from lightspeed import zoo
-    from lightspeed.quantize.search import SearchConfig, search
+    from lightspeed.search import SearchConfig, search
     from lightspeed.zoo import _common as c
 
     torch.set_num_threads(1)

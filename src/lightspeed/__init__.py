@@ -12,28 +12,16 @@ The small public API::
 
 from __future__ import annotations
 
-from typing import Any
-
 from lightspeed.__about__ import __version__
-from lightspeed.artifact import is_compiled_dir, load_compiled
+from lightspeed.api import load, quantize
+from lightspeed.artifact import is_compiled_dir
 from lightspeed.errors import LightspeedError
 from lightspeed.fixed import FixedType, parse_type
 from lightspeed.ir import Graph
-from lightspeed.quantize import AutoOptions, QuantizedModel, quantize
+from lightspeed.quantize import AutoOptions, QuantizedModel, load_compiled
 
-
-def load(
-    source: Any, input_shape: tuple[int, ...] | dict[str, tuple[int, ...]] | None = None
-) -> Graph:
-    """Import a model (ONNX/QONNX path or ModelProto, or a torch ``nn.Module``) as a float graph.
-
-    ``input_shape`` (without the batch axis) is needed for dynamic shapes and
-    for PyTorch modules.
-    """
-    from lightspeed.frontends import load_model
-
-    return load_model(source, input_shape=input_shape)
-
+# `quantize` is the function (every precision mode), not the subpackage of the same name
+from lightspeed.api import quantize  # noqa: E402, F811, I001
 
 __all__ = [
     "AutoOptions",

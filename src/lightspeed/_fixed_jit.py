@@ -16,12 +16,9 @@ from typing import Any
 import numpy as np
 
 from lightspeed._jit import is_loaded, kernel_module
-from lightspeed.fixed import _SAFE_BITS, QUANT_MODES, FixedType
 
 MIN_ELEMS = 1 << 23  # values per call from which loading numba (~0.3 s) pays off on its own
 _MAX_SCALE_BITS = 1000  # 2**frac must be a normal double (and y normal for normal x)
-_MODE_ID = {m: i for i, m in enumerate(QUANT_MODES)}
-_INT64_MAX = (1 << 63) - 1
 
 
 def kernels() -> Any | None:
@@ -34,24 +31,13 @@ def loaded() -> bool:
     return is_loaded("lightspeed._fixed_kernels")
 
 
-def _args(t: FixedType) -> tuple[int, int, int, int, int, int]:
-    """(mode, ovf, lo, hi, wrap_lo, mask) for the kernel, mirroring fixed.overflow."""
-    lo, hi = t.min_int, t.max_int
-    if t.overflow == "SAT_SYM" and t.signed and t.width > 1:
-        lo = -hi
-    if t.overflow == "WRAP":
-        ovf = 0 if t.width > _SAFE_BITS else (1 if t.signed else 2)
-    else:
-        ovf = 4 if t.overflow == "SAT_ZERO" else 3
-    # kernel values stay below 2**62 + 1, so clipping the range to int64 changes nothing
-    hi = min(hi, _INT64_MAX)
-    mask = (1 << t.width) - 1 if ovf in (1, 2) else 0
-    return _MODE_ID[t.rounding], ovf, lo, hi, t.min_int if ovf == 1 else 0, mask
+def quantize(x: np.ndarray, frac: int, args: tuple[int, ...]) -> np.ndarray | None:
+    """int64 integers of float32/float64 ``x`` quantized at ``frac`` fractional bits, or None.
 
-
-def quantize(x: np.ndarray, t: FixedType) -> np.ndarray | None:
-    """int64 integers of float32/float64 ``x`` quantized to t, or None (use the NumPy path)."""
-    if abs(t.frac) > _MAX_SCALE_BITS or x.size == 0:
+    ``args`` are the type's kernel arguments (:func:`lightspeed.fixed.kernel_args`);
+    None means: use the NumPy path.
+    """
+    if abs(frac) > _MAX_SCALE_BITS or x.size == 0:
         return None
     if not loaded() and x.size < MIN_ELEMS:
         return None
@@ -62,6 +48,6 @@ def quantize(x: np.ndarray, t: FixedType) -> np.ndarray | None:
     if not flat.flags.c_contiguous:
         flat = np.ascontiguousarray(flat)
     out = np.empty(flat.shape[0], dtype=np.int64)
-    if k.quantize(flat, float(np.ldexp(1.0, t.frac)), *_args(t), out) != 0:
+    if k.quantize(flat, float(np.ldexp(1.0, frac)), *args, out) != 0:
         return None
     return out.reshape(x.shape)

@@ -162,10 +162,13 @@ def is_compiled_dir(path: str | Path) -> bool:
         return False
 
 
-def load_compiled(path: str | Path):
-    """Load a compiled model directory written by :func:`save_compiled` / ``lightspeed compile``."""
+def read_compiled(path: str | Path) -> tuple[dict[str, Any], str | None]:
+    """The fields of a compiled model directory (``QuantizedModel(**fields)``) and its hash.
+
+    :func:`lightspeed.quantize.load_compiled` builds the model from them and
+    checks the manifest's hash.
+    """
     from lightspeed.ops import AutoOptions
-    from lightspeed.quantize.model import QuantizedModel
 
     path = Path(path)
     if not path.is_dir():
@@ -190,16 +193,15 @@ def load_compiled(path: str | Path):
     except (OSError, ValueError, KeyError) as exc:
         raise ArtifactError(f"{path}: compiled model is damaged ({exc}); recompile it") from None
     graph = graph_from_dict(m["graph"], params)
-    q = QuantizedModel(
-        graph=graph,
-        precision={n: {r: parse_type(t) for r, t in p.items()} for n, p in m["precision"].items()},
-        qparams={n.name: qparams.get(n.name, {}) for n in graph.nodes},
-        tensor_types={k: parse_type(v) for k, v in m["tensor_types"].items()},
-        options=AutoOptions(**m.get("options", {})),
-        default=m.get("default"),
-        calibration_ranges={k: tuple(v) for k, v in m.get("calibration_ranges", {}).items()},
-        stats=m.get("stats", {}),
-    )
-    if model_hash(q) != m.get("model_hash"):
-        raise ArtifactError(f"{path}: contents do not match the manifest's hash; recompile it")
-    return q
+    return {
+        "graph": graph,
+        "precision": {
+            n: {r: parse_type(t) for r, t in p.items()} for n, p in m["precision"].items()
+        },
+        "qparams": {n.name: qparams.get(n.name, {}) for n in graph.nodes},
+        "tensor_types": {k: parse_type(v) for k, v in m["tensor_types"].items()},
+        "options": AutoOptions(**m.get("options", {})),
+        "default": m.get("default") or "auto",
+        "calibration_ranges": {k: tuple(v) for k, v in m.get("calibration_ranges", {}).items()},
+        "stats": m.get("stats", {}),
+    }, m.get("model_hash")

@@ -132,9 +132,9 @@ def parse_input_shapes(specs: list[str]) -> Any:
 
 
 def compile_model(args: argparse.Namespace):
-    from lightspeed.frontends import load_model
+    from lightspeed.api import load as load_model
+    from lightspeed.api import quantize
     from lightspeed.ops import AutoOptions
-    from lightspeed.quantize import quantize
 
     graph = load_model(args.model, input_shape=parse_input_shapes(args.input_shape))
     cal = None
@@ -157,10 +157,10 @@ def compile_model(args: argparse.Namespace):
 
 
 def _compile_search(args: argparse.Namespace, graph: Any, cal: Any):
-    """``--precision search``: see lightspeed.quantize.search (docs/qat.md)."""
+    """``--precision search``: see lightspeed.search (docs/qat.md)."""
     import numpy as np
 
-    from lightspeed.quantize.search import search_graph
+    from lightspeed.search import search_graph
 
     labels = None
     if args.labels:
@@ -194,8 +194,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from lightspeed.artifact import load_compiled
     from lightspeed.fixed import to_float
+    from lightspeed.quantize import load_compiled
 
     q = load_compiled(args.compiled)
     inputs = load_array_file(args.input, q.input_names, "input")
@@ -222,7 +222,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from lightspeed.artifact import load_compiled
+    from lightspeed.quantize import load_compiled
     from lightspeed.quantize.report import render_report
 
     q = load_compiled(args.compiled)
@@ -235,8 +235,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from lightspeed.artifact import load_compiled
     from lightspeed.frontends.qonnx_export import export_qonnx
+    from lightspeed.quantize import load_compiled
 
     q = load_compiled(args.compiled)
     export_qonnx(q, args.output)

@@ -44,7 +44,7 @@ def runner(spec: str) -> Runner:
             return sess.run(None, {name: x.astype(np.float32, copy=False)})[0]
 
         return run_onnx
-    from lightspeed.artifact import load_compiled
+    from lightspeed.quantize import load_compiled
 
     q = load_compiled(path)
     if len(q.input_names) != 1 or len(q.output_names) != 1:

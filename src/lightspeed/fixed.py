@@ -284,6 +284,21 @@ def requantize(m: np.ndarray, frac_in: int, t: FixedType) -> np.ndarray:
     return overflow(q, t)
 
 
+def kernel_args(t: FixedType) -> tuple[int, int, int, int, int, int]:
+    """(mode, ovf, lo, hi, wrap_lo, mask) for the kernel, mirroring fixed.overflow."""
+    lo, hi = t.min_int, t.max_int
+    if t.overflow == "SAT_SYM" and t.signed and t.width > 1:
+        lo = -hi
+    if t.overflow == "WRAP":
+        ovf = 0 if t.width > _SAFE_BITS else (1 if t.signed else 2)
+    else:
+        ovf = 4 if t.overflow == "SAT_ZERO" else 3
+    # kernel values stay below 2**62 + 1, so clipping the range to int64 changes nothing
+    hi = min(hi, (1 << 63) - 1)
+    mask = (1 << t.width) - 1 if ovf in (1, 2) else 0
+    return QUANT_MODES.index(t.rounding), ovf, lo, hi, t.min_int if ovf == 1 else 0, mask
+
+
 def quantize_float(x: np.ndarray, t: FixedType, what: str = "input") -> np.ndarray:
     """Exactly quantize float values to t's integer representation (like ``ap_fixed(double)``).
 
@@ -295,7 +310,7 @@ def quantize_float(x: np.ndarray, t: FixedType, what: str = "input") -> np.ndarr
         x = np.asarray(x, dtype=np.float64)
     from lightspeed import _fixed_jit
 
-    m = _fixed_jit.quantize(x, t)
+    m = _fixed_jit.quantize(x, t.frac, kernel_args(t))
     if m is not None:
         return m
     # min/max propagate NaN and show +-Inf: two cheap reductions instead of isfinite().all()

@@ -10,7 +10,7 @@ import pytest
 
 from lightspeed import _fixed_jit, emulate
 from lightspeed.errors import InputError
-from lightspeed.fixed import OVERFLOW_MODES, QUANT_MODES, FixedType, quantize_float
+from lightspeed.fixed import OVERFLOW_MODES, QUANT_MODES, FixedType, kernel_args, quantize_float
 from lightspeed.ops import _mac_jit
 from tests import test_fixed_xilinx as xil
 from tests.test_fixed_xilinx import checked, checker  # noqa: F401 (fixtures: g++ + ap_fixed.h)
@@ -54,8 +54,8 @@ def jit(monkeypatch):
     taken: list[bool] = []
     real = _fixed_jit.quantize
 
-    def spy(x, t):
-        out = real(x, t)
+    def spy(x, frac, args):
+        out = real(x, frac, args)
         taken.append(out is not None)
         return out
 
@@ -112,7 +112,7 @@ def test_jit_kernel_matches_numpy_path_on_a_grid(monkeypatch) -> None:
                     with monkeypatch.context() as m:
                         m.setattr(_fixed_jit, "quantize", lambda a, tt: None)
                         ref = quantize_float(xd, t)
-                    got = _fixed_jit.quantize(xd, t)
+                    got = _fixed_jit.quantize(xd, t.frac, kernel_args(t))
                     assert got is not None and got.dtype == np.int64 and got.shape == x.shape
                     assert np.array_equal(got, ref), t
 

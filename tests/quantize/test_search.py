@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch", reason="torch is an optional extra")
 from torch import nn  # noqa: E402
 
 from lightspeed.errors import ConfigError  # noqa: E402
-from lightspeed.quantize.search import SearchConfig, accuracy, bops, search  # noqa: E402
+from lightspeed.search import SearchConfig, accuracy, bops, search  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

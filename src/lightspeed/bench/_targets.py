@@ -78,7 +78,7 @@ class InprocessTarget:
     """
 
     def __init__(self, compiled_dir: str | Path, max_batch: int = 1024) -> None:
-        from lightspeed.artifact import load_compiled
+        from lightspeed.quantize import load_compiled
 
         path = Path(compiled_dir)
         if not path.is_dir():

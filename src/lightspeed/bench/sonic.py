@@ -205,7 +205,7 @@ def _local_engine(path: str):
         sess = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
         return lambda x: sess.run(None, {name: x})[0]
-    from lightspeed.artifact import load_compiled
+    from lightspeed.quantize import load_compiled
 
     q = load_compiled(p)
     return q.predict

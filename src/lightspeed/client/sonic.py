@@ -91,7 +91,7 @@ def local_fallback(source) -> Fallback:
         return source
     path = Path(source)
     if path.is_dir():
-        from lightspeed.artifact import load_compiled
+        from lightspeed.quantize import load_compiled
 
         model = load_compiled(str(path))
         fn = model.predict_dict

@@ -167,8 +167,8 @@ def cmd_firmware(args: argparse.Namespace) -> int:
         raise InputError(
             "give the compiled model directory and -o FWDIR (see lightspeed firmware --help)"
         )
-    from lightspeed.artifact import load_compiled
     from lightspeed.firmware import generate
+    from lightspeed.quantize import load_compiled
 
     q = load_compiled(args.model)
     fw = generate(
@@ -202,7 +202,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     X = load_array_file(args.input, names, "input")
     q = None
     if args.model:
-        from lightspeed.artifact import load_compiled
+        from lightspeed.quantize import load_compiled
 
         q = load_compiled(args.model)
         fw.check_model(q)

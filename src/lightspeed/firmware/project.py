@@ -101,7 +101,7 @@ class FirmwareDir:
 
     def model(self):
         """The compiled model stored with the firmware."""
-        from lightspeed.artifact import load_compiled
+        from lightspeed.quantize import load_compiled
 
         return load_compiled(self.path / "model")
 

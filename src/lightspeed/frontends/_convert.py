@@ -59,7 +59,11 @@ def convert_node(onode: Any, st: ImportState, model: Any) -> None:
         _shape_of_dynamic(onode, st)
         return
     present = [t for t in onode.input if t]
-    if not qonnx and all(st.is_const(t) for t in present) and op not in ("RandomNormal", "RandomUniform"):
+    if (
+        not qonnx
+        and all(st.is_const(t) for t in present)
+        and op not in ("RandomNormal", "RandomUniform")
+    ):
         _fold(onode, st, model, name)
         return
     if op in ("Identity", "Dropout", "Cast"):

@@ -30,8 +30,7 @@ import numpy as np
 
 from lightspeed.errors import ModelError, UnsupportedOpError
 from lightspeed.files import atomic_file
-from lightspeed.fixed import FixedType, to_float
-
+from lightspeed.fixed import to_float
 from lightspeed.ops import all_ops, get_op
 from lightspeed.ops.onnx_export import META_ATTRS, META_KEY, QONNX_DOMAIN, Builder, quant_attrs
 

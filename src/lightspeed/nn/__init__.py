@@ -23,6 +23,7 @@ require("torch", "torch", "quantization-aware training (lightspeed.nn)")
 from lightspeed.nn.convert import convert, fit, from_graph  # noqa: E402
 from lightspeed.nn.export import export, quantized_from_graph, to_graph, to_quantized  # noqa: E402
 from lightspeed.nn.layers import (  # noqa: E402
+    QActLayer,
     QBatchNorm,
     QBatchNorm1d,
     QBatchNorm2d,
@@ -33,12 +34,14 @@ from lightspeed.nn.layers import (  # noqa: E402
     QInput,
     QLeakyReLU,
     QLinear,
+    QMacLayer,
     QReLU,
     QReLU6,
 )
 from lightspeed.nn.quantizer import Quantizer, fake_quant  # noqa: E402
 
 __all__ = [
+    "QActLayer",
     "QBatchNorm",
     "QBatchNorm1d",
     "QBatchNorm2d",
@@ -49,6 +52,7 @@ __all__ = [
     "QInput",
     "QLeakyReLU",
     "QLinear",
+    "QMacLayer",
     "QReLU",
     "QReLU6",
     "Quantizer",

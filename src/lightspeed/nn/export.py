@@ -23,8 +23,8 @@ from torch import fx, nn
 from lightspeed.errors import ConfigError, UnsupportedOpError
 from lightspeed.fixed import FixedType, quantize_float
 from lightspeed.ir import Graph, Node, infer_shapes
-from lightspeed.nn.layers import QBatchNorm, QClip, QInput, QLeakyReLU, QReLU, _QConvNd, _QMac
-from lightspeed.ops import AutoOptions, get_op
+from lightspeed.nn.layers import QBatchNorm, QClip, QConvNd, QInput, QLeakyReLU, QMacLayer, QReLU
+from lightspeed.ops import AutoOptions
 from lightspeed.ops.activations import clip_int_bounds, relu_type
 from lightspeed.ops.conv import weight_matrix
 from lightspeed.ops.mac import linear_precision
@@ -34,7 +34,7 @@ from lightspeed.quantize import QuantizedModel, from_trained
 # after the products, so a partial sum may exceed the accumulator's range by |bias|
 _EXACT_BITS = 52
 _PASS = (nn.Identity, nn.Dropout)
-_LEAVES = (_QMac, QBatchNorm, QInput, QReLU, QClip, QLeakyReLU)
+_LEAVES = (QMacLayer, QBatchNorm, QInput, QReLU, QClip, QLeakyReLU)
 
 
 class _Tracer(fx.Tracer):
@@ -104,7 +104,9 @@ class _Exporter:
 
     def add(self, name: str, op: str, inputs: list[str], out: str, prec: dict[str, FixedType],
             params: dict[str, np.ndarray] | None = None, attrs: dict[str, Any] | None = None) -> None:  # fmt: skip
-        self.nodes.append(Node(name, op, inputs, [out], dict(attrs or {}), params or {}, dict(prec)))
+        self.nodes.append(
+            Node(name, op, inputs, [out], dict(attrs or {}), params or {}, dict(prec))
+        )
         self.types[out] = prec.get("result", self.types[inputs[0]])
 
     # -- per module -------------------------------------------------------
@@ -125,7 +127,7 @@ class _Exporter:
                 return
             t = mod.quant.fixed_type
             self.add(name, "quant", [src], out, {"result": t})
-        elif isinstance(mod, _QMac):
+        elif isinstance(mod, QMacLayer):
             self.mac(name, mod, src, out)
         elif isinstance(mod, QBatchNorm):
             x_t = self.typed(src, name)
@@ -164,14 +166,14 @@ class _Exporter:
             )
         self.names[n] = out
 
-    def mac(self, name: str, mod: _QMac, src: str, out: str) -> None:
+    def mac(self, name: str, mod: QMacLayer, src: str, out: str) -> None:
         x_t = self.typed(src, name)
         wq, bq = mod.quantized_params()
         w = _np(wq)
         b = None if bq is None else _np(bq)
         w_t = mod.weight_quant.fixed_type
         b_t = None if mod.bias_quant is None or b is None else mod.bias_quant.fixed_type
-        if isinstance(mod, _QConvNd):
+        if isinstance(mod, QConvNd):
             wmat = np.concatenate(
                 [weight_matrix(w, mod.groups, g) for g in range(mod.groups)], axis=1
             )

@@ -76,7 +76,7 @@ def _bn_fold(
     return scale, beta - mean.to(dt) * scale
 
 
-class _QMac(nn.Module):
+class QMacLayer(nn.Module):
     """Shared parts of the multiply-accumulate layers."""
 
     weight: nn.Parameter
@@ -138,7 +138,7 @@ class _QMac(nn.Module):
         return self.output_quant(y) if self.output_quant is not None else y
 
 
-class QLinear(_QMac):
+class QLinear(QMacLayer):
     """``nn.Linear`` with fixed-point weight, bias and (optionally) output types.
 
     ``QLinear(16, 64, weight="ap_fixed<6,1>", output=None, batchnorm=False)``;
@@ -175,7 +175,7 @@ class QLinear(_QMac):
         return F.linear(x, w, b)
 
 
-class _QConvNd(_QMac):
+class QConvNd(QMacLayer):
     nd = 0
 
     def __init__(
@@ -234,13 +234,13 @@ class _QConvNd(_QMac):
         }
 
 
-class QConv1d(_QConvNd):
+class QConv1d(QConvNd):
     """``nn.Conv1d`` (channels-first, zero padding) with fixed-point types; see :class:`QLinear`."""
 
     nd = 1
 
 
-class QConv2d(_QConvNd):
+class QConv2d(QConvNd):
     """``nn.Conv2d`` (channels-first, zero padding) with fixed-point types; see :class:`QLinear`."""
 
     nd = 2
@@ -328,7 +328,7 @@ class QInput(nn.Module):
         return self.quant(x.to(_dtype(self, x)))
 
 
-class _QAct(nn.Module):
+class QActLayer(nn.Module):
     def __init__(self, output: QuantLike) -> None:
         super().__init__()
         q = as_quantizer(output, type(self).__name__)
@@ -342,7 +342,7 @@ class _QAct(nn.Module):
         return self.output_quant(y) if self.output_quant is not None else y
 
 
-class QReLU(_QAct):
+class QReLU(QActLayer):
     """ReLU followed by a cast to ``output`` (e.g. ``'ap_ufixed<6,2,RND,SAT>'``).
 
     Without ``output`` the result keeps the input's step (the non-negative half of its type).
@@ -355,7 +355,7 @@ class QReLU(_QAct):
         return self._q(torch.relu(x.to(_dtype(self, x))))
 
 
-class QClip(_QAct):
+class QClip(QActLayer):
     """Hard activation ``clamp(x, min, max)`` then a cast to ``output`` (ReLU6, HardTanh).
 
     The bounds must lie on the input's grid (integers always do for types with
@@ -383,7 +383,7 @@ def QHardTanh(output: QuantLike = None) -> QClip:
     return QClip(-1.0, 1.0, output)
 
 
-class QLeakyReLU(_QAct):
+class QLeakyReLU(QActLayer):
     """``x if x > 0 else alpha_q * x``, both branches cast to ``output`` (required).
 
     ``alpha`` is quantized to ``param`` (default: 16 bits scaled to alpha).

@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from lightspeed.fixed import FixedType, cast, overflow, requantize
+from lightspeed.fixed import FixedType, cast, overflow, requantize, to_float
 from lightspeed.ir.graph import Node
-from lightspeed.fixed import to_float
-from lightspeed.ops.onnx_export import Builder, simple
-from lightspeed.ops.onnx_import import ImportState, affine, dyn, opt_const, unary, unsupported
 from lightspeed.ops.base import (
-    TrainedContext,
     AutoContext,
     Cost,
     CostContext,
@@ -21,12 +17,15 @@ from lightspeed.ops.base import (
     Op,
     Precision,
     QParams,
+    TrainedContext,
     merge,
     param_type,
     quantize_param,
     result_type,
     same_shape,
 )
+from lightspeed.ops.onnx_export import Builder, simple
+from lightspeed.ops.onnx_import import ImportState, affine, dyn, opt_const, unary, unsupported
 
 
 def _relu_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -118,9 +117,12 @@ def _prelu(onode, st: ImportState, a: dict, name: str) -> None:
     st.emit(Node(name, "leaky_relu", [x], [onode.output[0]], attrs={"alpha": alpha}))
 
 
-def _leaky_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+def _leaky_export(
+    b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes
+) -> None:
     alpha = float(to_float(np.asarray(qp["alpha"]), prec["param"]))  # the value the hardware uses
     b.node("LeakyRelu", ins, [out], key, alpha=alpha)
+
 
 LEAKY_RELU = Op(
     fusable=True,
@@ -205,12 +207,15 @@ def _hard_sigmoid(onode, st: ImportState, a: dict, name: str) -> None:
     st.emit(Node(name, "clip", [mid], [onode.output[0]], attrs={"min": 0.0, "max": 1.0}))
 
 
-def _clip_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+def _clip_export(
+    b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes
+) -> None:
     lo, hi = node.attrs.get("min"), node.attrs.get("max")
     args = [ins[0], b.const(f"{key}_min", lo) if lo is not None else ""]
     if hi is not None:
         args.append(b.const(f"{key}_max", hi))
     b.node("Clip", args, [out], key)
+
 
 CLIP = Op(
     fusable=True,

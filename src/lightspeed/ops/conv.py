@@ -16,7 +16,6 @@ from lightspeed.errors import ModelError, ShapeError
 from lightspeed.fixed import cast
 from lightspeed.ir.graph import Node, Shape
 from lightspeed.ops.base import (
-    TrainedContext,
     AutoContext,
     Cost,
     CostContext,
@@ -24,6 +23,7 @@ from lightspeed.ops.base import (
     Op,
     Precision,
     QParams,
+    TrainedContext,
     mac_cost,
     quantize_param,
 )
@@ -175,7 +175,9 @@ def _cost(node: Node, ctx: CostContext) -> Cost:
 def _trained(node: Node, ctx: TrainedContext) -> Precision:
     w, g = node.params["weight"], int(node.attrs.get("group", 1))
     wmat = np.concatenate([weight_matrix(w, g, i) for i in range(g)], axis=1)
-    return trained_mac_precision(node.name, wmat, node.params.get("bias"), ctx.in_types[0], ctx.fixed)
+    return trained_mac_precision(
+        node.name, wmat, node.params.get("bias"), ctx.in_types[0], ctx.fixed
+    )
 
 
 def _import(onode, st: ImportState, a: dict, name: str) -> None:
@@ -220,6 +222,7 @@ def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp
         strides=list(a.get("strides", [1] * nd)), pads=list(a.get("pads", [0] * 2 * nd)),
         dilations=list(a.get("dilations", [1] * nd)), group=int(a.get("group", 1)),
     )  # fmt: skip
+
 
 CONV = Op(
     name="conv",

@@ -7,6 +7,19 @@ import numpy as np
 from lightspeed.errors import ModelError, ShapeError
 from lightspeed.fixed import cast
 from lightspeed.ir.graph import Node, Shape
+from lightspeed.ops.base import (
+    AutoContext,
+    Cost,
+    CostContext,
+    Fx,
+    Op,
+    Precision,
+    QParams,
+    TrainedContext,
+    mac_cost,
+    quantize_param,
+)
+from lightspeed.ops.mac import dense_cast, linear_precision, mac, trained_mac_precision
 from lightspeed.ops.onnx_export import Builder
 from lightspeed.ops.onnx_import import (
     ImportState,
@@ -17,19 +30,6 @@ from lightspeed.ops.onnx_import import (
     trained,
     unsupported,
 )
-from lightspeed.ops.base import (
-    TrainedContext,
-    AutoContext,
-    Cost,
-    CostContext,
-    Fx,
-    Op,
-    Precision,
-    QParams,
-    mac_cost,
-    quantize_param,
-)
-from lightspeed.ops.mac import dense_cast, linear_precision, mac, trained_mac_precision
 
 
 def _shape(node: Node, ins: list[Shape]) -> list[Shape]:
@@ -146,6 +146,7 @@ def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp
     mid = b.fresh(f"{out}_matmul")
     b.node("MatMul", [ins[0], w], [mid], key)
     b.node("Add", [mid, bias], [out], key)  # same name: the importer folds it into this dense
+
 
 DENSE = Op(
     name="dense",

@@ -11,10 +11,7 @@ import numpy as np
 from lightspeed.errors import ModelError, ShapeError
 from lightspeed.fixed import FixedType, as_exact, requantize
 from lightspeed.ir.graph import Node, Shape
-from lightspeed.ops.onnx_export import Builder
-from lightspeed.ops.onnx_import import ImportState, affine, dyn, full_const, unsupported
 from lightspeed.ops.base import (
-    TrainedContext,
     AutoContext,
     Cost,
     CostContext,
@@ -22,10 +19,13 @@ from lightspeed.ops.base import (
     Op,
     Precision,
     QParams,
+    TrainedContext,
     exact_type,
     merge,
     result_type,
 )
+from lightspeed.ops.onnx_export import Builder
+from lightspeed.ops.onnx_import import ImportState, affine, dyn, full_const, unsupported
 
 
 def _broadcast(node: Node, ins: list[Shape]) -> list[Shape]:
@@ -99,7 +99,9 @@ def _binary(onode, st: ImportState, a: dict, name: str) -> None:
     affine(st, x, out, scale, shift, name, op)
 
 
-def _add_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+def _add_export(
+    b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes
+) -> None:
     b.node("Add" if len(ins) == 2 else "Sum", ins, [out], key)
 
 
@@ -159,13 +161,16 @@ def _mul_trained(node: Node, ctx: TrainedContext) -> Precision:
     return merge(ctx.fixed, {"result": exact_type(lo, hi, frac)})
 
 
-def _mul_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+def _mul_export(
+    b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes
+) -> None:
     if len(ins) != 2:
         raise ModelError(
             f"node {node.name!r}: a {len(ins)}-input mul has no single ONNX op; QONNX export "
             "supports two-input mul only"
         )
     b.node("Mul", ins, [out], key)
+
 
 MUL = Op(
     name="mul",
@@ -231,8 +236,11 @@ def _concat_import(onode, st: ImportState, a: dict, name: str) -> None:
     st.emit(Node(name, "concat", xs, [onode.output[0]], attrs={"axis": axis}))
 
 
-def _concat_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+def _concat_export(
+    b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes
+) -> None:
     b.node("Concat", ins, [out], key, axis=int(node.attrs.get("axis", 1)))
+
 
 CONCAT = Op(
     name="concat",

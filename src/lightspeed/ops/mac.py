@@ -400,7 +400,9 @@ def trained_mac_precision(
     from lightspeed.errors import ConfigError
     from lightspeed.ops.base import AutoOptions
 
-    missing = [r for r in ("weight", "bias") if r not in trained and (r == "weight" or b is not None)]
+    missing = [
+        r for r in ("weight", "bias") if r not in trained and (r == "weight" or b is not None)
+    ]
     if missing:
         raise ConfigError(
             f"node {name!r}: no trained type for {missing}; it was not quantized in training"

@@ -16,7 +16,6 @@ from lightspeed.errors import ShapeError, UnsupportedOpError
 from lightspeed.fixed import FixedType, as_exact, cast, requantize
 from lightspeed.ir.graph import Node, Shape
 from lightspeed.ops.base import (
-    TrainedContext,
     AutoContext,
     Cost,
     CostContext,
@@ -24,6 +23,7 @@ from lightspeed.ops.base import (
     Op,
     Precision,
     QParams,
+    TrainedContext,
     merge,
     result_type,
 )
@@ -196,6 +196,7 @@ def _pool_export(onnx_op: str):
         b.node(onnx_op, ins, [out], key, **kw)
 
     return emit
+
 
 MAXPOOL = Op(
     name="maxpool",

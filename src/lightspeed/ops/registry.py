@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from lightspeed.errors import UnsupportedOpError
@@ -23,10 +24,9 @@ _INFRA = {"base", "registry", "onnx_import", "onnx_export", "mac"}
 
 @cache
 def _registry() -> dict[str, Op]:
-    import lightspeed.ops as pkg
-
     ops: dict[str, Op] = {}
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+    here = [str(Path(__file__).parent)]
+    for info in sorted(pkgutil.iter_modules(here), key=lambda m: m.name):
         if info.name.startswith("_") or info.name in _INFRA:
             continue
         module = importlib.import_module(f"lightspeed.ops.{info.name}")

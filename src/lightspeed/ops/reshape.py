@@ -6,7 +6,7 @@ import numpy as np
 
 from lightspeed.errors import ShapeError
 from lightspeed.ir.graph import Node, Shape
-from lightspeed.ops.base import AutoContext, Fx, Op, Precision, QParams
+from lightspeed.ops.base import Fx, Op, Precision, QParams
 from lightspeed.ops.onnx_export import Builder, simple
 from lightspeed.ops.onnx_import import BATCH, ImportState, dyn, unsupported
 
@@ -147,12 +147,16 @@ def _transpose_import(onode, st: ImportState, a: dict, name: str) -> None:
     )
 
 
-def _reshape_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+def _reshape_export(
+    b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes
+) -> None:
     target = b.const(f"{key}_shape", np.array([-1, *node.attrs["shape"]]), dtype=np.int64)
     b.node("Reshape", [ins[0], target], [out], key)
 
 
-def _transpose_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+def _transpose_export(
+    b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes
+) -> None:
     b.node("Transpose", ins, [out], key, perm=[0, *[int(p) + 1 for p in node.attrs["perm"]]])
 
 

@@ -14,8 +14,6 @@ from lightspeed.errors import ModelError, ShapeError
 from lightspeed.fixed import overflow, requantize
 from lightspeed.ir.graph import Node, Shape
 from lightspeed.ops.base import (
-    TrainedContext,
-    same_shape,
     AutoContext,
     Cost,
     CostContext,
@@ -23,8 +21,10 @@ from lightspeed.ops.base import (
     Op,
     Precision,
     QParams,
+    TrainedContext,
     is_pow2,
     quantize_param,
+    same_shape,
 )
 from lightspeed.ops.mac import linear_precision, trained_mac_precision
 from lightspeed.ops.onnx_export import Builder
@@ -115,6 +115,7 @@ def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp
     mid = b.fresh(f"{out}_mul")
     b.node("Mul", [ins[0], s], [mid], key)
     b.node("Add", [mid, sh], [out], key)  # same name: merged into this batchnorm on import
+
 
 BATCHNORM = Op(
     name="batchnorm",

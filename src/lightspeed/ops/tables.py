@@ -25,8 +25,6 @@ import numpy as np
 from lightspeed.errors import ConfigError, ShapeError
 from lightspeed.fixed import FixedType, quantize_float, requantize
 from lightspeed.ir.graph import Node, Shape
-from lightspeed.ops.onnx_export import simple
-from lightspeed.ops.onnx_import import ImportState, dyn, unary, unsupported
 from lightspeed.ops.base import (
     AutoContext,
     Cost,
@@ -38,6 +36,8 @@ from lightspeed.ops.base import (
     merge,
     same_shape,
 )
+from lightspeed.ops.onnx_export import simple
+from lightspeed.ops.onnx_import import ImportState, dyn, unary, unsupported
 
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:
@@ -238,6 +238,7 @@ def _softmax_import(onode, st: ImportState, a: dict, name: str) -> None:
     if axis != rank - 1:
         raise unsupported("Softmax", name, f"axis {axis} (only the last axis)")
     st.emit(Node(name, "softmax", [x], [onode.output[0]], attrs={"axis": -1}))
+
 
 SOFTMAX = Op(
     name="softmax",

@@ -3,9 +3,8 @@
 :class:`QuantizedModel` is data: the (shape-inferred) graph, ``precision``
 (node -> role -> :class:`FixedType`), ``qparams`` (node -> parameter ->
 integers at its role's scale) and ``tensor_types`` (every tensor, inputs
-included). ``predict``/``report``/``save`` are thin conveniences that call
-the emulator, the report and the artifact writer (docs/architecture.md
-lists these as the one allowed upward reference).
+included). ``predict``/``report``/``save`` are thin conveniences over the
+emulator, the report and the artifact writer, all stages below this one.
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from lightspeed.artifact import model_hash, read_compiled, save_compiled
+from lightspeed.errors import ArtifactError
 from lightspeed.fixed import FixedType, to_float
 from lightspeed.ir.graph import Graph, Shape
 from lightspeed.ops import AutoOptions, CostContext, get_op
@@ -174,9 +175,16 @@ class QuantizedModel:
 
     # -- persistence ------------------------------------------------------
     def save(self, outdir: str | Path, source: dict[str, Any] | None = None) -> Path:
-        from lightspeed.artifact import save_compiled
-
         return save_compiled(self, outdir, source=source)
+
+
+def load_compiled(path: str | Path) -> QuantizedModel:
+    """Load a compiled model directory written by ``q.save`` / ``lightspeed compile``."""
+    fields, digest = read_compiled(path)
+    q = QuantizedModel(**fields)
+    if model_hash(q) != digest:
+        raise ArtifactError(f"{path}: contents do not match the manifest's hash; recompile it")
+    return q
 
 
 def fixed_value(m: np.ndarray, t: FixedType) -> np.ndarray:

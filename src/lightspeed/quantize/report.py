@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lightspeed.quantize.model import QuantizedModel
+if TYPE_CHECKING:
+    from lightspeed.quantize.model import QuantizedModel
 
 
 def build_report(q: QuantizedModel) -> dict[str, Any]:

@@ -68,9 +68,7 @@ def pinned_roles(node: Node, cfg: PrecisionConfig) -> Precision:
     return pinned
 
 
-def type_node(
-    node: Node, in_types: list[FixedType], cfg: PrecisionConfig, ranges
-) -> Precision:
+def type_node(node: Node, in_types: list[FixedType], cfg: PrecisionConfig, ranges) -> Precision:
     """The precision of one node under ``cfg`` (see the module docstring)."""
     op = get_op(node.op)
     pinned = pinned_roles(node, cfg)
@@ -89,7 +87,9 @@ def type_node(
         prec = {r: pinned[r] for r in op.roles if r in pinned}
     else:
         out_ranges = [ranges.get(t, (0.0, 0.0)) for t in node.outputs]
-        prec = op.auto_precision(node, AutoContext(in_types, out_ranges, pinned, cfg.auto, node.params))
+        prec = op.auto_precision(
+            node, AutoContext(in_types, out_ranges, pinned, cfg.auto, node.params)
+        )
     missing = [r for r in _needed(node, op.roles) if r not in prec]
     if missing:
         raise ConfigError(f"layer {node.name!r}: no type for roles {missing}")

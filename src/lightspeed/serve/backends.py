@@ -115,8 +115,8 @@ class LightspeedBackend(Backend):
             )
         # imported on first use: importing lightspeed.serve stays light (no emulator) for
         # processes that never load a compiled model, such as the --workers parent
-        from lightspeed.artifact import load_compiled
         from lightspeed.emulate import load_jit
+        from lightspeed.quantize import load_compiled
 
         try:
             self._model = load_compiled(str(path))

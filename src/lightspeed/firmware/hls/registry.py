@@ -14,6 +14,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -63,11 +64,9 @@ def register(op: str) -> Callable[[Emitter], Emitter]:
 
 def load_emitters() -> None:
     """Import every ``emit_*`` module of this package (importing one registers its emitters)."""
-    import lightspeed.firmware.hls as package
-
-    for mod in pkgutil.iter_modules(package.__path__):
+    for mod in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if mod.name.startswith("emit_"):
-            importlib.import_module(f"{package.__name__}.{mod.name}")
+            importlib.import_module(f"lightspeed.firmware.hls.{mod.name}")
 
 
 def supported_ops() -> frozenset[str]:

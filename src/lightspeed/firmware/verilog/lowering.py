@@ -19,6 +19,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,11 +69,9 @@ class Design:
 
 def load_emitters() -> None:
     """Import every ``emit_*`` module of this package (importing one registers its emitters)."""
-    import lightspeed.firmware.verilog as package
-
-    for mod in pkgutil.iter_modules(package.__path__):
+    for mod in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if mod.name.startswith("emit_"):
-            importlib.import_module(f"{package.__name__}.{mod.name}")
+            importlib.import_module(f"lightspeed.firmware.verilog.{mod.name}")
 
 
 def port_name(prefix: str, tensor: str) -> str:

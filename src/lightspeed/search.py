@@ -123,14 +123,7 @@ DSP_LUTS = 55  # LUT-equivalents of one DSP slice (the resource metric HGQ uses:
 
 
 def firmware_estimate(q: QuantizedModel) -> Any:
-    """The firmware's analytic LUT/FF/DSP estimate of ``q`` (needs ``lightspeed.firmware``)."""
-    import importlib
-
-    fw = importlib.import_module("lightspeed.firmware")
-    fn = getattr(fw, "estimate", None)
-    if callable(fn):
-        return fn(q)
-    # ``lightspeed.firmware.estimate`` is shadowed by its submodule once that is imported
+    """The firmware's analytic LUT/FF/DSP estimate of ``q``."""
     from lightspeed.firmware.config import FirmwareOptions
     from lightspeed.firmware.estimate import estimate_design
     from lightspeed.firmware.verilog import build_design
@@ -157,17 +150,17 @@ def accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _knobs(model: Any) -> list[_Knob]:
-    from lightspeed.nn.layers import QInput, _QAct, _QMac
+    from lightspeed.nn import QActLayer, QInput, QMacLayer
 
     knobs = []
     for name, m in model.named_modules():
         if isinstance(m, QInput):
             knobs.append(_Knob(f"{name or 'input'}.input", m.quant))
-        elif isinstance(m, _QMac):
+        elif isinstance(m, QMacLayer):
             knobs.append(_Knob(f"{name}.weight", m.weight_quant, m.bias_quant))
             if m.output_quant is not None:
                 knobs.append(_Knob(f"{name}.output", m.output_quant))
-        elif isinstance(m, _QAct) and m.output_quant is not None:
+        elif isinstance(m, QActLayer) and m.output_quant is not None:
             knobs.append(_Knob(f"{name}.output", m.output_quant))
     return knobs
 
