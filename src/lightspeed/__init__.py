@@ -13,15 +13,15 @@ The small public API::
 from __future__ import annotations
 
 from lightspeed.__about__ import __version__
+
+# `quantize` here is the function (every precision mode); the subpackage stays lightspeed.quantize
+# for `from lightspeed.quantize import ...`
 from lightspeed.api import load, quantize
 from lightspeed.artifact import is_compiled_dir
 from lightspeed.errors import LightspeedError
 from lightspeed.fixed import FixedType, parse_type
 from lightspeed.ir import Graph
 from lightspeed.quantize import AutoOptions, QuantizedModel, load_compiled
-
-# `quantize` is the function (every precision mode), not the subpackage of the same name
-from lightspeed.api import quantize  # noqa: E402, F811, I001
 
 __all__ = [
     "AutoOptions",
