@@ -65,7 +65,7 @@ def jit(monkeypatch):
 
 @pytest.fixture
 def numpy_only(monkeypatch):
-    monkeypatch.setattr(_fixed_jit, "quantize", lambda x, t: None)
+    monkeypatch.setattr(_fixed_jit, "quantize", lambda x, frac, args: None)
 
 
 def _check_all_modes(rng: np.random.Generator, dtype) -> int:
@@ -110,7 +110,7 @@ def test_jit_kernel_matches_numpy_path_on_a_grid(monkeypatch) -> None:
                 for dtype in (np.float64, np.float32):
                     xd = x.astype(dtype)
                     with monkeypatch.context() as m:
-                        m.setattr(_fixed_jit, "quantize", lambda a, tt: None)
+                        m.setattr(_fixed_jit, "quantize", lambda a, frac, args: None)
                         ref = quantize_float(xd, t)
                     got = _fixed_jit.quantize(xd, t.frac, kernel_args(t))
                     assert got is not None and got.dtype == np.int64 and got.shape == x.shape
@@ -177,7 +177,7 @@ def test_chunked_run_matches_one_chunk_reference(monkeypatch, jit_on) -> None:
         m.setattr(emulate, "CHUNK_ROWS", 10**9)
         m.setattr(emulate, "MIN_CHUNK_ROWS", 10**9)
         m.setattr(_mac_jit, "kernels", lambda: None)
-        m.setattr(_fixed_jit, "quantize", lambda a, t: None)
+        m.setattr(_fixed_jit, "quantize", lambda a, frac, args: None)
         ref = q.run({"x": x}, trace=True)
     if jit_on:
         if not emulate.load_jit():
@@ -185,7 +185,7 @@ def test_chunked_run_matches_one_chunk_reference(monkeypatch, jit_on) -> None:
         monkeypatch.setattr(_fixed_jit, "MIN_ELEMS", 0)
     else:
         monkeypatch.setattr(_mac_jit, "kernels", lambda: None)
-        monkeypatch.setattr(_fixed_jit, "quantize", lambda a, t: None)
+        monkeypatch.setattr(_fixed_jit, "quantize", lambda a, frac, args: None)
     assert x.shape[0] > 2 * emulate._chunk_rows(q)
     got = q.run({"x": x}, trace=True)
     assert ref.keys() == got.keys()
