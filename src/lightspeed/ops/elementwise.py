@@ -1,6 +1,7 @@
-"""Merging ops: Add, Mul (element-wise, NumPy broadcasting), Concat.
+"""Merging ops: Add, Sub, Max, Min, Mul (element-wise, NumPy broadcasting), Concat.
 
-Add and Concat align their inputs exactly on the finest scale, then cast to
+Add, Sub, Max, Min and Concat align their inputs exactly on the finest scale,
+combine them exactly (sum, difference, element-wise max/min), then cast to
 ``result``; Mul forms the exact product, then casts.
 """
 
@@ -61,7 +62,7 @@ def _add_auto(node: Node, ctx: AutoContext | TrainedContext) -> Precision:
 
 # -- ONNX import: element-wise arithmetic. Two computed operands map to an IR op;
 # a constant operand is a scale/shift (affine), folded later by ir.passes.fold_affine.
-_TWO_TENSORS = {"Add": "add", "Mul": "mul"}
+_TWO_TENSORS = {"Add": "add", "Sub": "sub", "Mul": "mul"}
 
 
 def _binary(onode, st: ImportState, a: dict, name: str) -> None:
@@ -123,6 +124,125 @@ ADD = Op(
     cost=_n_cost,
     doc="element-wise sum (exact), cast to result",
 )
+
+
+def _sub_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    return [xs[0] - xs[1]]
+
+
+def _sub_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
+    (a, b), frac = _aligned(xs)
+    return [Fx(requantize(a - b, frac, prec["result"]), prec["result"])]
+
+
+def _sub_auto(node: Node, ctx: AutoContext | TrainedContext) -> Precision:
+    """The exact type of the difference: [a.min - b.max, a.max - b.min] on the finest scale."""
+    ta, tb = ctx.in_types
+    frac = max(ta.frac, tb.frac)
+    sa, sb = frac - ta.frac, frac - tb.frac
+    lo = (ta.min_int << sa) - (tb.max_int << sb)
+    hi = (ta.max_int << sa) - (tb.min_int << sb)
+    return merge(ctx.fixed, {"result": exact_type(lo, hi, frac)})
+
+
+def _sub_export(
+    b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes
+) -> None:
+    b.node("Sub", ins, [out], key)
+
+
+def _sub_shape(node: Node, ins: list[Shape]) -> list[Shape]:
+    if len(ins) != 2:
+        raise ShapeError(f"sub takes two inputs, not {len(ins)}")
+    return _broadcast(node, ins)
+
+
+SUB = Op(
+    name="sub",
+    trained_precision=_sub_auto,
+    onnx_export=_sub_export,
+    roles=("result",),
+    infer_shape=_sub_shape,
+    run_float=_sub_float,
+    run_fixed=_sub_fixed,
+    auto_precision=_sub_auto,
+    cost=_n_cost,
+    doc="element-wise difference x0 - x1 (exact), cast to result",
+)
+
+
+# -- max / min: n-ary, broadcasting; inputs aligned exactly, compared, cast to result
+
+_REDUCE = {"max": np.maximum, "min": np.minimum}
+
+
+def _extreme_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    f = _REDUCE[node.op]
+    out = xs[0]
+    for x in xs[1:]:
+        out = f(out, x)
+    return [out]
+
+
+def _extreme_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
+    f = _REDUCE[node.op]
+    ms, frac = _aligned(xs)
+    out = ms[0]
+    for m in ms[1:]:
+        out = f(out, m)
+    return [Fx(requantize(out, frac, prec["result"]), prec["result"])]
+
+
+def _extreme_import(onode, st: ImportState, a: dict, name: str) -> None:
+    """ONNX Max/Min: computed operands -> max/min; one constant scalar -> clip."""
+    op = onode.op_type
+    out = onode.output[0]
+    consts = [t for t in onode.input if st.is_const(t)]
+    xs = [dyn(st, t, op, name) for t in onode.input if not st.is_const(t)]
+    if not xs:
+        raise unsupported(op, name, "no computed operand")
+    if len(consts) > 1:
+        raise unsupported(op, name, f"{len(consts)} constant operands (at most one scalar)")
+    ir_op = op.lower()
+    if not consts:
+        st.emit(Node(name, ir_op, xs, [out]))
+        return
+    c = np.asarray(st.const(consts[0]), dtype=np.float64)
+    if c.size != 1:
+        raise unsupported(op, name, f"constant operand of shape {c.shape} (only a scalar)")
+    if c.ndim > len(st.shapes[xs[0]]) + 1:
+        raise unsupported(op, name, f"constant of shape {c.shape} would grow the tensor")
+    bound = float(c.reshape(-1)[0])
+    src = xs[0]
+    if len(xs) > 1:  # the n-ary max/min of the computed operands, then the clip
+        src = f"{out}__{ir_op}"
+        st.uses[src] = 1
+        st.emit(Node(f"{name}_{ir_op}", ir_op, xs, [src]))
+    attrs = {"min": bound, "max": None} if op == "Max" else {"min": None, "max": bound}
+    st.emit(Node(name, "clip", [src], [out], attrs=attrs))
+
+
+def _extreme_export(onnx_op: str):
+    def emit(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+        b.node(onnx_op, ins, [out], key)
+
+    return emit
+
+
+def _extreme(name: str) -> Op:
+    return Op(
+        name=name,
+        trained_precision=_concat_auto,
+        onnx_import={name.capitalize(): _extreme_import},
+        onnx_export=_extreme_export(name.capitalize()),
+        roles=("result",),
+        infer_shape=_broadcast,
+        run_float=_extreme_float,
+        run_fixed=_extreme_fixed,
+        auto_precision=_concat_auto,
+        cost=_n_cost,
+        doc=f"element-wise {name} of the inputs (aligned exactly), cast to result",
+    )
 
 
 def _mul_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -255,6 +375,9 @@ CONCAT = Op(
     doc="concatenation (axis as in ONNX, batch = 0); inputs cast to result",
 )
 
-__all__ = ["ADD", "CONCAT", "MUL", "FixedType", "concat_axis"]
+MAX = _extreme("max")
+MIN = _extreme("min")
+
+__all__ = ["ADD", "CONCAT", "MAX", "MIN", "MUL", "SUB", "FixedType", "concat_axis"]
 
 _axis = concat_axis  # the firmware emitters' old name; remove once they import concat_axis

@@ -1,4 +1,4 @@
-"""HLS emitters for :mod:`lightspeed.ops.elementwise`: add, mul (broadcast by index tables), concat."""
+"""HLS emitters for :mod:`lightspeed.ops.elementwise`: add, sub, max, min, mul (broadcast by index tables), concat."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 
 from lightspeed.firmware.hls.registry import EmitContext, register
 from lightspeed.firmware.hls.writer import elementwise, flat_size
+from lightspeed.ops.base import exact_type
 from lightspeed.ops.elementwise import _axis
 
 
@@ -32,3 +33,40 @@ def emit_concat(ctx: EmitContext) -> list[str]:
     src = np.concatenate(parts, axis=ax).reshape(-1)
     loc = np.concatenate(locs, axis=ax).reshape(-1)
     return [f"  y[{i}] = ({ctx.out_ctype})x{int(src[i])}[{int(loc[i])}];" for i in range(ctx.n_out)]
+
+
+def _broadcast_reads(ctx: EmitContext) -> list[str]:
+    """``x<i>[index]`` for every input, broadcast to the output through index tables."""
+    p, reads = ctx.name, []
+    for i, shape in enumerate(ctx.in_shapes):
+        idx = np.broadcast_to(np.arange(flat_size(shape)).reshape(shape), ctx.out_shape)
+        ctx.w.int_table(f"{p}_i{i}", idx.reshape(-1))
+        reads.append(f"x{i if len(ctx.in_shapes) > 1 else ''}[{p}_i{i}[i]]")
+    return reads
+
+
+@register("sub")
+def emit_sub(ctx: EmitContext) -> list[str]:
+    a, b = _broadcast_reads(ctx)
+    return elementwise(ctx.n_out, f"({ctx.out_ctype})({a} - {b})")
+
+
+@register("max")
+@register("min")
+def emit_extreme(ctx: EmitContext) -> list[str]:
+    """Each input converted exactly to the type covering them all, compared, cast to result."""
+    frac = max(t.frac for t in ctx.in_types)
+    lo = min(t.min_int << (frac - t.frac) for t in ctx.in_types)
+    hi = max(t.max_int << (frac - t.frac) for t in ctx.in_types)
+    cover = ctx.w.typedef(exact_type(lo, hi, frac), f"{ctx.node.name}_cover")
+    cmp = ">" if ctx.node.op == "max" else "<"
+    reads = _broadcast_reads(ctx)
+    lines = [
+        f"  for (int i = 0; i < {ctx.n_out}; i++) {{",
+        "    #pragma HLS UNROLL",
+        f"    {cover} m = {reads[0]};",
+    ]
+    for j, r in enumerate(reads[1:], 1):
+        lines.append(f"    {cover} v{j} = {r};")
+        lines.append(f"    if (v{j} {cmp} m) m = v{j};")
+    return [*lines, f"    y[i] = ({ctx.out_ctype})m;", "  }"]

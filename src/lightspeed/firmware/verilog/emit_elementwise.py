@@ -1,4 +1,4 @@
-"""Emitters for :mod:`lightspeed.ops.elementwise`: merging ops (add, mul, concat)."""
+"""Emitters for :mod:`lightspeed.ops.elementwise`: merging ops (add, sub, max, min, mul, concat)."""
 
 from __future__ import annotations
 
@@ -45,3 +45,33 @@ def emit_concat(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
             b[idx] = cast_to(nl, s, res)
         parts.append(b)
     return [np.concatenate(parts, axis=_axis(ctx.node, ins[0].ndim))]
+
+
+@register("sub")
+def emit_sub(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
+    nl, res = ctx.nl, ctx.prec["result"]
+    a, b = np.broadcast_arrays(*ins)
+    out = np.empty(a.shape, dtype=object)
+    for idx in np.ndindex(*out.shape):
+        out[idx] = cast_to(nl, nl.add(a[idx], b[idx], sub=True), res)
+    return [out]
+
+
+@register("max")
+@register("min")
+def emit_extreme(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
+    """Inputs aligned exactly on the finest scale (wiring), compared pairwise, cast to result."""
+    nl, res = ctx.nl, ctx.prec["result"]
+    frac = max(t.frac for t in ctx.in_types)
+    arrs: list[Any] = list(np.broadcast_arrays(*ins))
+    out = np.empty(arrs[0].shape, dtype=object)
+    for idx in np.ndindex(*out.shape):
+        sigs = [nl.cast(a[idx], frac) for a in arrs]
+        if ctx.node.op == "max":
+            best = nl.max_tree(sigs)
+        else:
+            best = sigs[0]
+            for s in sigs[1:]:  # min(b, s) = (b - s > 0) ? s : b
+                best = nl.select_pos(nl.add(best, s, sub=True), s, best)
+        out[idx] = cast_to(nl, best, res)
+    return [out]

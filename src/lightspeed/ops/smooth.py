@@ -1,0 +1,200 @@
+"""Table-based smooth activations: ELU, SELU, Softplus.
+
+The contract (every backend follows it bit for bit). Tables use the index
+rule of :mod:`lightspeed.ops.tables` (Sigmoid/Tanh): the range [lo, hi)
+(``table_range``) is cut into ``table_size`` bins of width ``step = 2**k``;
+the index is ``floor((x - lo) / step)`` clamped to [0, size-1] (so x < lo
+reads entry 0); the entry is the function at the bin centre, rounded to the
+``table`` type. For an input ``x`` of any type:
+
+- ``elu`` (attr ``alpha``, default 1.0; default range (-8, 0), 1024 bins):
+  ``x > 0``: ``(result) x``; ``x <= 0``: ``(result) TABLE[idx(x)]`` with
+  entries ``alpha * (exp(c) - 1)``.
+- ``selu`` (attrs ``alpha`` = 1.67326319217681884765625, ``gamma`` =
+  1.05070102214813232421875, ONNX's float32 defaults; default range (-8, 0)):
+  ``x > 0``: ``(result)(x * gamma_q)``, the exact product with ``gamma``
+  quantized to the ``param`` type; ``x <= 0``: ``(result) TABLE[idx(x)]``
+  with entries ``gamma * alpha * (exp(c) - 1)`` (float gamma).
+- ``softplus`` (default range (-8, 8)): ``x >= hi``: ``(result) x``
+  (softplus(x) - x < 2**-11 there); else ``(result) TABLE[idx(x)]`` with
+  entries ``log1p(exp(c))``.
+
+Automatic precision: the ``table`` type has ``AutoOptions.table_bits`` bits,
+integer bits just holding the largest entry, signed where entries are
+negative; ``result`` is sized from the calibrated range (``result_type``) but
+covers at least the table type; SELU's ``param`` has ``weight_bits`` bits.
+The tables need calibration: these ops are refused in trained mode.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lightspeed.fixed import FixedType, quantize_float, requantize
+from lightspeed.ir.graph import Node
+from lightspeed.ops.base import (
+    AutoContext,
+    Cost,
+    CostContext,
+    Fx,
+    Op,
+    Precision,
+    QParams,
+    merge,
+    param_type,
+    quantize_param,
+    result_type,
+    same_shape,
+)
+from lightspeed.ops.onnx_export import Builder
+from lightspeed.ops.onnx_import import unary
+from lightspeed.ops.tables import bin_index, table_geometry
+
+SELU_ALPHA = 1.67326319217681884765625  # float32(1.6732632423543772), ONNX's default
+SELU_GAMMA = 1.05070102214813232421875  # float32(1.0507009873554805), ONNX's default
+DEFAULT_RANGE = {"elu": (-8.0, 0.0), "selu": (-8.0, 0.0), "softplus": (-8.0, 8.0)}
+
+
+def _alpha(node: Node) -> float:
+    return float(node.attrs.get("alpha", SELU_ALPHA if node.op == "selu" else 1.0))
+
+
+def _gamma(node: Node) -> float:
+    return float(node.attrs.get("gamma", SELU_GAMMA))
+
+
+def geometry(node: Node) -> tuple[float, float, int, int]:
+    """(lo, hi, size, log2(step)) of the node's table."""
+    return table_geometry(node, DEFAULT_RANGE[node.op])
+
+
+def _table_func(node: Node, v: np.ndarray) -> np.ndarray:
+    """The function the table samples (the negative branch of ELU/SELU)."""
+    if node.op == "elu":
+        return _alpha(node) * np.expm1(v)
+    if node.op == "selu":
+        return _gamma(node) * _alpha(node) * np.expm1(v)
+    return np.logaddexp(0.0, v)
+
+
+def _table_values(node: Node) -> np.ndarray:
+    lo, _, size, step_log2 = geometry(node)
+    return _table_func(node, lo + (np.arange(size) + 0.5) * 2.0**step_log2)
+
+
+def pass_threshold(node: Node, frac: int) -> int:
+    """Softplus: the smallest integer m with m * 2**-frac >= hi (x passes through from there)."""
+    _, hi, _, _ = geometry(node)
+    return math.ceil(math.ldexp(hi, frac))
+
+
+def _float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x = xs[0]
+    if node.op == "softplus":
+        return [np.logaddexp(0.0, x)]
+    pos = x * _gamma(node) if node.op == "selu" else x
+    return [np.where(x > 0, pos, _table_func(node, np.minimum(x, 0.0)))]
+
+
+def _qparams(node: Node, prec: Precision) -> QParams:
+    q = {"table": quantize_float(_table_values(node), prec["table"], what=f"{node.name} table")}
+    if node.op == "selu":
+        q["gamma"] = quantize_param(np.array(_gamma(node)), prec["param"], f"{node.name} gamma")
+    return q
+
+
+def _fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
+    x, res, tt = xs[0], prec["result"], prec["table"]
+    lo, _, size, step_log2 = geometry(node)
+    table = requantize(q["table"][bin_index(x.m, x.t.frac, lo, step_log2, size)], tt.frac, res)
+    if node.op == "selu":
+        pos = requantize(x.m * int(q["gamma"]), x.t.frac + prec["param"].frac, res)
+    else:
+        pos = requantize(x.m, x.t.frac, res)
+    take_x = x.m >= pass_threshold(node, x.t.frac) if node.op == "softplus" else x.m > 0
+    return [Fx(np.where(take_x, pos, table), res)]
+
+
+def _auto(node: Node, ctx: AutoContext) -> Precision:
+    opts = ctx.options
+    tt = ctx.fixed.get("table") or param_type(_table_values(node), opts.table_bits)
+    auto: Precision = {"table": tt}
+    if node.op == "selu":
+        auto["param"] = param_type(np.array([_gamma(node)]), opts.weight_bits)
+    lo, hi = ctx.out_ranges[0]
+    signed = lo < 0 or tt.signed
+    res = result_type(lo, hi, opts, signed=signed)
+    need = tt.integer + (1 if signed and not tt.signed else 0)  # hold every table entry
+    if res.integer < need:
+        res = FixedType(min(need + opts.frac_bits, 64), need, signed, opts.rounding, opts.overflow)
+    auto["result"] = res
+    return merge(ctx.fixed, auto)
+
+
+def _cost(node: Node, ctx: CostContext) -> Cost:
+    size = int(node.attrs.get("table_size", 1024))
+    c = Cost(params=size, table_bits=size * ctx.prec["table"].width)
+    if node.op == "selu":
+        n = int(np.prod(ctx.in_shapes[0]))
+        c.params += 1
+        c.mults = n
+        c.bops = n * ctx.prec["param"].width * ctx.in_types[0].width
+    return c
+
+
+def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+    attrs = {}
+    if node.op in ("elu", "selu"):
+        attrs["alpha"] = _alpha(node)
+    if node.op == "selu":
+        attrs["gamma"] = _gamma(node)
+    b.node(
+        {"elu": "Elu", "selu": "Selu", "softplus": "Softplus"}[node.op], ins, [out], key, **attrs
+    )
+
+
+def _op(name: str, onnx_type: str, attrs_fn, doc: str) -> Op:
+    selu = name == "selu"
+    return Op(
+        name=name,
+        roles=("table", "param", "result") if selu else ("table", "result"),
+        param_roles=("table", "param") if selu else ("table",),
+        param_role={"gamma": "param"} if selu else {},
+        infer_shape=same_shape,
+        run_float=_float,
+        run_fixed=_fixed,
+        auto_precision=_auto,
+        quantize_params=_qparams,
+        cost=_cost,
+        trained_precision=None,
+        onnx_import={onnx_type: unary(name, attrs_fn)},
+        onnx_export=_export,
+        doc=doc,
+    )
+
+
+ELU = _op(
+    "elu",
+    "Elu",
+    lambda a: {"alpha": float(a.get("alpha", 1.0))},
+    "x if x > 0 else alpha*(exp(x)-1) by a lookup table over [lo, 0) (alpha, table attrs)",
+)
+SELU = _op(
+    "selu",
+    "Selu",
+    lambda a: {
+        "alpha": float(a.get("alpha", SELU_ALPHA)),
+        "gamma": float(a.get("gamma", SELU_GAMMA)),
+    },
+    "gamma_q*x if x > 0 else a lookup table of gamma*alpha*(exp(x)-1) over [lo, 0)",
+)
+SOFTPLUS = _op(
+    "softplus",
+    "Softplus",
+    None,
+    "x if x >= hi else a lookup table of log(1+exp(x)) over [lo, hi)",
+)
+
+__all__ = ["ELU", "SELU", "SELU_ALPHA", "SELU_GAMMA", "SOFTPLUS", "geometry", "pass_threshold"]

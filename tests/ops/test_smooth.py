@@ -1,0 +1,235 @@
+"""elu, selu, softplus: fixed contract, float (vs onnxruntime), auto precision, QONNX, RTL, HLS."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import lightspeed
+from lightspeed.errors import UnsupportedOpError
+from lightspeed.fixed import FixedType
+from lightspeed.ir import Graph, Node, infer_shapes
+from lightspeed.ops import get_op
+from lightspeed.ops.base import Fx
+
+onnx = pytest.importorskip("onnx")
+from onnx import helper  # noqa: E402
+from tests.frontends.helpers import check_against_ort, make_model  # noqa: E402
+
+SELU_A, SELU_G = 1.67326319217681884765625, 1.05070102214813232421875
+
+# -- (1) the fixed contract against a literal reference
+
+
+def ref_cast(v: Fraction, t: FixedType) -> int:
+    """Integer of ``v`` in ``t`` (RND: half up, TRN: floor; SAT or WRAP), written out by hand."""
+    scaled = v * 2**t.frac
+    m = math.floor(scaled + Fraction(1, 2)) if t.rounding == "RND" else math.floor(scaled)
+    lo, hi = (-(2 ** (t.width - 1)), 2 ** (t.width - 1) - 1) if t.signed else (0, 2**t.width - 1)
+    if t.overflow == "SAT":
+        return min(max(m, lo), hi)
+    return (m - lo) % 2**t.width + lo
+
+
+def ref_table_fn(op: str, c: float, alpha: float, gamma: float) -> float:
+    if op == "elu":
+        return alpha * (math.exp(c) - 1.0)
+    if op == "selu":
+        return gamma * alpha * (math.exp(c) - 1.0)
+    return math.log1p(math.exp(c))
+
+
+def ref_one(op, m, t_in, prec, attrs) -> int:
+    """One sample by the documented rule, in exact rational arithmetic."""
+    lo, hi = attrs["table_range"]
+    size = attrs["table_size"]
+    alpha = attrs.get("alpha", SELU_A if op == "selu" else 1.0)
+    gamma = attrs.get("gamma", SELU_G)
+    x = Fraction(m, 2**t_in.frac)
+    step = Fraction(hi - lo) / size
+    direct = x >= hi if op == "softplus" else x > 0
+    if direct:
+        if op == "selu":
+            g = ref_cast(Fraction(gamma), prec["param"])
+            return ref_cast(x * Fraction(g, 2 ** prec["param"].frac), prec["result"])
+        return ref_cast(x, prec["result"])
+    idx = min(max(math.floor((x - lo) / step), 0), size - 1)
+    centre = float(lo + (idx + Fraction(1, 2)) * step)
+    entry = ref_cast(Fraction(ref_table_fn(op, centre, alpha, gamma)), prec["table"])
+    return ref_cast(Fraction(entry, 2 ** prec["table"].frac), prec["result"])
+
+
+T_IN = FixedType(11, 5, True)  # -16 .. 16 at 1/64: below lo, the table, above hi
+CASES = {
+    "elu": ({"alpha": 0.7, "table_size": 64, "table_range": (-8.0, 0.0)}, FixedType(12, 1, True, "RND", "SAT")),
+    "selu": ({"table_size": 128, "table_range": (-8.0, 0.0)}, FixedType(12, 2, True, "RND", "SAT")),
+    "softplus": ({"table_size": 64, "table_range": (-4.0, 4.0)}, FixedType(12, 3, False, "RND", "SAT")),
+}  # fmt: skip
+RESULTS = [FixedType(10, 4, True, "RND", "SAT"), FixedType(9, 3, True, "TRN", "WRAP")]
+
+
+@pytest.mark.parametrize("res", RESULTS, ids=str)
+@pytest.mark.parametrize("op", sorted(CASES))
+def test_fixed_contract_matches_literal_reference(op, res):
+    attrs, table_t = CASES[op]
+    node = Node("n", op, ["x"], ["y"], dict(attrs))
+    prec = {"table": table_t, "result": res}
+    if op == "selu":
+        prec["param"] = FixedType(10, 1, False, "RND", "SAT")
+    impl = get_op(op)
+    q = impl.quantize_params(node, prec)
+    m = np.arange(T_IN.min_int, T_IN.max_int + 1, dtype=np.int64)
+    (y,) = impl.run_fixed(node, [Fx(m, T_IN)], prec, q)
+    assert y.t == res
+    for i, mi in enumerate(m.tolist()):
+        assert int(y.m[i]) == ref_one(op, mi, T_IN, prec, attrs), (op, mi)
+
+
+def test_defaults():
+    for op, rng in (("elu", (-8.0, 0.0)), ("selu", (-8.0, 0.0)), ("softplus", (-8.0, 8.0))):
+        node = Node("n", op, ["x"], ["y"])
+        prec = {"table": FixedType(18, 3, True, "RND", "SAT"), "param": FixedType(16, 1, False)}
+        assert get_op(op).quantize_params(node, prec)["table"].shape == (1024,)
+        from lightspeed.ops.smooth import geometry
+
+        assert geometry(node)[:3] == (*rng, 1024)
+    x = np.array([-1.0, 2.0])
+    y = get_op("selu").run_float(Node("n", "selu", ["x"], ["y"]), [x])[0]
+    np.testing.assert_allclose(y, [SELU_G * SELU_A * math.expm1(-1.0), 2.0 * SELU_G])
+
+
+# -- (2) float semantics against onnxruntime
+
+
+def _onnx_model():
+    nodes = [
+        helper.make_node("Elu", ["x"], ["a"], alpha=0.7),
+        helper.make_node("Selu", ["x"], ["b"]),
+        helper.make_node("Softplus", ["x"], ["c"]),
+        helper.make_node("Concat", ["a", "b", "c"], ["y"], axis=1),
+    ]
+    return make_model(nodes, {"x": [None, 6]}, {"y": [None, 18]})
+
+
+def test_float_matches_onnxruntime():
+    x = np.random.default_rng(0).uniform(-10, 10, (50, 6)).astype(np.float32)
+    g = check_against_ort(_onnx_model(), {"x": x})
+    ops = {n.op: n for n in g.nodes}
+    assert ops["elu"].attrs["alpha"] == pytest.approx(0.7)
+    assert ops["selu"].attrs == {"alpha": SELU_A, "gamma": SELU_G}
+    custom = make_model(
+        [helper.make_node("Selu", ["x"], ["y"], alpha=1.5, gamma=0.5)],
+        {"x": [None, 6]},
+        {"y": [None, 6]},
+    )
+    check_against_ort(custom, {"x": x})
+
+
+# -- (3) auto precision, (4) QONNX round trip, (7) trained mode
+
+
+def _calib():
+    return np.random.default_rng(1).normal(0, 3, (600, 6))
+
+
+def test_auto_precision_close_to_float():
+    from lightspeed.frontends import load_model
+
+    g = load_model(_onnx_model())
+    x = _calib()
+    q = lightspeed.quantize(g, "auto", x)
+    by_op = {n.op: q.precision[n.name] for n in q.graph.nodes}
+    assert all(by_op[op]["table"].width == 18 for op in ("elu", "selu", "softplus"))
+    assert by_op["selu"]["param"].width == 16
+    np.testing.assert_allclose(q.predict(x), q.predict_float(x), atol=0.02)
+
+
+def test_result_covers_table():
+    from lightspeed.ops.base import AutoContext, AutoOptions
+
+    node = Node("n", "softplus", ["x"], ["y"])
+    ctx = AutoContext([T_IN], [(0.0, 0.1)], {}, AutoOptions(), {})
+    prec = get_op("softplus").auto_precision(node, ctx)
+    # the calibrated range alone would give 1 integer bit; the table's 3 integer bits win
+    assert prec["result"].integer >= prec["table"].integer == 3
+    assert prec["result"].max_value > 7.99
+    assert not prec["table"].signed
+    elu = get_op("elu").auto_precision(Node("e", "elu", ["x"], ["y"]), ctx)
+    assert elu["table"].signed and elu["result"].signed and elu["result"].integer >= 1
+
+
+def test_qonnx_round_trip_bit_exact(tmp_path):
+    from lightspeed.frontends import load_model
+    from lightspeed.frontends.qonnx_export import export_qonnx
+
+    g = load_model(_onnx_model())
+    x = _calib()
+    q = lightspeed.quantize(g, "auto", x)
+    g2 = lightspeed.load(export_qonnx(q, tmp_path / "m.onnx"))
+    assert {"elu", "selu", "softplus"} <= {n.op for n in g2.nodes}
+    q2 = lightspeed.quantize(g2, "auto", x[:10])
+    np.testing.assert_array_equal(q2.predict(x), q.predict(x))
+    for node in q.graph.nodes:
+        assert {r: str(t) for r, t in q2.precision[node.name].items()} == {
+            r: str(t) for r, t in q.precision[node.name].items()
+        }
+
+
+@pytest.mark.parametrize("op", sorted(CASES))
+def test_trained_mode_is_refused(op):
+    g = infer_shapes(Graph("t", {"x": (4,)}, ["y"], [Node(f"my_{op}", op, ["x"], ["y"])]))
+    with pytest.raises(UnsupportedOpError, match=f"my_{op}"):
+        lightspeed.quantize(g, "trained", input_types={"x": "ap_fixed<8,3>"})
+
+
+# -- (5) RTL and (6) HLS: one small model with every op of the module
+
+
+def _fw_model():
+    rng = np.random.default_rng(0)
+    nodes = [
+        Node("fc0", "dense", ["x"], ["h"], {}, {"weight": rng.normal(0, 0.8, (8, 8)), "bias": rng.normal(0, 0.1, 8)}),
+        Node("elu", "elu", ["h"], ["a"], {"alpha": 0.7, "table_size": 64, "table_range": [-4.0, 0.0]}),
+        Node("selu", "selu", ["h"], ["b"], {"table_size": 64}),
+        Node("sp", "softplus", ["h"], ["c"], {"table_size": 64, "table_range": [-4.0, 4.0]}),
+        Node("cat", "concat", ["a", "b", "c"], ["y"], {"axis": 1}),
+    ]  # fmt: skip
+    g = infer_shapes(Graph("smooth", {"x": (8,)}, ["y"], nodes))
+    from lightspeed.quantize import AutoOptions
+
+    X = np.random.default_rng(2).normal(0, 1, (500, 8))
+    return lightspeed.quantize(
+        g, "auto", X, options=AutoOptions(weight_bits=8, frac_bits=6, table_bits=10)
+    )
+
+
+def _skip_without(*tools):
+    from lightspeed.errors import ToolMissingError
+    from lightspeed.firmware import tools as t
+
+    try:
+        for name in tools:
+            getattr(t, name)()
+    except ToolMissingError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.mark.parametrize("target", ["verilog", "hls"])
+def test_firmware_bit_exact(target, tmp_path):
+    if target == "verilog":
+        _skip_without("find_verilator", "find_make", "find_cxx")
+    else:
+        _skip_without("find_ap_types", "find_cxx")
+    from tests.firmware.models import random_vectors
+
+    from lightspeed import firmware
+
+    q = _fw_model()
+    fw = firmware.generate(q, tmp_path / "fw", target=target)
+    X = random_vectors(q, n=3000)
+    r = firmware.check(fw, X, q=q)
+    assert r["vectors"] == 3000
+    assert r["exact"], r["mismatches"]
