@@ -58,3 +58,11 @@ def test_supported_lists_come_from_the_registry():
     # the firmware backends cover every op but the tree ensemble in HLS
     assert public - set(EMITTERS) == set()
     assert public - supported_ops() <= {"tree_ensemble"}
+
+
+def test_docs_ops_table_is_generated_from_the_registry():
+    from lightspeed.ops.table import markdown
+
+    assert (ROOT / "docs" / "ops.md").read_text() == markdown(), (
+        "docs/ops.md is stale: python -m lightspeed.ops.table > docs/ops.md"
+    )

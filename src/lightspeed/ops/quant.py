@@ -14,10 +14,10 @@ exact in fixed point and is refused with the node's name.
 
 * On constants (weights, biases) the Quant is folded into the values and the
   type is remembered; the consuming dense/conv records it as its trained
-  ``attrs["precision"]["weight"|"bias"]``. Per-channel power-of-two scales
+  ``node.types["weight"|"bias"]``. Per-channel power-of-two scales
   (and per-element bit widths as HGQ exports them; 0 bits = pruned) get one
   type wide enough to hold every element exactly.
-* On activations it becomes an IR ``quant`` node (``attrs["type"]``).
+* On activations it becomes an IR ``quant`` node (``node.types["result"]``).
 * ``BipolarQuant`` (``y = scale * (x >= 0 ? 1 : -1)``) is supported on
   constants (binary weights, type ``ap_fixed<2, 2-k>``); on activations it is a
   sign function, not a cast, and is refused.

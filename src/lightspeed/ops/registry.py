@@ -19,7 +19,7 @@ from lightspeed.errors import UnsupportedOpError
 from lightspeed.ops.base import Op
 
 # modules of lightspeed.ops that hold infrastructure, not ops
-_INFRA = {"base", "registry", "onnx_import", "onnx_export", "mac"}
+_INFRA = {"base", "registry", "onnx_import", "onnx_export", "mac", "table"}
 
 
 @cache
