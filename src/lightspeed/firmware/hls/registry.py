@@ -10,8 +10,6 @@ module of this package, so a new op family only needs a new
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lightspeed.firmware.emitters import EmitterRegistry
 from lightspeed.fixed import FixedType
 from lightspeed.ir.graph import Node, Shape
 
@@ -49,24 +48,13 @@ class EmitContext:
 
 
 Emitter = Callable[[EmitContext], list[str]]
-EMITTERS: dict[str, Emitter] = {}
-
-
-def register(op: str) -> Callable[[Emitter], Emitter]:
-    """Decorator: ``fn`` writes nodes of op ``op`` (the :class:`~lightspeed.ops.base.Op` name)."""
-
-    def deco(fn: Emitter) -> Emitter:
-        EMITTERS[op] = fn
-        return fn
-
-    return deco
+EMITTERS = EmitterRegistry("lightspeed.firmware.hls", Path(__file__).parent)
+register = EMITTERS.register
 
 
 def load_emitters() -> None:
-    """Import every ``emit_*`` module of this package (importing one registers its emitters)."""
-    for mod in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if mod.name.startswith("emit_"):
-            importlib.import_module(f"lightspeed.firmware.hls.{mod.name}")
+    """Import every ``emit_*`` module of this package (each registers its emitters)."""
+    EMITTERS.load()
 
 
 def supported_ops() -> frozenset[str]:

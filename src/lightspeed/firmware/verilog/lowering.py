@@ -15,8 +15,6 @@ needs a new ``emit_<family>.py`` here.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,23 +24,15 @@ import numpy as np
 
 from lightspeed.errors import UnsupportedOpError
 from lightspeed.firmware.config import FirmwareOptions
+from lightspeed.firmware.emitters import EmitterRegistry
 from lightspeed.firmware.netlist import Netlist, Sig, Timing
 from lightspeed.fixed import FixedType
 from lightspeed.ir.graph import Node
 from lightspeed.ops import get_op
 
 Emitter = Callable[["EmitContext", list[np.ndarray]], list[np.ndarray]]
-EMITTERS: dict[str, Emitter] = {}
-
-
-def register(op: str) -> Callable[[Emitter], Emitter]:
-    """Decorator: ``fn`` lowers nodes of op ``op`` (the :class:`~lightspeed.ops.base.Op` name)."""
-
-    def deco(fn: Emitter) -> Emitter:
-        EMITTERS[op] = fn
-        return fn
-
-    return deco
+EMITTERS = EmitterRegistry("lightspeed.firmware.verilog", Path(__file__).parent)
+register = EMITTERS.register
 
 
 @dataclass
@@ -68,10 +58,8 @@ class Design:
 
 
 def load_emitters() -> None:
-    """Import every ``emit_*`` module of this package (importing one registers its emitters)."""
-    for mod in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if mod.name.startswith("emit_"):
-            importlib.import_module(f"lightspeed.firmware.verilog.{mod.name}")
+    """Import every ``emit_*`` module of this package (each registers its emitters)."""
+    EMITTERS.load()
 
 
 def port_name(prefix: str, tensor: str) -> str:
