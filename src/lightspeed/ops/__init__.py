@@ -23,6 +23,9 @@ from lightspeed.ops.base import (
 from lightspeed.ops.registry import all_ops, get_op, onnx_handlers
 
 
+all_ops()  # import every op module now, as a plain package import would (no first-use stall)
+
+
 def __getattr__(name: str):  # OPS stays importable as a read-only view of the registry
     if name == "OPS":
         return all_ops()
