@@ -9,7 +9,7 @@ quantization-aware fine-tuning; needs torch). The mode is parsed once, by
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -42,22 +42,29 @@ def quantize(
     input_types: Mapping[str, str | FixedType] | None = None,
     labels: np.ndarray | None = None,
     budget: float = 0.01,
+    search_cost: str = "bops",
+    progress: Callable[[str], None] | None = None,
 ) -> QuantizedModel:
     """Turn a float graph into a fixed-point :class:`QuantizedModel` under any precision mode.
 
-    ``labels`` and ``budget`` (allowed relative accuracy loss) are for
-    ``precision="search"``; see :func:`lightspeed.quantize.quantize` for the rest.
+    ``labels``, ``budget`` (allowed relative accuracy loss), ``search_cost``
+    (``"bops"`` or ``"lut"``) and ``progress`` are for ``precision="search"``,
+    whose summary lands in ``q.stats["search"]``; see
+    :func:`lightspeed.quantize.quantize` for the rest.
     """
     cfg = make_config(precision, config, options)
     if cfg.mode != "search":
         return _quantize_typed(graph, calibration=calibration, config=cfg, input_types=input_types)
     from lightspeed.search import search_graph
 
-    res = search_graph(graph, calibration, labels=labels, budget=budget)
+    res = search_graph(
+        graph, calibration, labels=labels, budget=budget, cost=search_cost, progress=progress
+    )
     if not res.met_goal:
         warnings.warn(
             f"the search kept {res.accuracy / res.float_accuracy:.1%} of float accuracy, short of "
-            f"{1 - budget:.1%}; standardise the inputs or allow a larger budget",
+            f"{1 - budget:.1%}; standardise the inputs or allow a larger --budget",
             stacklevel=2,
         )
+    res.quantized.stats["search"] = res.summary()
     return res.quantized

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -140,41 +141,27 @@ def compile_model(args: argparse.Namespace):
     cal = None
     if args.calibration:
         cal = load_array_file(args.calibration, list(graph.inputs), "calibration")
-    if args.precision == "search":
-        return _compile_search(args, graph, cal)
     opts = AutoOptions()
     if args.weight_bits or args.frac_bits:
         opts = AutoOptions(
             weight_bits=args.weight_bits or opts.weight_bits,
             frac_bits=args.frac_bits or opts.frac_bits,
         )
-    q = quantize(graph, precision=args.precision, calibration=cal, config=args.config, options=opts)
-    q.save(
-        args.output,
-        source={"model": str(args.model), "precision": args.precision, "config": args.config},
-    )
-    return q
-
-
-def _compile_search(args: argparse.Namespace, graph: Any, cal: Any):
-    """``--precision search``: see lightspeed.search (docs/qat.md)."""
     import numpy as np
-
-    from lightspeed.search import search_graph
 
     labels = None
     if args.labels:
         labels = np.asarray(load_array_file(args.labels, ["labels"], "labels")["labels"])
-    res = search_graph(
-        graph, cal, labels=labels, budget=args.budget, cost=args.search_cost, progress=print
-    )
-    q = res.quantized
-    if not res.met_goal:
-        print(
-            f"warning: the search kept {res.accuracy / res.float_accuracy:.1%} of float accuracy, short of "
-            f"{1 - args.budget:.1%}; standardise the inputs or allow a larger --budget"
-        )
-    source = {"model": str(args.model), "precision": "search", "search": res.summary()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}")
+        q = quantize(
+            graph, precision=args.precision, calibration=cal, config=args.config, options=opts,
+            labels=labels, budget=args.budget, search_cost=args.search_cost, progress=print,
+        )  # fmt: skip
+    source = {"model": str(args.model), "precision": args.precision, "config": args.config}
+    if "search" in q.stats:
+        source["search"] = q.stats["search"]
     q.save(args.output, source=source)
     return q
 

@@ -22,7 +22,6 @@ from lightspeed.ops.base import (
 )
 from lightspeed.ops.registry import all_ops, get_op, onnx_handlers
 
-
 all_ops()  # import every op module now, as a plain package import would (no first-use stall)
 
 
