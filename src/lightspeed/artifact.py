@@ -17,7 +17,7 @@ import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,10 @@ from lightspeed.errors import ArtifactError
 from lightspeed.files import atomic_dir
 from lightspeed.fixed import parse_type
 from lightspeed.ir.graph import Graph, Node
+
+if TYPE_CHECKING:
+    from lightspeed.quantize.model import QuantizedModel
+
 
 FORMAT = "lightspeed-compiled"
 VERSION = 1
@@ -108,7 +112,7 @@ def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
 
 
-def model_hash(q) -> str:
+def model_hash(q: QuantizedModel) -> str:
     """Content hash of a quantized model (graph, types, integer params): firmware checks it."""
     h = hashlib.sha256()
     h.update(json.dumps(graph_to_dict(q.graph), sort_keys=True).encode())
@@ -124,7 +128,9 @@ def model_hash(q) -> str:
     return h.hexdigest()[:16]
 
 
-def save_compiled(q, outdir: str | Path, source: dict[str, Any] | None = None) -> Path:
+def save_compiled(
+    q: QuantizedModel, outdir: str | Path, source: dict[str, Any] | None = None
+) -> Path:
     outdir = Path(outdir)
     if outdir.exists() and not is_compiled_dir(outdir) and any(outdir.iterdir()):
         raise ArtifactError(

@@ -22,6 +22,7 @@ from lightspeed.errors import ArtifactError
 from lightspeed.files import atomic_dir
 from lightspeed.firmware.config import TARGETS, FirmwareOptions
 from lightspeed.fixed import FixedType, parse_type
+from lightspeed.quantize.model import QuantizedModel
 
 FORMAT = "lightspeed-firmware"
 VERSION = 1
@@ -105,7 +106,7 @@ class FirmwareDir:
 
         return load_compiled(self.path / "model")
 
-    def check_model(self, q) -> None:
+    def check_model(self, q: QuantizedModel) -> None:
         from lightspeed.artifact import model_hash
 
         h = model_hash(q)
@@ -249,7 +250,7 @@ def generate(
     return load_fwdir(outdir)
 
 
-def _header(q, opts: FirmwareOptions) -> str:
+def _header(q: QuantizedModel, opts: FirmwareOptions) -> str:
     from lightspeed.artifact import model_hash
 
     return (

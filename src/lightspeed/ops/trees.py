@@ -58,7 +58,7 @@ refused by the importers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -77,6 +77,10 @@ from lightspeed.ops.base import (
     param_type,
     quantize_param,
 )
+
+if TYPE_CHECKING:
+    from lightspeed.quantize.model import QuantizedModel
+
 
 SPLITS = ("le", "lt")
 _HEAP_MAX_DEPTH = 10  # deeper trees are walked node by node instead of as padded complete trees
@@ -632,7 +636,7 @@ TREE_ENSEMBLE = Op(
 # analysis
 
 
-def decision_agreement(q, x: np.ndarray) -> dict[str, float]:
+def decision_agreement(q: QuantizedModel, x: np.ndarray) -> dict[str, float]:
     """How often the fixed model reaches the same leaves as the float model on raw inputs.
 
     ``q`` is a QuantizedModel whose graph holds ``tree_ensemble`` nodes fed

@@ -37,13 +37,14 @@ from lightspeed.firmware.config import FirmwareOptions
 from lightspeed.firmware.hls.writer import write_sources
 from lightspeed.firmware.tools import cache_dir, content_hash, find_ap_types, find_cxx, run_vectors
 from lightspeed.fixed import to_float
+from lightspeed.quantize.model import QuantizedModel
 
 
 class CSimError(LightspeedError):
     """The HLS C simulation did not compile or run."""
 
 
-def write_hls(q, outdir: Path, opts: FirmwareOptions) -> dict[str, str]:
+def write_hls(q: QuantizedModel, outdir: Path, opts: FirmwareOptions) -> dict[str, str]:
     """Write the project; returns {key: relative path} of the files it wrote."""
     outdir = Path(outdir)
     files = write_sources(q, opts)

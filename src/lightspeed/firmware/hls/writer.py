@@ -27,6 +27,7 @@ from lightspeed.firmware.config import FirmwareOptions
 from lightspeed.firmware.hls.registry import EMITTERS, EmitContext, supported_ops
 from lightspeed.fixed import FixedType, to_float
 from lightspeed.ir.graph import Node
+from lightspeed.quantize.model import QuantizedModel
 
 
 def ctype(t: FixedType) -> str:
@@ -132,7 +133,7 @@ def emit_node(w: Writer, node: Node) -> None:
     w.funcs.append("\n".join([sig + " {", "  #pragma HLS INLINE", *lines, "}"]))
 
 
-def write_sources(q, opts: FirmwareOptions) -> dict[str, str]:
+def write_sources(q: QuantizedModel, opts: FirmwareOptions) -> dict[str, str]:
     """{relative path: text} of the HLS project (firmware, testbench, build script)."""
     supported = supported_ops()
     bad = sorted({n.op for n in q.graph.nodes if n.op not in supported})
@@ -212,7 +213,7 @@ static int table_index(const T& x, int sh, long long base, int size) {
     }
 
 
-def testbench(q, w: Writer, top: str) -> str:
+def testbench(q: QuantizedModel, w: Writer, top: str) -> str:
     g = q.graph
     lines = [
         "// Testbench: reads float64 input vectors, writes the raw output integers (int64 per value).",

@@ -29,6 +29,7 @@ from lightspeed.firmware.netlist import Netlist, Sig, Timing
 from lightspeed.fixed import FixedType
 from lightspeed.ir.graph import Node
 from lightspeed.ops import get_op
+from lightspeed.quantize.model import QuantizedModel
 
 Emitter = Callable[["EmitContext", list[np.ndarray]], list[np.ndarray]]
 EMITTERS = EmitterRegistry("lightspeed.firmware.verilog", Path(__file__).parent)
@@ -69,7 +70,7 @@ def port_name(prefix: str, tensor: str) -> str:
     return f"{prefix}_{clean}"
 
 
-def check_supported(q) -> None:
+def check_supported(q: QuantizedModel) -> None:
     load_emitters()
     bad = sorted({n.op for n in q.graph.nodes if n.op not in EMITTERS})
     if bad:
@@ -80,7 +81,7 @@ def check_supported(q) -> None:
         )
 
 
-def lower(q, opts: FirmwareOptions | None = None) -> Design:
+def lower(q: QuantizedModel, opts: FirmwareOptions | None = None) -> Design:
     """Trace the whole quantized model ``q`` into a pipelined netlist."""
     opts = opts or FirmwareOptions()
     check_supported(q)
