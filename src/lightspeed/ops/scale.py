@@ -8,6 +8,8 @@ axis (channels-first), or the only one for vectors.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from lightspeed.errors import ModelError, ShapeError
@@ -139,7 +141,7 @@ def _affine_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     return [xs[0] * node.params["scale"] + node.params["shift"]]
 
 
-def _affine_unfolded(node: Node, *args) -> Precision:
+def _affine_unfolded(node: Node, *args: Any) -> Any:
     raise ModelError(
         f"node {node.name!r}: an affine node reached quantization; run "
         "lightspeed.ir.passes.fold_affine (every frontend does) to fold it"

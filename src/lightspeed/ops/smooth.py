@@ -29,6 +29,7 @@ The tables need calibration: these ops are refused in trained mode.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -145,7 +146,7 @@ def _cost(node: Node, ctx: CostContext) -> Cost:
 
 
 def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
-    attrs = {}
+    attrs: dict[str, Any] = {}
     if node.op in ("elu", "selu"):
         attrs["alpha"] = _alpha(node)
     if node.op == "selu":

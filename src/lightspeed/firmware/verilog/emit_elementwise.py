@@ -53,7 +53,9 @@ def emit_sub(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
     a, b = np.broadcast_arrays(*ins)
     out = np.empty(a.shape, dtype=object)
     for idx in np.ndindex(*out.shape):
-        out[idx] = cast_to(nl, nl.add(a[idx], b[idx], sub=True), res)
+        x0: Any = a[idx]
+        x1: Any = b[idx]
+        out[idx] = cast_to(nl, nl.add(x0, x1, sub=True), res)
     return [out]
 
 

@@ -89,13 +89,13 @@ def lower(q: QuantizedModel, opts: FirmwareOptions | None = None) -> Design:
     env: dict[str, np.ndarray] = {}
     inputs = {}
     for name, shape in q.graph.inputs.items():
-        t = q.input_types[name]
+        in_t = q.input_types[name]
         port = port_name("in", name)
         arr = np.empty(shape, dtype=object)
         for i, idx in enumerate(np.ndindex(*shape)):
-            arr[idx] = nl.input(port, i, t)
+            arr[idx] = nl.input(port, i, in_t)
         env[name] = arr
-        inputs[name] = {"port": port, "type": t, "shape": tuple(shape)}
+        inputs[name] = {"port": port, "type": in_t, "shape": tuple(shape)}
     consumers: dict[str, list[Node]] = {}
     for n in q.graph.nodes:
         for t in n.inputs:
@@ -123,10 +123,10 @@ def lower(q: QuantizedModel, opts: FirmwareOptions | None = None) -> Design:
             stages[node.name] = max((nl.net(s).stage for s in sigs), default=0)
     outputs = {}
     for name in q.graph.outputs:
-        t = q.tensor_types[name]
+        out_t = q.tensor_types[name]
         port = port_name("out", name)
-        nl.add_output(port, t, env[name])
-        outputs[name] = {"port": port, "type": t, "shape": tuple(env[name].shape)}
+        nl.add_output(port, out_t, env[name])
+        outputs[name] = {"port": port, "type": out_t, "shape": tuple(env[name].shape)}
     latency = nl.finish()
     return Design(nl, opts, inputs, outputs, latency, stages)
 
