@@ -55,41 +55,49 @@ def load_onnx(source: str | Path | Any) -> Any:
 InputShape = Sequence[int] | Mapping[str, Sequence[int]] | str | None
 
 
-def parse_input_shape(spec: InputShape, names: list[str]) -> dict[str, Shape]:
-    """Normalize ``--input-shape`` forms to ``{input: shape}`` (shapes without the batch axis).
+def split_input_shape(spec: Any) -> tuple[list[str] | None, list[Shape]]:
+    """(input names if the user named them, shapes) from every accepted ``input_shape`` form.
 
-    Accepts a tuple (single input), a dict, or a string ``"3,32,32"`` /
-    ``"x:16;y:3,8"`` (inputs separated by ``;``).
+    A tuple (one input), a list of tuples, a dict ``{input: shape}``, or the CLI
+    string ``"3,32,32"`` / ``"x:16;y:3,8"`` (inputs separated by ``;``, dims by
+    ``,`` or ``x``). Shapes never include the batch axis.
     """
-    if spec is None:
-        return {}
     if isinstance(spec, str):
         parts = [p.strip() for p in spec.split(";") if p.strip()]
-        out: dict[str, Shape] = {}
-        for i, p in enumerate(parts):
-            name, _, dims = p.rpartition(":")
-            if not name:
-                if i >= len(names):
-                    raise ShapeError(f"--input-shape {spec!r} names more inputs than the model has")
-                name = names[i]
+        named = [p.rpartition(":") for p in parts]
+        shapes = []
+        for part, (_, _, dims) in zip(parts, named, strict=True):
             try:
-                out[name] = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+                shapes.append(tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip()))
             except ValueError:
                 raise ShapeError(
-                    f"cannot parse input shape {p!r}; use e.g. 3,32,32 or name:3,32,32"
+                    f"cannot parse input shape {part!r}; use e.g. 3,32,32 or name:3,32,32"
                 ) from None
-        return out
+        names = [n for n, _, _ in named]
+        return (names if all(names) else None), shapes
     if isinstance(spec, Mapping):
-        return {str(k): tuple(int(d) for d in v) for k, v in spec.items()}
+        return [str(k) for k in spec], [tuple(int(d) for d in v) for v in spec.values()]
     items: tuple[Any, ...] = tuple(spec)
     if items and all(isinstance(d, (list, tuple)) for d in items):
-        return {n: tuple(int(v) for v in d) for n, d in zip(names, items, strict=False)}
-    if len(names) != 1:
+        return None, [tuple(int(v) for v in d) for d in items]
+    return None, [tuple(int(d) for d in items)]
+
+
+def parse_input_shape(spec: InputShape, names: list[str]) -> dict[str, Shape]:
+    """``--input-shape`` as ``{input: shape}`` for a model whose inputs are ``names``."""
+    if spec is None:
+        return {}
+    given, shapes = split_input_shape(spec)
+    if given is not None:
+        return dict(zip(given, shapes, strict=True))
+    if len(shapes) > len(names):
+        raise ShapeError(f"--input-shape {spec!r} names more inputs than the model has")
+    if len(shapes) == 1 and len(names) != 1 and not isinstance(spec, str):
         raise ShapeError(
             f"the model has {len(names)} inputs ({', '.join(names)}); give --input-shape per input "
             "as name:dims;name:dims"
         )
-    return {names[0]: tuple(int(d) for d in items)}
+    return dict(zip(names, shapes, strict=False))
 
 
 def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Graph:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 from lightspeed.errors import ModelError, ShapeError, ToolMissingError
+from lightspeed.frontends.onnx import split_input_shape
 from lightspeed.ir import Graph
 
 TORCH_INSTALL = "pip install torch==2.13.0"
@@ -40,32 +40,13 @@ def is_torch_module(obj: Any) -> bool:
 
 
 def _shapes(input_shape: Any) -> tuple[list[str] | None, list[tuple[int, ...]]]:
-    """(input names if the user named them, shapes) from the accepted input_shape forms."""
+    """(input names if the user named them, shapes); a PyTorch model needs them."""
     if input_shape is None:
         raise ShapeError(
             "a PyTorch model needs the example input shape (without the batch axis): "
             "load_model(module, input_shape=(16,)) or --input-shape 16"
         )
-    if isinstance(input_shape, str):
-        parts = [p.strip() for p in input_shape.split(";") if p.strip()]
-        named = [p.rpartition(":") for p in parts]
-        names = [n for n, _, _ in named] if all(n for n, _, _ in named) else None
-        try:
-            return names, [
-                tuple(int(d) for d in dims.split(",") if d.strip()) for _, _, dims in named
-            ]
-        except ValueError:
-            raise ShapeError(
-                f"cannot parse input shape {input_shape!r}; use e.g. 3,32,32"
-            ) from None
-    if isinstance(input_shape, dict):
-        return [str(k) for k in input_shape], [
-            tuple(int(d) for d in v) for v in input_shape.values()
-        ]
-    items = list(input_shape)
-    if items and all(isinstance(d, Sequence) for d in items):
-        return None, [tuple(int(x) for x in d) for d in items]
-    return None, [tuple(int(d) for d in items)]
+    return split_input_shape(input_shape)
 
 
 def _input_names(module: Any, n: int) -> list[str]:
