@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lightspeed.serve.core import CoreOptions, InferenceCore
+from lightspeed.serve.logs import kv
 from lightspeed.serve.repository import ModelRepository
 
 log = logging.getLogger("lightspeed.serve")
@@ -123,13 +124,15 @@ class Server:
 
             self.metrics_port = await self._site(create_metrics_app(self.core), cfg.metrics_port)
         log.info(
-            "%s host=%s grpc_port=%s http_port=%s metrics_port=%s models=%s",
-            "server started" if cfg.worker_index is None else f"worker {cfg.worker_index} started",
-            cfg.host,
-            self.grpc_port,
-            self.http_port,
-            self.metrics_port,
-            [m.name for m in self.core.loaded()],
+            "server started" if cfg.worker_index is None else "worker started",
+            extra=kv(
+                worker=cfg.worker_index,
+                host=cfg.host,
+                grpc_port=self.grpc_port,
+                http_port=self.http_port,
+                metrics_port=self.metrics_port,
+                models=[m.name for m in self.core.loaded()],
+            ),
         )
 
     async def _site(self, app, port: int) -> int:
@@ -164,11 +167,11 @@ class Server:
 
     async def serve_forever(self) -> None:
         """Start, run until SIGINT/SIGTERM, stop gracefully."""
-        await self.start()
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM):  # before start: a signal then still stops
             loop.add_signal_handler(sig, stop.set)
+        await self.start()
         await stop.wait()
         await self.stop()
 
