@@ -114,3 +114,25 @@ def test_serve_log_format_json(log_repo):
     loaded = [r for r in records if r["msg"] == "model loaded"]
     assert loaded[0]["model"] == "mlp" and loaded[0]["versions"] == [1]
     assert any(r["msg"] == "server started" and r["grpc_port"] > 0 for r in records)
+
+
+@pytest.mark.parametrize("flag", ["--grpc-port", "--http-port"])
+def test_busy_port_fails_before_loading_models(log_repo, flag):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        other = "--http-port" if flag == "--grpc-port" else "--grpc-port"
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
+        proc = subprocess.run(
+            [sys.executable, "-m", "lightspeed.cli", "serve", str(log_repo), flag, str(port),
+             other, "0", "--metrics-port", "-1"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert proc.returncode == 2
+    assert "model loaded" not in proc.stderr and "model load failed" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0] and "in use" in errors[0]
+    assert "Traceback" not in proc.stderr

@@ -268,6 +268,7 @@ class InferenceCore:
         self._models: dict[str, dict[int, LoadedModel]] = {}
         self._latest: dict[str, LoadedModel] = {}
         self._state: dict[str, tuple[str, str]] = {}  # name -> (state, reason)
+        self.loading = False  # load_all running: the server is not ready yet
         self._locks: dict[str, asyncio.Lock] = {}
         self.shm = SharedMemoryRegistry()
         # non-empty: repository load/unload is refused with this message (--workers N)
@@ -309,13 +310,16 @@ class InferenceCore:
 
     # ---------------------------------------------------------------- load / unload
     async def load_all(self) -> None:
-        if self.repository is None:
-            return
-        for name in self.repository.model_names():
-            try:
-                await self.load(name)
-            except ServeError as exc:
-                log.error("model load failed", extra=kv(model=name, error=exc.message))
+        try:
+            if self.repository is None:
+                return
+            for name in self.repository.model_names():
+                try:
+                    await self.load(name)
+                except ServeError as exc:
+                    log.error("model load failed", extra=kv(model=name, error=exc.message))
+        finally:
+            self.loading = False
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lightspeed.serve.core import CoreOptions, InferenceCore
+from lightspeed.serve.errors import ServeError
 from lightspeed.serve.logs import kv
 from lightspeed.serve.repository import ModelRepository
 
@@ -98,8 +99,9 @@ class Server:
 
     async def start(self) -> None:
         cfg = self.config
-        if cfg.load_all:
-            await self.core.load_all()
+        # bind every port before loading models: a port in use fails in a moment, not after
+        # the loads; until they are done the server answers "not ready"
+        self.core.loading = cfg.load_all
         if cfg.workers > 1:
             self.core.frozen = multi_worker_refusal("repository load/unload", cfg.workers)
             self.core.shm.refusal = multi_worker_refusal("system shared memory", cfg.workers)
@@ -123,6 +125,8 @@ class Server:
             from lightspeed.serve.http_server import create_metrics_app
 
             self.metrics_port = await self._site(create_metrics_app(self.core), cfg.metrics_port)
+        if cfg.load_all:
+            await self.core.load_all()
         log.info(
             "server started" if cfg.worker_index is None else "worker started",
             extra=kv(
@@ -143,7 +147,15 @@ class Server:
         site = web.TCPSite(
             runner, self.config.host, port, reuse_address=True, reuse_port=self.config.reuse_port
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ServeError(
+                "UNAVAILABLE",
+                f"cannot bind the HTTP port {self.config.host}:{port} ({exc.strerror}); "
+                "is it in use?",
+            ) from None
         self._runners.append(runner)
         return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
