@@ -117,3 +117,18 @@ def test_help_lists_verbs(capsys):
     out = capsys.readouterr().out
     for verb in ("compile", "predict", "report", "export", "demo"):
         assert verb in out
+
+
+@pytest.mark.parametrize("verb", ["predict", "firmware"])
+def test_model_file_instead_of_compiled_dir(verb, tmp_path, capsys):
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(model_path("jet_tagger").read_bytes())
+    extra = ["--input", "x.npy", "--output", "y.npy"] if verb == "predict" else ["-o", "fw"]
+    rc = main([verb, str(onnx), *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert (
+        f"{onnx} is a model file; compile it first: `lightspeed compile {onnx} -o compiled/`" in err
+    )
+    assert f"-o {onnx}" not in err
+    assert onnx.read_bytes() == model_path("jet_tagger").read_bytes()

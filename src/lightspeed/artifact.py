@@ -177,9 +177,13 @@ def read_compiled(path: str | Path) -> tuple[dict[str, Any], str | None]:
     from lightspeed.ops import AutoOptions
 
     path = Path(path)
+    if path.is_file():
+        raise ArtifactError(
+            f"{path} is a model file; compile it first: `lightspeed compile {path} -o compiled/`"
+        )
     if not path.is_dir():
         raise ArtifactError(
-            f"{path} is not a directory; run `lightspeed compile MODEL -o {path}` first"
+            f"{path} does not exist; make it with `lightspeed compile MODEL.onnx -o {path}`"
         )
     if not is_compiled_dir(path):
         raise ArtifactError(

@@ -195,3 +195,29 @@ def test_dynamo_exported_onnx_imports():
     with torch.no_grad():
         ref = m(torch.tensor(x, dtype=torch.float32)).numpy()
     np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+class _Unexportable(nn.Module):
+    """special_i1e has no ONNX symbolic: the exporter fails and dumps its IR graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return torch.special.i1e(self.fc(x))
+
+
+def test_unexportable_module_is_quiet(capfd, monkeypatch):
+    import lightspeed
+    from lightspeed.errors import ModelError
+
+    monkeypatch.delenv("LIGHTSPEED_VERBOSE", raising=False)
+    with pytest.raises(ModelError, match=r"torch\.onnx\.export failed for _Unexportable.*i1e"):
+        lightspeed.load(_Unexportable(), input_shape=(4,))
+    out, err = capfd.readouterr()
+    assert "Torch IR graph" not in out + err and "aten::" not in out + err
+    monkeypatch.setenv("LIGHTSPEED_VERBOSE", "1")
+    with pytest.raises(ModelError):
+        lightspeed.load(_Unexportable(), input_shape=(4,))
+    assert "Torch IR graph" in capfd.readouterr().err

@@ -17,6 +17,7 @@ from lightspeed.ops.base import Fx
 
 onnx = pytest.importorskip("onnx")
 from onnx import helper  # noqa: E402
+
 from tests.frontends.helpers import check_against_ort, make_model, rnd  # noqa: E402
 
 # -- (1) the fixed contract against a literal reference
@@ -166,9 +167,8 @@ def test_non_scalar_constant_is_refused():
 
 
 def test_auto_precision_close_to_float():
-    from tests.frontends.helpers import run_ir
-
     from lightspeed.frontends import load_model
+    from tests.frontends.helpers import run_ir
 
     g = load_model(_onnx_model())
     rng = np.random.default_rng(0)

@@ -17,6 +17,7 @@ from lightspeed.ops.base import Fx
 
 onnx = pytest.importorskip("onnx")
 from onnx import helper  # noqa: E402
+
 from tests.frontends.helpers import check_against_ort, make_model  # noqa: E402
 
 SELU_A, SELU_G = 1.67326319217681884765625, 1.05070102214813232421875
@@ -223,9 +224,8 @@ def test_firmware_bit_exact(target, tmp_path):
         _skip_without("find_verilator", "find_make", "find_cxx")
     else:
         _skip_without("find_ap_types", "find_cxx")
-    from tests.firmware.models import random_vectors
-
     from lightspeed import firmware
+    from tests.firmware.models import random_vectors
 
     q = _fw_model()
     fw = firmware.generate(q, tmp_path / "fw", target=target)

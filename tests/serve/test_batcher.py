@@ -116,8 +116,9 @@ def test_bounded_queue_rejects_with_resource_exhausted(caplog):
     with caplog.at_level("WARNING", logger="lightspeed.serve"):
         asyncio.run(run())
     # the first rejection is logged at once; later ones are summed into one line a second
-    lines = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage()]
-    assert len(lines) == 1 and "rejected=1 " in lines[0] and "RESOURCE_EXHAUSTED" in lines[0]
+    lines = [r.fields for r in caplog.records if r.getMessage() == "queue full"]
+    assert len(lines) == 1 and lines[0]["rejected"] == 1
+    assert lines[0]["status"] == "RESOURCE_EXHAUSTED"
 
 
 def test_request_timeout_in_queue():

@@ -241,7 +241,7 @@ def test_serve_cli_subprocess_stops_gracefully_on_sigterm(repo):
         assert proc.wait(30) == 0
         err = proc.stderr.read()
         assert "server started" in err and "server stopped" in err
-        assert "model load failed model=broken_config" in err
+        assert 'msg="model load failed" model=broken_config' in err
     finally:
         if proc.poll() is None:
             proc.kill()

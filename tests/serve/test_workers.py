@@ -22,7 +22,7 @@ from tests.serve.serve_helpers import mlp_numpy
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="--workers needs Linux fork")
 
-_STARTED = re.compile(r"server started .*grpc_port=(\d+) http_port=(\d+) metrics_port=(\S+)")
+_STARTED = re.compile(r"server started.*grpc_port=(\d+) http_port=(\d+) metrics_port=(\S+)")
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_sigterm_stops_every_worker(workers):
     time.sleep(0.2)
     for pid in kids:
         assert not os.path.exists(f"/proc/{pid}") or _is_zombie(pid)
-    assert any("server stopped workers=2" in line for line in lines)
+    assert any('msg="server stopped" workers=2' in line for line in lines)
 
 
 def _is_zombie(pid: int) -> bool:

@@ -224,7 +224,7 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
-_STARTED = re.compile(r"server started .*grpc_port=(\d+) http_port=(\S+) metrics_port=(\S+)")
+_STARTED = re.compile(r"server started.*grpc_port=(\d+)")
 
 
 class ServerProcess:

@@ -8,8 +8,13 @@ here reliably and without extra dependencies.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from lightspeed.errors import ModelError, ShapeError, ToolMissingError
@@ -65,6 +70,35 @@ def _input_names(module: Any, n: int) -> list[str]:
     return params[:n] if len(params) >= n else [f"input{i}" for i in range(n)]
 
 
+def _verbose() -> bool:
+    return os.environ.get("LIGHTSPEED_VERBOSE", "") not in ("", "0")
+
+
+@contextlib.contextmanager
+def _quiet_fds() -> Iterator[io.StringIO]:
+    """Send fds 1 and 2 to a temp file (torch's C++ side prints there); the text lands
+    in the yielded buffer on exit."""
+    captured = io.StringIO()
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(tmp.fileno(), 1)
+            os.dup2(tmp.fileno(), 2)
+            with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+                yield captured
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            tmp.seek(0)
+            captured.write(tmp.read().decode(errors="replace"))
+
+
 def export_onnx_bytes(module: Any, input_shape: Any, opset: int = 17) -> bytes:
     """Export ``module`` to ONNX bytes with a dynamic batch axis."""
     torch = _torch()
@@ -88,18 +122,27 @@ def export_onnx_bytes(module: Any, input_shape: Any, opset: int = 17) -> bytes:
     outputs = ["output"] if n_out == 1 else [f"output{i}" for i in range(n_out)]
     dyn = {n: {0: "batch"} for n in [*names, *outputs]}
     buf = io.BytesIO()
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module, args, buf, input_names=names, output_names=outputs,
-                dynamic_axes=dyn, opset_version=opset, dynamo=False,
-            )  # fmt: skip
-    except Exception as exc:  # the exporter raises many types (RuntimeError, OnnxExporterError)
+    error = None
+    # the exporter prints a "Torch IR graph at exception" dump from C++: keep it for
+    # LIGHTSPEED_VERBOSE=1 only
+    with _quiet_fds() as captured:
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    module, args, buf, input_names=names, output_names=outputs,
+                    dynamic_axes=dyn, opset_version=opset, dynamo=False,
+                )  # fmt: skip
+        except Exception as exc:  # the exporter raises many types (RuntimeError, OnnxExporterError)
+            error = str(exc).splitlines()[0] if str(exc) else repr(exc)
+    if _verbose() and captured.getvalue():
+        sys.stderr.write(captured.getvalue())
+    if error is not None:
+        hint = "" if _verbose() else " (LIGHTSPEED_VERBOSE=1 shows the exporter's output)"
         raise ModelError(
-            f"torch.onnx.export failed for {type(module).__name__}: {str(exc).splitlines()[0]}; "
-            "simplify the forward pass (no data-dependent control flow) or export to ONNX yourself"
-        ) from None
+            f"torch.onnx.export failed for {type(module).__name__}: {error}; simplify the "
+            f"forward pass (no data-dependent control flow) or export to ONNX yourself{hint}"
+        )
     return buf.getvalue()
 
 

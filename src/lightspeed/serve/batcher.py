@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lightspeed.serve.errors import ServeError
+from lightspeed.serve.logs import kv
 
 _ns = time.monotonic_ns
 log = logging.getLogger("lightspeed.serve")
@@ -191,12 +192,14 @@ class Scheduler:
         self._rejected_unlogged += 1
         if now - self._rejected_logged_at >= 1_000_000_000:
             log.warning(
-                "queue full model=%s max_queue_size=%d rejected=%d "
-                "status=RESOURCE_EXHAUSTED total_rejected=%d",
-                self.name,
-                self._max_queue,
-                self._rejected_unlogged,
-                self.stats.rejected_count,
+                "queue full",
+                extra=kv(
+                    model=self.name,
+                    max_queue_size=self._max_queue,
+                    rejected=self._rejected_unlogged,
+                    status="RESOURCE_EXHAUSTED",
+                    total_rejected=self.stats.rejected_count,
+                ),
             )
             self._rejected_logged_at = now
             self._rejected_unlogged = 0
@@ -357,10 +360,12 @@ class Scheduler:
             if inline != self._inline:
                 self._inline = inline
                 log.debug(
-                    "execution mode model=%s mode=%s avg_cpu_us=%.0f",
-                    self.name,
-                    "inline" if inline else "threads",
-                    self._avg_exec_ns / 1e3,
+                    "execution mode",
+                    extra=kv(
+                        model=self.name,
+                        mode="inline" if inline else "threads",
+                        avg_cpu_us=round(self._avg_exec_ns / 1e3),
+                    ),
                 )
         if self.policy.preserve_ordering and self._n_instances > 1:
             self._held[seq] = (batch, outcome)

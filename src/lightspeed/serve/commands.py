@@ -102,7 +102,13 @@ def register(subparsers) -> None:
         "--log-level",
         default="INFO",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        help="log verbosity (default INFO); logs are key=value lines on stderr",
+        help="log verbosity (default INFO)",
+    )
+    p.add_argument(
+        "--log-format",
+        default="logfmt",
+        choices=("logfmt", "json"),
+        help="logs on stderr: logfmt key=value lines (default) or JSON lines",
     )
     p.set_defaults(func=_serve)
 
@@ -182,15 +188,11 @@ def register(subparsers) -> None:
 
 def _serve(args) -> int:
     import asyncio
-    import logging
 
+    from lightspeed.serve.logs import setup_logging
     from lightspeed.serve.server import Server, ServerConfig
 
-    logging.basicConfig(
-        level=args.log_level,
-        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
-    )
-    logging.getLogger("hpack").setLevel(logging.WARNING)  # a line per header otherwise
+    setup_logging(args.log_level, args.log_format)
     from lightspeed.serve.server import keep_freed_memory
 
     keep_freed_memory()  # this process is ours: no page faults through large requests

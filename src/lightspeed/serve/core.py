@@ -18,6 +18,7 @@ import numpy as np
 from lightspeed.serve import backends as B
 from lightspeed.serve.batcher import BatchingPolicy, Scheduler
 from lightspeed.serve.errors import ServeError, invalid, not_found, unavailable
+from lightspeed.serve.logs import kv
 from lightspeed.serve.protocol import datatype_to_config_type
 from lightspeed.serve.repository import (
     ModelRepository,
@@ -267,6 +268,7 @@ class InferenceCore:
         self._models: dict[str, dict[int, LoadedModel]] = {}
         self._latest: dict[str, LoadedModel] = {}
         self._state: dict[str, tuple[str, str]] = {}  # name -> (state, reason)
+        self.loading = False  # load_all running: the server is not ready yet
         self._locks: dict[str, asyncio.Lock] = {}
         self.shm = SharedMemoryRegistry()
         # non-empty: repository load/unload is refused with this message (--workers N)
@@ -308,13 +310,16 @@ class InferenceCore:
 
     # ---------------------------------------------------------------- load / unload
     async def load_all(self) -> None:
-        if self.repository is None:
-            return
-        for name in self.repository.model_names():
-            try:
-                await self.load(name)
-            except ServeError as exc:
-                log.error("model load failed model=%s error=%s", name, exc.message)
+        try:
+            if self.repository is None:
+                return
+            for name in self.repository.model_names():
+                try:
+                    await self.load(name)
+                except ServeError as exc:
+                    log.error("model load failed", extra=kv(model=name, error=exc.message))
+        finally:
+            self.loading = False
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
@@ -343,7 +348,7 @@ class InferenceCore:
                 raise ServeError("INTERNAL", msg) from exc
             old = self._models.get(name, {})
             self._install(name, new)
-            log.info("model loaded model=%s versions=%s", name, sorted(new))
+            log.info("model loaded", extra=kv(model=name, versions=sorted(new)))
             for model in old.values():
                 await model.close()
 
@@ -392,7 +397,7 @@ class InferenceCore:
             self._state[name] = ("UNAVAILABLE", "unloaded")
             for model in versions.values():
                 await model.close()
-            log.info("model unloaded model=%s", name)
+            log.info("model unloaded", extra=kv(model=name))
 
     def add_python_model(
         self,

@@ -41,6 +41,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from lightspeed.serve.errors import ServeError
 from lightspeed.serve.grpc_codec import encode_response
+from lightspeed.serve.logs import kv
 
 log = logging.getLogger("lightspeed.serve.grpc")
 
@@ -275,7 +276,7 @@ class Connection(asyncio.Protocol):
         try:
             used = self.process(buf)
         except ConnectionError_ as exc:
-            log.warning("gRPC connection closed: %s", exc)
+            log.warning("gRPC connection closed", extra=kv(error=str(exc)))
             self.fail(exc.code, str(exc))
             return
         except Exception as exc:  # a bug must not take the server down
@@ -625,7 +626,7 @@ class Connection(asyncio.Protocol):
         elif isinstance(exc, ServeError):
             self.respond_error(stream, GRPC_STATUS[exc.code], exc.message)
         else:  # a bug: logged, the caller gets INTERNAL and the server stays up
-            log.error("%s failed", what, exc_info=exc)
+            log.error("call failed", exc_info=exc, extra=kv(call=what))
             self.respond_error(stream, 13, f"internal error: {exc}")
 
     async def run_unary(self, stream: Stream, method: Method, request) -> None:
@@ -788,7 +789,7 @@ class H2GrpcServer:
         try:
             await asyncio.wait_for(self._idle.wait(), grace)
         except TimeoutError:
-            log.warning("gRPC calls still open after %.1f s of drain; closing them", grace)
+            log.warning("gRPC calls still open after drain; closing them", extra=kv(drain_s=grace))
         for conn in list(self.connections):
             conn.flush()
             if conn.transport is not None:

@@ -71,7 +71,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request, context):
-        return pb.ServerReadyResponse(ready=self.accepting)
+        return pb.ServerReadyResponse(ready=self.accepting and not self.core.loading)
 
     async def ModelReady(self, request, context):
         return pb.ModelReadyResponse(ready=self.core.ready(request.name, request.version))

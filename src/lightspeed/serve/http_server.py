@@ -182,7 +182,7 @@ class HttpFrontEnd:
         return web.Response(status=200)
 
     async def ready(self, request):
-        return web.Response(status=200 if self.accepting else 503)
+        return web.Response(status=200 if self.accepting and not self.core.loading else 503)
 
     async def server_metadata(self, request):
         return web.json_response(

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from lightspeed.serve.core import CoreOptions, InferenceCore
+from lightspeed.serve.errors import ServeError
+from lightspeed.serve.logs import kv
 from lightspeed.serve.repository import ModelRepository
 
 log = logging.getLogger("lightspeed.serve")
@@ -97,8 +99,9 @@ class Server:
 
     async def start(self) -> None:
         cfg = self.config
-        if cfg.load_all:
-            await self.core.load_all()
+        # bind every port before loading models: a port in use fails in a moment, not after
+        # the loads; until they are done the server answers "not ready"
+        self.core.loading = cfg.load_all
         if cfg.workers > 1:
             self.core.frozen = multi_worker_refusal("repository load/unload", cfg.workers)
             self.core.shm.refusal = multi_worker_refusal("system shared memory", cfg.workers)
@@ -122,14 +125,18 @@ class Server:
             from lightspeed.serve.http_server import create_metrics_app
 
             self.metrics_port = await self._site(create_metrics_app(self.core), cfg.metrics_port)
+        if cfg.load_all:
+            await self.core.load_all()
         log.info(
-            "%s host=%s grpc_port=%s http_port=%s metrics_port=%s models=%s",
-            "server started" if cfg.worker_index is None else f"worker {cfg.worker_index} started",
-            cfg.host,
-            self.grpc_port,
-            self.http_port,
-            self.metrics_port,
-            [m.name for m in self.core.loaded()],
+            "server started" if cfg.worker_index is None else "worker started",
+            extra=kv(
+                worker=cfg.worker_index,
+                host=cfg.host,
+                grpc_port=self.grpc_port,
+                http_port=self.http_port,
+                metrics_port=self.metrics_port,
+                models=[m.name for m in self.core.loaded()],
+            ),
         )
 
     async def _site(self, app, port: int) -> int:
@@ -140,7 +147,15 @@ class Server:
         site = web.TCPSite(
             runner, self.config.host, port, reuse_address=True, reuse_port=self.config.reuse_port
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ServeError(
+                "UNAVAILABLE",
+                f"cannot bind the HTTP port {self.config.host}:{port} ({exc.strerror}); "
+                "is it in use?",
+            ) from None
         self._runners.append(runner)
         return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
@@ -164,11 +179,11 @@ class Server:
 
     async def serve_forever(self) -> None:
         """Start, run until SIGINT/SIGTERM, stop gracefully."""
-        await self.start()
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM):  # before start: a signal then still stops
             loop.add_signal_handler(sig, stop.set)
+        await self.start()
         await stop.wait()
         await self.stop()
 

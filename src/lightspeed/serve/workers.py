@@ -39,6 +39,7 @@ import time
 from dataclasses import replace
 
 from lightspeed.errors import ConfigError
+from lightspeed.serve.logs import kv
 from lightspeed.serve.server import Server, ServerConfig
 
 log = logging.getLogger("lightspeed.serve")
@@ -136,7 +137,7 @@ def run_workers(config: ServerConfig, workers: int, start_timeout_s: float = 300
             try:
                 code = _child(_worker_config(config, i, ports["grpc_port"], ports["http_port"]), w)
             except BaseException:
-                log.exception("worker %d failed", i)
+                log.exception("worker failed", extra=kv(worker=i))
             finally:
                 logging.shutdown()
                 os._exit(code)
@@ -160,7 +161,7 @@ def run_workers(config: ServerConfig, workers: int, start_timeout_s: float = 300
     code = 0
     while len(info) < workers and not stopping:
         if time.monotonic() > deadline:
-            log.error("workers did not start within %.0f s", start_timeout_s)
+            log.error("workers did not start in time", extra=kv(timeout_s=start_timeout_s))
             code = 1
             break
         with contextlib.suppress(InterruptedError):
@@ -184,13 +185,15 @@ def run_workers(config: ServerConfig, workers: int, start_timeout_s: float = 300
     if code == 0 and not stopping:
         metrics = [info[i][2] for i in sorted(info)]
         log.info(
-            "server started host=%s grpc_port=%s http_port=%s metrics_port=%s workers=%d models=%s",
-            config.host,
-            ports["grpc_port"] if ports["grpc_port"] >= 0 else None,
-            ports["http_port"] if ports["http_port"] >= 0 else None,
-            ",".join(metrics),
-            workers,
-            info[0][3].strip().split(",") if info else [],
+            "server started",
+            extra=kv(
+                host=config.host,
+                grpc_port=ports["grpc_port"] if ports["grpc_port"] >= 0 else None,
+                http_port=ports["http_port"] if ports["http_port"] >= 0 else None,
+                metrics_port=metrics,
+                workers=workers,
+                models=info[0][3].strip().split(",") if info else [],
+            ),
         )
         while not stopping:
             time.sleep(0.2)
@@ -206,11 +209,11 @@ def run_workers(config: ServerConfig, workers: int, start_timeout_s: float = 300
         _reap(children, expected=True)
         time.sleep(0.05)
     for pid in list(children):
-        log.error("worker pid=%d did not stop in time; killing it", pid)
+        log.error("worker did not stop in time; killing it", extra=kv(pid=pid))
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-    log.info("server stopped workers=%d", workers)
+    log.info("server stopped", extra=kv(workers=workers))
     return code
 
 
@@ -226,10 +229,8 @@ def _reap(children: dict[int, int], expected: bool) -> bool:
             index = children.pop(pid)
             if not expected:
                 log.error(
-                    "worker %d (pid=%d) exited unexpectedly status=%d; stopping the server",
-                    index,
-                    pid,
-                    status,
+                    "worker exited unexpectedly; stopping the server",
+                    extra=kv(worker=index, pid=pid, status=status),
                 )
                 failed = True
     return failed
