@@ -35,7 +35,7 @@ def test_tampered_params_detected(compiled):
 def test_not_a_compiled_dir(tmp_path):
     with pytest.raises(ArtifactError, match="lightspeed compile"):
         lightspeed.load_compiled(tmp_path)
-    with pytest.raises(ArtifactError, match="not a directory"):
+    with pytest.raises(ArtifactError, match="does not exist"):
         lightspeed.load_compiled(tmp_path / "missing")
 
 

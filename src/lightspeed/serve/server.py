@@ -99,9 +99,14 @@ class Server:
 
     async def start(self) -> None:
         cfg = self.config
-        # bind every port before loading models: a port in use fails in a moment, not after
-        # the loads; until they are done the server answers "not ready"
-        self.core.loading = cfg.load_all
+        # a lone server binds every port before loading models: a port in use fails in a
+        # moment, not after the loads, and until they are done it answers "not ready". Workers
+        # sharing a port (SO_REUSEPORT) load first: the kernel would hand a worker that is
+        # still loading its share of the connections.
+        load_first = cfg.load_all and cfg.reuse_port
+        if load_first:
+            await self.core.load_all()
+        self.core.loading = cfg.load_all and not load_first
         if cfg.workers > 1:
             self.core.frozen = multi_worker_refusal("repository load/unload", cfg.workers)
             self.core.shm.refusal = multi_worker_refusal("system shared memory", cfg.workers)
@@ -125,7 +130,7 @@ class Server:
             from lightspeed.serve.http_server import create_metrics_app
 
             self.metrics_port = await self._site(create_metrics_app(self.core), cfg.metrics_port)
-        if cfg.load_all:
+        if cfg.load_all and not load_first:
             await self.core.load_all()
         log.info(
             "server started" if cfg.worker_index is None else "worker started",
