@@ -379,5 +379,3 @@ MAX = _extreme("max")
 MIN = _extreme("min")
 
 __all__ = ["ADD", "CONCAT", "MAX", "MIN", "MUL", "SUB", "FixedType", "concat_axis"]
-
-_axis = concat_axis  # the firmware emitters' old name; remove once they import concat_axis

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from lightspeed.firmware.hls.mac import mac_loop
+from lightspeed.firmware.hls.mac import mac_loop, weight_arrays
 from lightspeed.firmware.hls.registry import EmitContext, register
-from lightspeed.firmware.hls.writer import cnum, flat_size
+from lightspeed.firmware.hls.writer import flat_size
 from lightspeed.ops.conv import conv_attrs, patches, weight_matrix
 
 
 @register("conv")
 def emit_conv(ctx: EmitContext) -> list[str]:
-    w, p, prec, role, node = ctx.w, ctx.name, ctx.prec, ctx.role, ctx.node
+    w, p, role, node = ctx.w, ctx.name, ctx.role, ctx.node
     wq = np.asarray(ctx.qparams["weight"])
     group = conv_attrs(node)[4]
     cout, cin_g = wq.shape[0], wq.shape[1]
@@ -33,10 +33,7 @@ def emit_conv(ctx: EmitContext) -> list[str]:
     )
     w.int_table(f"{p}_idx", idx)
     wmat = np.concatenate([weight_matrix(wq, group, g) for g in range(group)], axis=1)  # (P, Cout)
-    w.array(f"{p}_w", role["weight"], [cnum(v, prec["weight"]) for v in wmat.T.flat], (cout, psz))
-    bias = ctx.qparams.get("bias")
-    if bias is not None:
-        w.array(f"{p}_b", role["bias"], [cnum(v, prec["bias"]) for v in bias.flat], (cout,))
+    bias = weight_arrays(ctx, wmat)
     return [
         f"  for (int co = 0; co < {cout}; co++) {{",
         "    #pragma HLS UNROLL",
@@ -49,7 +46,7 @@ def emit_conv(ctx: EmitContext) -> list[str]:
             "x[i]",
             f"{p}_w[co][k]",
             f"y[co * {osz} + o]",
-            bias=None if bias is None else f"{p}_b[co]",
+            bias=None if bias is None else f"{bias}[co]",
             loop=("k", psz),
             lookup=f"const int i = {p}_idx[(g * {osz} + o) * {psz} + k];",
             guard="i >= 0",

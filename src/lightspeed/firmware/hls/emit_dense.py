@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from lightspeed.firmware.hls.mac import mac_loop
+from lightspeed.firmware.hls.mac import mac_loop, weight_arrays
 from lightspeed.firmware.hls.registry import EmitContext, register
-from lightspeed.firmware.hls.writer import cnum, flat_size
+from lightspeed.firmware.hls.writer import flat_size
 
 
 @register("dense")
 def emit_dense(ctx: EmitContext) -> list[str]:
-    w, p, prec, role = ctx.w, ctx.name, ctx.prec, ctx.role
+    p, role = ctx.name, ctx.role
     wm = np.asarray(ctx.qparams["weight"])  # (fan_in, fan_out)
     fan_in, fan_out = wm.shape
     xshape = ctx.in_shapes[0]
     rows = flat_size(xshape[:-1]) if len(xshape) > 1 else 1
-    w.array(
-        f"{p}_w", role["weight"], [cnum(v, prec["weight"]) for v in wm.T.flat], (fan_out, fan_in)
-    )
-    bias = ctx.qparams.get("bias")
-    if bias is not None:
-        w.array(f"{p}_b", role["bias"], [cnum(v, prec["bias"]) for v in bias.flat], (fan_out,))
+    bias = weight_arrays(ctx, wm)
     return [
         f"  for (int r = 0; r < {rows}; r++) {{",
         "    #pragma HLS UNROLL",
@@ -33,7 +28,7 @@ def emit_dense(ctx: EmitContext) -> list[str]:
             f"x[r * {fan_in} + i]",
             f"{p}_w[j][i]",
             f"y[r * {fan_out} + j]",
-            bias=None if bias is None else f"{p}_b[j]",
+            bias=None if bias is None else f"{bias}[j]",
             loop=("i", fan_in),
             indent=6,
         ),

@@ -7,7 +7,7 @@ import numpy as np
 from lightspeed.firmware.hls.registry import EmitContext, register
 from lightspeed.firmware.hls.writer import elementwise, flat_size
 from lightspeed.ops.base import exact_type
-from lightspeed.ops.elementwise import _axis
+from lightspeed.ops.elementwise import concat_axis
 
 
 @register("add")
@@ -29,7 +29,7 @@ def emit_concat(ctx: EmitContext) -> list[str]:
     shapes = ctx.in_shapes
     parts = [np.full(s, i) for i, s in enumerate(shapes)]
     locs = [np.arange(flat_size(s)).reshape(s) for s in shapes]
-    ax = _axis(ctx.node, len(shapes[0]))
+    ax = concat_axis(ctx.node, len(shapes[0]))
     src = np.concatenate(parts, axis=ax).reshape(-1)
     loc = np.concatenate(locs, axis=ax).reshape(-1)
     return [f"  y[{i}] = ({ctx.out_ctype})x{int(src[i])}[{int(loc[i])}];" for i in range(ctx.n_out)]

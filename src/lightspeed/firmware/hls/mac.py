@@ -11,6 +11,13 @@ in input order, so ``ap_fixed`` makes the C simulation bit-exact with the emulat
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from lightspeed.firmware.hls.registry import EmitContext
+
 
 def mac_loop(
     acc_t: str,
@@ -52,3 +59,20 @@ def mac_loop(
         ]
     lines.append(f"{pad}{y} = ({out_t})acc;")
     return lines
+
+
+def weight_arrays(ctx: EmitContext, wmat: np.ndarray) -> str | None:
+    """Write the (fan_in, fan_out) weight matrix as ``{name}_w[out][in]`` and the bias.
+
+    Returns the bias array's name, or None for a layer without bias.
+    """
+    from lightspeed.firmware.hls.writer import cnum
+
+    w, p, prec, role = ctx.w, ctx.name, ctx.prec, ctx.role
+    fan_out = wmat.shape[1]
+    w.array(f"{p}_w", role["weight"], [cnum(v, prec["weight"]) for v in wmat.T.flat], wmat.T.shape)
+    bias = ctx.qparams.get("bias")
+    if bias is not None:
+        w.array(f"{p}_b", role["bias"], [cnum(v, prec["bias"]) for v in bias.flat], (fan_out,))
+        return f"{p}_b"
+    return None

@@ -8,7 +8,7 @@ import numpy as np
 
 from lightspeed.firmware.verilog.arith import cast_to
 from lightspeed.firmware.verilog.lowering import EmitContext, register
-from lightspeed.ops.elementwise import _axis
+from lightspeed.ops.elementwise import concat_axis
 
 
 @register("add")
@@ -44,7 +44,7 @@ def emit_concat(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
         for idx, s in np.ndenumerate(a):
             b[idx] = cast_to(nl, s, res)
         parts.append(b)
-    return [np.concatenate(parts, axis=_axis(ctx.node, ins[0].ndim))]
+    return [np.concatenate(parts, axis=concat_axis(ctx.node, ins[0].ndim))]
 
 
 @register("sub")
