@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from lightspeed.firmware.hls.emit_tables import table_lookup
 from lightspeed.firmware.hls.registry import EmitContext, register
-from lightspeed.firmware.hls.writer import cnum, elementwise, raw_type
+from lightspeed.firmware.hls.writer import cnum, elementwise
 from lightspeed.ops.smooth import geometry, pass_threshold
 
 
@@ -18,21 +19,9 @@ from lightspeed.ops.smooth import geometry, pass_threshold
 @register("selu")
 @register("softplus")
 def emit_smooth(ctx: EmitContext) -> list[str]:
-    p, t_in, tt, out_t, op = (
-        ctx.name,
-        ctx.in_types[0],
-        ctx.prec["table"],
-        ctx.out_ctype,
-        ctx.node.op,
-    )
+    p, t_in, out_t, op = ctx.name, ctx.in_types[0], ctx.out_ctype, ctx.node.op
     lo, _, size, step_log2 = geometry(ctx.node)
-    ctx.w.array(
-        f"{p}_table", ctx.role["table"], [cnum(v, tt) for v in ctx.qparams["table"].flat], (size,)
-    )
-    looked_up = (
-        f"({out_t}){p}_table[table_index<{raw_type(t_in)}>(x[i], {-step_log2 - t_in.frac}, "
-        f"{round(lo * 2.0**-step_log2)}, {size})]"
-    )
+    looked_up = table_lookup(ctx, lo, size, step_log2)
     if op == "selu":
         g = int(np.asarray(ctx.qparams["gamma"]).reshape(()))
         ctx.w.consts.append(

@@ -14,19 +14,26 @@ from lightspeed.fixed import FixedType
 from lightspeed.ops.tables import softmax_geometry, table_geometry
 
 
-@register("sigmoid")
-@register("tanh")
-def emit_unary_table(ctx: EmitContext) -> list[str]:
+def table_lookup(ctx: EmitContext, lo: float, size: int, step_log2: int) -> str:
+    """Write the node's one-input ROM ``{name}_table``; the C++ expression reading it at ``x[i]``.
+
+    The index rule is :func:`lightspeed.ops.tables.bin_index` (``table_index`` in the header).
+    """
     p, t_in, tt = ctx.name, ctx.in_types[0], ctx.prec["table"]
-    t_lo, _, size, step_log2 = table_geometry(ctx.node)
     ctx.w.array(
         f"{p}_table", ctx.role["table"], [cnum(v, tt) for v in ctx.qparams["table"].flat], (size,)
     )
-    expr = (
+    return (
         f"({ctx.out_ctype}){p}_table[table_index<{raw_type(t_in)}>(x[i], {-step_log2 - t_in.frac}, "
-        f"{round(t_lo * 2.0**-step_log2)}, {size})]"
+        f"{round(lo * 2.0**-step_log2)}, {size})]"
     )
-    return elementwise(ctx.n_out, expr)
+
+
+@register("sigmoid")
+@register("tanh")
+def emit_unary_table(ctx: EmitContext) -> list[str]:
+    lo, _, size, step_log2 = table_geometry(ctx.node)
+    return elementwise(ctx.n_out, table_lookup(ctx, lo, size, step_log2))
 
 
 @register("softmax")
