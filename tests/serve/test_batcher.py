@@ -286,3 +286,70 @@ def test_close_after_an_idle_spell_waits_without_spinning():
         return await fut
 
     np.testing.assert_array_equal(asyncio.run(run())["y"], np.full((1, 2), 4))
+
+
+def test_one_bad_request_in_a_merged_batch_fails_alone(caplog):
+    """A batch whose merged execution fails is retried request by request."""
+    from lightspeed.errors import InputError
+
+    seen: list[int] = []
+
+    def execute(instance, inputs, outputs):
+        seen.append(len(inputs["x"]))
+        if np.isnan(inputs["x"]).any():
+            raise InputError("input 'x' contains NaN or Inf")
+        if (inputs["x"] < -50).any():
+            raise RuntimeError("backend crashed")
+        return {"y": inputs["x"] * 3}
+
+    async def run():
+        s = Scheduler("m", [0], execute, BatchingPolicy(max_batch_size=8, dynamic=True), ["y"])
+        futs = [_submit(s, float(i)) for i in range(3)]
+        futs.append(s.submit({"x": np.full((1, 2), np.nan)}, 1, None, request_id="bad-1"))
+        futs.append(_submit(s, -99.0))
+        futs += [_submit(s, float(i)) for i in range(3, 6)]
+        res = await asyncio.gather(*futs, return_exceptions=True)
+        await s.close()
+        return s, res
+
+    with caplog.at_level("WARNING", logger="lightspeed.serve"):
+        s, res = asyncio.run(run())
+    assert seen[0] == 8  # merged first, then one execution per request
+    good = [r for i, r in enumerate(res) if i not in (3, 4)]
+    for v, r in zip([0, 1, 2, 3, 4, 5], good, strict=True):
+        np.testing.assert_array_equal(r["y"], np.full((1, 2), 3.0 * v))
+    assert isinstance(res[3], ServeError) and res[3].code == "INVALID_ARGUMENT"
+    assert "NaN" in res[3].message
+    assert isinstance(res[4], ServeError) and res[4].code == "INTERNAL"
+    assert s.stats.fail_reasons == {"INVALID_ARGUMENT": 1, "INTERNAL": 1}
+    assert s.stats.success_count == 6 and s.stats.fail_count == 2
+    logged = [r for r in caplog.records if r.getMessage() == "request failed"]
+    assert len(logged) == 2
+    assert any(r.fields["request_id"] == "bad-1" for r in logged)
+
+
+def test_requests_with_different_shapes_are_not_merged():
+    """Variable-size inputs (particle counts): only requests whose shapes agree share a batch."""
+    batches: list[tuple[int, int]] = []
+
+    def execute(instance, inputs, outputs):
+        x = inputs["x"]
+        batches.append(x.shape[:2])
+        return {"y": x.sum(axis=(1, 2))[:, None]}
+
+    async def run():
+        policy = BatchingPolicy(max_batch_size=8, dynamic=True)
+        s = Scheduler("m", [0], execute, policy, ["y"])
+        counts = [3, 5, 3, 7, 5, 3, 7, 7, 3]
+        futs = [
+            s.submit({"x": np.full((1, n, 4), float(i))}, 1, None) for i, n in enumerate(counts)
+        ]
+        res = await asyncio.gather(*futs)
+        await s.close()
+        return counts, res
+
+    counts, res = asyncio.run(run())
+    for i, (n, r) in enumerate(zip(counts, res, strict=True)):
+        np.testing.assert_array_equal(r["y"], [[4.0 * n * i]])
+    # one execution per distinct particle count, each with all requests of that count
+    assert sorted(batches) == [(2, 5), (3, 7), (4, 3)]

@@ -246,3 +246,60 @@ def test_serve_cli_subprocess_stops_gracefully_on_sigterm(repo):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("snippet", "field"),
+    [
+        ("sequence_batching { max_sequence_idle_microseconds: 1000 }", "sequence_batching"),
+        ("ensemble_scheduling { step [] }", "ensemble_scheduling"),
+        (
+            'model_warmup [{ name: "w" batch_size: 1 inputs { key: "x" value: '
+            "{ data_type: TYPE_FP32 dims: [16] zero_data: true } } }]",
+            "model_warmup",
+        ),
+        ("response_cache { enable: true }", "response_cache"),
+        ("model_transaction_policy { decoupled: true }", "model_transaction_policy.decoupled"),
+        ("dynamic_batching { priority_levels: 2 default_priority_level: 1 }", "priority_levels"),
+        (
+            'instance_group [{ kind: KIND_CPU rate_limiter { resources [{ name: "r" count: 1 }] } }]',
+            "rate_limiter",
+        ),
+        (
+            'input [{ name: "x" data_type: TYPE_FP32 dims: [-1] allow_ragged_batch: true }]',
+            "allow_ragged_batch",
+        ),
+    ],
+)
+def test_fields_that_change_semantics_fail_the_load(tmp_path, mlp_onnx, snippet, field):
+    """Triton would honour these fields; ignoring them would answer differently."""
+    d = tmp_path / "m"
+    (d / "1").mkdir(parents=True)
+    (d / "1" / "model.onnx").write_bytes(mlp_onnx.read_bytes())
+    (d / "config.pbtxt").write_text(
+        f'name: "m"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n{snippet}\n'
+    )
+    cfg = ServerConfig(repository=tmp_path, grpc_port=0, http_port=-1, metrics_port=-1)
+    with BackgroundServer(cfg) as srv:
+        index = srv.server.core.index()
+    assert index[0]["state"] == "UNAVAILABLE"
+    assert field in index[0]["reason"] and "not supported" in index[0]["reason"]
+
+
+def test_gpu_instances_without_cuda_fail_the_load(tmp_path, mlp_onnx):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA; the refusal is for machines without it")
+    d = tmp_path / "m"
+    (d / "1").mkdir(parents=True)
+    (d / "1" / "model.onnx").write_bytes(mlp_onnx.read_bytes())
+    (d / "config.pbtxt").write_text(
+        'name: "m"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+        "instance_group [{ kind: KIND_GPU }]\n"
+    )
+    cfg = ServerConfig(repository=tmp_path, grpc_port=0, http_port=-1, metrics_port=-1)
+    with BackgroundServer(cfg) as srv:
+        index = srv.server.core.index()
+    assert index[0]["state"] == "UNAVAILABLE"
+    assert "KIND_GPU" in index[0]["reason"] and "CUDAExecutionProvider" in index[0]["reason"]

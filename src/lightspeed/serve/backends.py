@@ -27,6 +27,9 @@ class Backend:
 
     #: True when the model's first dimension is a batch dimension it can take any size of
     batchable: bool = True
+    #: False when the backend cannot compute with NaN/Inf (fixed point): such requests are
+    #: refused alone, before they join a batch
+    finite_only: bool = False
 
     def io(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
         """Inputs and outputs the model file declares (dims without batch), for autocomplete."""
@@ -65,7 +68,7 @@ def _ort_dims(shape, batched: bool) -> tuple[int, ...]:
 class OnnxRuntimeBackend(Backend):
     """onnxruntime session; CUDA execution provider for GPU instances when available."""
 
-    def __init__(self, path: Path, *, gpu: bool = False, threads: int = 1, batched: bool = True):
+    def __init__(self, path: Path, *, gpu: str = "cpu", threads: int = 1, batched: bool = True):
         from lightspeed.errors import require
 
         ort = require("onnxruntime", "serve", "the onnxruntime backend")
@@ -77,7 +80,15 @@ class OnnxRuntimeBackend(Backend):
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         providers = ["CPUExecutionProvider"]
-        if gpu and "CUDAExecutionProvider" in ort.get_available_providers():
+        has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+        if gpu == "gpu" and not has_cuda:
+            # Triton fails such a load too: a GPU model silently on the CPU misleads capacity plans
+            raise invalid(
+                f"instance_group kind KIND_GPU for {path.name}, but onnxruntime has no "
+                "CUDAExecutionProvider here (install onnxruntime-gpu and a CUDA driver, or use "
+                "KIND_CPU / KIND_AUTO)"
+            )
+        if gpu in ("gpu", "auto") and has_cuda:
             providers.insert(0, "CUDAExecutionProvider")
         try:
             self._session = ort.InferenceSession(str(path), opts, providers=providers)
@@ -107,6 +118,8 @@ class OnnxRuntimeBackend(Backend):
 # --------------------------------------------------------------------- lightspeed emulator
 class LightspeedBackend(Backend):
     """The bit-exact fixed-point emulator on a compiled model directory ("FPGA emulation")."""
+
+    finite_only = True
 
     def __init__(self, path: Path, *, output_dtypes: Mapping[str, np.dtype] | None = None):
         if not path.is_dir():

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lightspeed.errors import InputError
 from lightspeed.serve.errors import ServeError
 from lightspeed.serve.logs import kv
 
@@ -80,21 +81,72 @@ class ModelStats:
     output_ns: int = 0
     last_inference_ms: int = 0
     rejected_count: int = 0  # queue full
+    # failed requests by status code name (INVALID_ARGUMENT, INTERNAL, DEADLINE_EXCEEDED, ...)
+    fail_reasons: dict[str, int] = field(default_factory=dict)
     batches: dict[int, BatchStats] = field(default_factory=dict)
     # successful request latency counts per LATENCY_BOUNDS_NS bucket (+ overflow)
     latency_hist: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_NS) + 1))
 
 
 class _Request:
-    __slots__ = ("arrival", "deadline", "future", "inputs", "outputs", "rows")
+    __slots__ = ("arrival", "deadline", "future", "id", "inputs", "key", "outputs", "rows")
 
-    def __init__(self, inputs, rows, outputs, future, arrival, deadline):
+    def __init__(self, inputs, rows, outputs, future, arrival, deadline, key=None, rid=""):
         self.inputs = inputs
         self.rows = rows
         self.outputs = outputs
         self.future = future
         self.arrival = arrival
         self.deadline = deadline
+        self.key = key  # non-batch shapes: only requests that agree are merged
+        self.id = rid
+
+
+def shape_key(inputs: dict) -> tuple:
+    """What must agree for two requests to share a batch: each input's non-batch shape."""
+    if len(inputs) == 1:
+        return tuple(a.shape[1:] for a in inputs.values())
+    return tuple(sorted((k, a.shape[1:]) for k, a in inputs.items()))
+
+
+def as_serve_error(model: str, exc: BaseException) -> ServeError:
+    """The status a client sees for a failed execution: its own data, or a server fault."""
+    if isinstance(exc, ServeError):
+        return exc
+    # lightspeed's input checks and onnxruntime's InvalidArgument blame the request's data
+    if isinstance(exc, InputError) or type(exc).__name__ == "InvalidArgument":
+        return ServeError("INVALID_ARGUMENT", f"model '{model}': {exc}")
+    return ServeError("INTERNAL", f"model '{model}' failed to execute: {type(exc).__name__}: {exc}")
+
+
+class FailureLog:
+    """Logs each failed request once, at most ``per_s`` lines a second, then a count."""
+
+    def __init__(self, per_s: int = 20) -> None:
+        self.per_s = per_s
+        self._window = -(10**18)
+        self._lines = 0
+        self._dropped = 0
+
+    def __call__(self, model: str, rid: str, exc: ServeError) -> None:
+        now = _ns()
+        if now - self._window >= 1_000_000_000:
+            if self._dropped:
+                log.warning(
+                    "request failures not logged",
+                    extra=kv(model=model, count=self._dropped, within_s=1),
+                )
+            self._window, self._lines, self._dropped = now, 0, 0
+        if self._lines >= self.per_s:
+            self._dropped += 1
+            return
+        self._lines += 1
+        level = logging.ERROR if exc.code == "INTERNAL" else logging.WARNING
+        log.log(
+            level,
+            "request failed",
+            extra=kv(model=model, request_id=rid or "-", status=exc.code, reason=exc.message),
+        )
 
 
 Execute = Callable[[object, dict, list], dict]  # (instance, inputs, outputs) -> outputs
@@ -142,16 +194,24 @@ class Scheduler:
         self._held: dict[int, tuple] = {}
         self._rejected_logged_at = -(10**18)  # monotonic ns of the last queue-full log line
         self._rejected_unlogged = 0
+        self._log_failure = FailureLog()
 
     # ------------------------------------------------------------------ submit
     def submit(
-        self, inputs: dict, rows: int, outputs: list[str] | None, timeout_ns: int = 0
+        self,
+        inputs: dict,
+        rows: int,
+        outputs: list[str] | None,
+        timeout_ns: int = 0,
+        request_id: str = "",
     ) -> asyncio.Future:
         """Enqueue one validated request; the future resolves to its output arrays."""
         if self._closed:
             raise ServeError("UNAVAILABLE", f"model '{self.name}' is unloading; retry later")
         if len(self._queue) >= self._max_queue:
             self.stats.rejected_count += 1
+            reasons = self.stats.fail_reasons
+            reasons["RESOURCE_EXHAUSTED"] = reasons.get("RESOURCE_EXHAUSTED", 0) + 1
             self._log_rejection()
             raise ServeError(
                 "RESOURCE_EXHAUSTED",
@@ -169,7 +229,7 @@ class Scheduler:
         fut = loop.create_future()
         if not self.policy.dynamic and not self._queue and self._free and self._inline:
             # nothing to merge with and the model is tiny: run it now, skipping two loop ticks
-            req = _Request(inputs, rows, outputs, fut, now, 0)
+            req = _Request(inputs, rows, outputs, fut, now, 0, None, request_id)
             instance = self._free.pop()
             self._running += 1
             self.stats.queue_count += 1
@@ -177,7 +237,8 @@ class Scheduler:
             self._seq_next += 1
             self._done(instance, [req], seq, self._run(instance, [req]), reschedule=False)
             return fut
-        self._queue.append(_Request(inputs, rows, outputs, fut, now, deadline))
+        key = shape_key(inputs) if self.policy.dynamic else None
+        self._queue.append(_Request(inputs, rows, outputs, fut, now, deadline, key, request_id))
         if deadline:
             loop.call_at(loop.time() + timeout_ns / 1e9, self._expire_all)
         if not self._soon:
@@ -239,15 +300,32 @@ class Scheduler:
         self._schedule()
 
     def _fail_timeout(self, req: _Request, now: int) -> None:
-        self.stats.fail_count += 1
-        self.stats.fail_ns += now - req.arrival
-        req.future.set_exception(
+        self._fail(
+            req,
             ServeError(
                 "DEADLINE_EXCEEDED",
                 f"model '{self.name}': request timed out after "
                 f"{(now - req.arrival) / 1e6:.1f} ms in the queue",
-            )
+            ),
+            now,
         )
+
+    def _fail(self, req: _Request, exc: ServeError, now: int) -> None:
+        """Answer one request with an error: counted by reason, logged once."""
+        stats = self.stats
+        stats.fail_count += 1
+        stats.fail_ns += now - req.arrival
+        stats.fail_reasons[exc.code] = stats.fail_reasons.get(exc.code, 0) + 1
+        self._log_failure(self.name, req.id, exc)
+        if not req.future.done():
+            req.future.set_exception(exc)
+
+    def refused(self, exc: ServeError, request_id: str = "") -> None:
+        """Count and log a request refused before it was queued (bad shape, NaN, ...)."""
+        stats = self.stats
+        stats.fail_count += 1
+        stats.fail_reasons[exc.code] = stats.fail_reasons.get(exc.code, 0) + 1
+        self._log_failure(self.name, request_id, exc)
 
     def _take(self, now: int) -> list[_Request] | int:
         """A batch to run now, or the monotonic ns time to look again."""
@@ -257,12 +335,22 @@ class Scheduler:
         max_rows = self._max_rows
         total = n = pref_n = 0
         full = False
+        key = q[0].key
+        picked: list[_Request] = []  # filled only once a request of another shape is skipped
+        skipped = False
         for req in q:
+            if req.key != key:  # Triton merges only requests whose shapes agree
+                if not skipped:
+                    skipped = True
+                    picked = list(q)[:n]
+                continue
             if total + req.rows > max_rows:
                 full = True
                 break
             total += req.rows
             n += 1
+            if skipped:
+                picked.append(req)
             if total in self._preferred:
                 pref_n = n
         delay = self.policy.max_queue_delay_ns
@@ -275,7 +363,12 @@ class Scheduler:
             if now < wake:
                 return wake
             take = n
-        return [q.popleft() for _ in range(take)]
+        if not skipped:
+            return [q.popleft() for _ in range(take)]
+        batch = picked[:take]
+        chosen = {id(r) for r in batch}
+        self._queue = deque(r for r in q if id(r) not in chosen)
+        return batch
 
     def _schedule(self) -> None:
         self._soon = False
@@ -338,10 +431,18 @@ class Scheduler:
             # the CPU time decides inline execution: wall time would count the moments this
             # thread was preempted (by the clients on a small box), flip a tiny model to
             # worker threads and make every request pay the GIL hand-over
-            outcome: tuple = (result, None, t1 - t0, t2 - t1, time.thread_time_ns() - c0)
+            outcome: tuple = (result, None, t1 - t0, t2 - t1, time.thread_time_ns() - c0, None)
         except Exception as exc:  # report, never kill the worker
-            outcome = (None, exc, 0, 0, 0)
+            # one request's bad data must not fail the others: run each alone
+            singles = [self._run_alone(instance, r) for r in batch] if len(batch) > 1 else None
+            outcome = (None, exc, 0, 0, 0, singles)
         return outcome
+
+    def _run_alone(self, instance, req: _Request) -> tuple:
+        try:
+            return self._execute(instance, req.inputs, req.outputs or self._all_outputs), None
+        except Exception as exc:
+            return None, exc
 
     # ------------------------------------------------------------------ completion (loop)
     def _done(
@@ -379,20 +480,16 @@ class Scheduler:
             self._schedule()
 
     def _deliver(self, batch: list[_Request], outcome: tuple) -> None:
-        result, exc, input_ns, infer_ns, _ = outcome
+        result, exc, input_ns, infer_ns, _, singles = outcome
         stats = self.stats
         now = _ns()
+        if singles is not None:
+            self._deliver_singles(batch, singles, now)
+            return
         if exc is not None:
-            if not isinstance(exc, ServeError):
-                exc = ServeError(
-                    "INTERNAL",
-                    f"model '{self.name}' failed to execute: {type(exc).__name__}: {exc}",
-                )
+            err = as_serve_error(self.name, exc)
             for req in batch:
-                stats.fail_count += 1
-                stats.fail_ns += now - req.arrival
-                if not req.future.done():
-                    req.future.set_exception(exc)
+                self._fail(req, err, now)
             return
         rows = 0
         if len(batch) == 1:
@@ -434,6 +531,22 @@ class Scheduler:
         b.input_ns += input_ns
         b.infer_ns += infer_ns
         b.output_ns += output_ns
+
+    def _deliver_singles(self, batch: list[_Request], singles: list, now: int) -> None:
+        """Answer a batch that was retried request by request after it failed merged."""
+        stats = self.stats
+        for req, (result, exc) in zip(batch, singles, strict=True):
+            if exc is not None:
+                self._fail(req, as_serve_error(self.name, exc), now)
+                continue
+            if not req.future.done():
+                req.future.set_result(result)
+            lat = now - req.arrival
+            stats.success_count += 1
+            stats.success_ns += lat
+            stats.latency_hist[bisect_left(LATENCY_BOUNDS_NS, lat)] += 1
+            stats.inference_count += req.rows
+            stats.execution_count += 1
 
     # ------------------------------------------------------------------ lifecycle
     async def drain(self) -> None:

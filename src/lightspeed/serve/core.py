@@ -79,6 +79,7 @@ class LoadedModel:
         }
         self.output_names = list(self.outputs)
         self._instances = instances
+        self._finite_only = any(getattr(i, "finite_only", False) for i in instances)
         self.scheduler = Scheduler(
             f"{self.name}:{version}",
             instances,
@@ -88,8 +89,19 @@ class LoadedModel:
         )
 
     # ---------------------------------------------------------------- validation
-    def check(self, inputs: Mapping[str, np.ndarray]) -> int:
-        """Validate decoded inputs against the config; return the batch size (rows)."""
+    def check(self, inputs: Mapping[str, np.ndarray], request_id: str = "") -> int:
+        """Validate decoded inputs against the config; return the batch size (rows).
+
+        A refused request is counted and logged here: it never reaches a batch, so it
+        cannot fail anyone else's request.
+        """
+        try:
+            return self._check(inputs)
+        except ServeError as exc:
+            self.scheduler.refused(exc, request_id)
+            raise
+
+    def _check(self, inputs: Mapping[str, np.ndarray]) -> int:
         if len(inputs) != len(self.inputs) or any(n not in self.inputs for n in inputs):
             unknown = [n for n in inputs if n not in self.inputs]
             if unknown:
@@ -120,6 +132,13 @@ class LoadedModel:
                     raise invalid(
                         f"model '{self.name}': inputs disagree on the batch size ({rows} vs {n})"
                     )
+        if self._finite_only:
+            for name, arr in inputs.items():
+                if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+                    raise invalid(
+                        f"model '{self.name}': input '{name}' contains NaN or Inf, which the "
+                        "fixed-point backend cannot represent; clean the data before sending"
+                    )
         if not batched:
             return 1
         if rows > self.max_batch_size:
@@ -145,9 +164,10 @@ class LoadedModel:
         rows: int,
         outputs: list[str] | None = None,
         timeout_ns: int = 0,
+        request_id: str = "",
     ) -> asyncio.Future:
         """Queue a checked request; await the returned future for {output: array}."""
-        return self.scheduler.submit(inputs, rows, outputs, timeout_ns)
+        return self.scheduler.submit(inputs, rows, outputs, timeout_ns, request_id)
 
     def metadata(self) -> dict:
         batch = [-1] if self.max_batch_size > 0 else []
@@ -176,15 +196,17 @@ def _execute(instance, inputs: dict, outputs: list) -> dict:
 
 
 # ------------------------------------------------------------------------ building models
-def _instance_count(config) -> tuple[int, bool]:
-    """Total instances and whether any group asks for a GPU."""
+def _instance_count(config) -> tuple[int, str]:
+    """Total instances and the device: "gpu" (required), "auto" (if present) or "cpu"."""
     mc = model_config_pb2()
     groups = list(config.instance_group)
     if not groups:
-        return 1, False
+        return 1, "auto"  # Triton's default group is KIND_AUTO
     count = sum(g.count if g.count > 0 else 1 for g in groups)
-    gpu = any(g.kind == mc.ModelInstanceGroup.KIND_GPU for g in groups)
-    return count, gpu
+    kinds = {g.kind for g in groups}
+    if mc.ModelInstanceGroup.KIND_GPU in kinds:
+        return count, "gpu"
+    return count, "auto" if mc.ModelInstanceGroup.KIND_AUTO in kinds else "cpu"
 
 
 def _autocomplete(config, backend: B.Backend) -> None:
@@ -227,6 +249,11 @@ def build_instances(config, path: Path, version: int, options: CoreOptions) -> l
         def make():
             return B.OnnxRuntimeBackend(path, gpu=gpu, threads=options.ort_threads, batched=batched)
     elif name == "lightspeed":
+        if gpu == "gpu":
+            raise invalid(
+                f"model '{config.name}': instance_group kind KIND_GPU, but the lightspeed "
+                "emulator backend runs on the CPU; use KIND_CPU (or serve the ONNX file on GPU)"
+            )
         dtypes = {s.name: s.dtype for s in tensor_specs(config.output, "output", config.name)}
 
         def make():

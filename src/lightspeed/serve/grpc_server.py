@@ -45,7 +45,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         model = self.core.get(request.model_name, request.model_version)
         shm = self.core.shm
         inputs = decode_inputs(request, model, shm)
-        rows = model.check(inputs)
+        rows = model.check(inputs, request.id)
         outputs = None
         shm_out = None
         if request.outputs:
@@ -60,7 +60,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                         shm_param(p, "shared_memory_offset", "int64_param"),
                         shm_param(p, "shared_memory_byte_size", "int64_param"),
                     )
-        return model, model.infer(inputs, rows, outputs, timeout_ns(request)), shm_out
+        return model, model.infer(inputs, rows, outputs, timeout_ns(request), request.id), shm_out
 
     async def _infer(self, request):
         model, future, shm_out = self._start(request)

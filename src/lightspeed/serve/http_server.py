@@ -231,8 +231,8 @@ class HttpFrontEnd:
             inputs, outputs, binary_out, binary_all, rid, timeout, shm_out = _decode_infer(
                 body, header_len, model, self.core.shm
             )
-            rows = model.check(inputs)
-            result = await model.infer(inputs, rows, outputs, timeout)
+            rows = model.check(inputs, str(rid or ""))
+            result = await model.infer(inputs, rows, outputs, timeout, str(rid or ""))
             return _encode_infer(model, result, binary_out, binary_all, rid, shm_out, self.core.shm)
         except ServeError as exc:
             return _error(exc)

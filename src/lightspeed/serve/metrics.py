@@ -64,6 +64,15 @@ def render(models) -> str:
         f"nv_inference_pending_request_count{{{labels[m]}}} {m.scheduler.queued}" for m in models
     ]
 
+    name = "lightspeed_inference_request_failure"
+    lines.append(
+        f"# HELP {name} Failed inference requests by status (the client's or the server's fault)"
+    )
+    lines.append(f"# TYPE {name} counter")
+    for m in models:
+        for reason, count in sorted(m.scheduler.stats.fail_reasons.items()):
+            lines.append(f'{name}{{{labels[m]},reason="{reason}"}} {count}')
+
     name = "nv_inference_request_duration_ms"
     lines.append(f"# HELP {name} Successful request latency (queue + compute) in milliseconds")
     lines.append(f"# TYPE {name} histogram")

@@ -100,6 +100,94 @@ def tensor_specs(tensors, what: str, model: str) -> list[TensorSpec]:
     return specs
 
 
+def _unsupported_fields(config) -> list[tuple[str, str]]:
+    """(field, what to do) for each config field that would change what Triton does here.
+
+    Triton would honour these; serving the model while ignoring them would answer
+    differently from Triton, so the load fails instead, naming the field.
+    """
+    found = []
+    if config.HasField("sequence_batching"):
+        found.append(
+            (
+                "sequence_batching",
+                "stateful sequence models are not supported; "
+                "send each event's state in the request instead",
+            )
+        )
+    if config.HasField("ensemble_scheduling"):
+        found.append(
+            (
+                "ensemble_scheduling",
+                "ensembles are not supported; serve each step as "
+                "its own model and chain them in the client",
+            )
+        )
+    if len(config.model_warmup):
+        found.append(
+            (
+                "model_warmup",
+                "warm-up requests are not supported; models are loaded "
+                "(and the emulator's kernels compiled) before the server listens",
+            )
+        )
+    if config.HasField("response_cache") and config.response_cache.enable:
+        found.append(
+            (
+                "response_cache",
+                "the response cache is not supported; remove response_cache or set enable: false",
+            )
+        )
+    if config.HasField("model_transaction_policy") and config.model_transaction_policy.decoupled:
+        found.append(
+            (
+                "model_transaction_policy.decoupled",
+                "decoupled models are not supported; each request gets exactly one response",
+            )
+        )
+    if config.HasField("dynamic_batching"):
+        db = config.dynamic_batching
+        if db.priority_levels or len(db.priority_queue_policy):
+            found.append(
+                (
+                    "dynamic_batching.priority_levels",
+                    "request priorities are not supported; one FIFO queue serves each model",
+                )
+            )
+    for g in config.instance_group:
+        if g.HasField("rate_limiter"):
+            found.append(
+                (
+                    "instance_group.rate_limiter",
+                    "the rate limiter is not supported; "
+                    "bound concurrency with instance_group count and max_queue_size",
+                )
+            )
+    for t in config.input:
+        if t.allow_ragged_batch:
+            found.append(
+                (
+                    f"input '{t.name}' allow_ragged_batch",
+                    "ragged batching is not "
+                    "supported yet; requests whose shapes differ are batched separately "
+                    "without it",
+                )
+            )
+    if len(config.batch_input) or len(config.batch_output):
+        found.append(
+            ("batch_input/batch_output", "ragged batch inputs and outputs are not supported yet")
+        )
+    return found
+
+
+def refuse_unsupported(config, name: str) -> None:
+    found = _unsupported_fields(config)
+    if found:
+        field, todo = found[0]
+        more = f" (also set: {', '.join(f for f, _ in found[1:])})" if len(found) > 1 else ""
+        raise invalid(f"model '{name}': config.pbtxt sets {field}: {todo}{more}")
+
+
 def validate_config(config, name: str) -> None:
     """Check the parts of a ModelConfig this server relies on (raises INVALID_ARGUMENT)."""
     if config.name and config.name != name:
@@ -136,6 +224,7 @@ def validate_config(config, name: str) -> None:
     for group in config.instance_group:
         if group.count < 0:
             raise invalid(f"model '{name}': instance_group count must be >= 0")
+    refuse_unsupported(config, name)
     tensor_specs(config.input, "input", name)
     tensor_specs(config.output, "output", name)
 
