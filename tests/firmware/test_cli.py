@@ -36,6 +36,11 @@ def test_firmware_sim_synth_cli(compiled, tmp_path, capsys):
     rep = json.loads(capsys.readouterr().out)
     assert rep["lut"] > 0 and rep["latency_cycles"] == man["latency"]
     assert rep["latency_ns"] == man["latency"] * 4.0
+    # the per-layer rows add up to the totals, flip-flops included
+    rows = rep["per_layer"].values()
+    for k in ("lut", "ff", "dsp"):
+        assert sum(r[k] for r in rows) == rep[k], k
+    assert sum(r["ff"] > 0 for r in rows) >= 3  # registers are charged to their layers
     if _have_verilator() is None:
         X = random_vectors(q, n=500)["x"]
         np.save(tmp_path / "x.npy", X)

@@ -161,3 +161,28 @@ def test_trained_precision_keeps_quant_types(rng):
     # trained mode takes a config too (input types, pins), checked against the model
     with pytest.raises(ConfigError, match="not in the model"):
         lightspeed.quantize(g, "trained", config={"layers": {"nope": {"result": "ap_fixed<8,3>"}}})
+
+
+def test_auto_never_warns_about_its_own_sigmoid_type(rng):
+    """A sigmoid reaching 1.0 in float saturates by one lsb in its auto type: no warning."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(8, 16),
+        torch.nn.BatchNorm1d(16),
+        torch.nn.ReLU(),
+        torch.nn.Linear(16, 1),
+        torch.nn.Sigmoid(),
+    )
+    with torch.no_grad():
+        net[3].weight.mul_(20)  # drive the sigmoid into saturation on part of the data
+        net[1].running_var.fill_(0.5)
+    net.eval()
+    x = rng.normal(0, 3, (2000, 8)).astype(np.float32)
+    q = lightspeed.quantize(lightspeed.load(net, input_shape=(8,)), "auto", calibration=x)
+    hi = q.calibration_ranges[q.graph.outputs[0]][1]
+    t = q.output_types[q.graph.outputs[0]]
+    assert t.max_value < hi <= 1.0  # the float sigmoid passes 1 - lsb: the case that warned
+    assert q.report()["overflow_warnings"] == []
+    err = np.abs(q.predict(x) - q.predict_float(x)).max()
+    assert err < 0.01  # one lsb of saturation; the rest is the lookup table's step

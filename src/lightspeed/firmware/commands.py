@@ -272,22 +272,18 @@ def cmd_synth(args: argparse.Namespace) -> int:
         from lightspeed.firmware.verilog import build_design
 
         opts = FirmwareOptions(**fw.manifest["options"])
-        est = estimate_design(build_design(fw.model(), opts))
+        est = estimate_design(build_design(fw.model(), opts)).to_dict()
         rep: dict[str, Any] = {
             "source": "analytic estimate",
             "part": part.name,
-            "lut": round(est.lut),
-            "ff": round(est.ff),
-            "dsp": round(est.dsp),
-            "carry": round(est.carry),
-            "bram": est.bram,
+            **{k: est[k] for k in ("lut", "ff", "dsp", "carry", "bram")},
             "utilisation": {
-                "lut": 100 * est.lut / part.lut,
-                "ff": 100 * est.ff / part.ff,
-                "dsp": 100 * est.dsp / part.dsp,
+                "lut": 100 * est["lut"] / part.lut,
+                "ff": 100 * est["ff"] / part.ff,
+                "dsp": 100 * est["dsp"] / part.dsp,
                 "bram": 0.0,
             },
-            "per_layer": est.to_dict()["per_layer"],
+            "per_layer": est["per_layer"],  # rows add up to the totals
         }
     else:
         from lightspeed.firmware.synth import synthesize
@@ -329,7 +325,8 @@ def _print_synth(rep: dict[str, Any], part) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"{rep['source']} — {part.name} ({part.description})")
+    title = f"{rep['source']} — {part.name} ({part.description})"
+    t = Table(title=title, min_width=len(title) + 2)  # a title must not wrap mid-name
     for col in ("resource", "used", f"% of {part.name}"):
         t.add_column(col, justify="right" if col != "resource" else "left")
     u = rep["utilisation"]

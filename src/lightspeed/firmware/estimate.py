@@ -55,12 +55,15 @@ class Estimate:
     per_layer: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """Rounded figures; the totals are the sums of the rounded per-layer rows."""
         d = asdict(self)
-        for k in ("lut", "ff", "dsp", "carry", "bram"):
-            d[k] = round(d[k])
         d["per_layer"] = {
             k: {kk: round(vv) for kk, vv in v.items()} for k, v in self.per_layer.items()
         }
+        for k in ("carry", "bram"):
+            d[k] = round(d[k])
+        for k in ("lut", "ff", "dsp"):
+            d[k] = sum(r[k] for r in d["per_layer"].values()) if d["per_layer"] else round(d[k])
         return d
 
 
@@ -127,8 +130,9 @@ def net_features(nl: Netlist, n) -> dict[str, float]:
     return f
 
 
-def register_features(nl: Netlist, live: list[bool]) -> dict[str, float]:
-    """FF bits, and SRL bits for shift chains synthesis turns into SRL16/SRLC32 cells.
+def register_features(nl: Netlist, live: list[bool]) -> dict[str, dict[str, float]]:
+    """FF bits, and SRL bits for shift chains synthesis turns into SRL16/SRLC32 cells,
+    per layer (the layer of the chain's first register).
 
     A chain of >= 3 data registers whose inner stages feed nothing else becomes
     one SRL per bit per 32 stages (Yosys ``xilinx_srl -minlen 3``, Vivado alike);
@@ -145,7 +149,7 @@ def register_features(nl: Netlist, live: list[bool]) -> dict[str, float]:
         for s in p["sigs"]:
             fan[s.net] += 1
             only[s.net] = -1
-    out = {"ff": 0.0, "srl_bits": 0.0}
+    out: dict[str, dict[str, float]] = {}
     for n in nl.nets:
         if not live[n.id] or n.op != "reg":
             continue
@@ -156,31 +160,42 @@ def register_features(nl: Netlist, live: list[bool]) -> dict[str, float]:
         while fan[cur] == 1 and only.get(cur, -1) >= 0 and nl.nets[only[cur]].op == "reg":
             cur = only[cur]
             length += 1
+        row = out.setdefault(n.layer or "io", {"ff": 0.0, "srl_bits": 0.0})
         if length >= 3:
-            out["srl_bits"] += n.width * math.ceil(length / 32)
+            row["srl_bits"] += n.width * math.ceil(length / 32)
         else:
-            out["ff"] += n.width * length
+            row["ff"] += n.width * length
     return out
 
 
 def estimate_netlist(nl: Netlist, latency: int = 0) -> Estimate:
+    """Totals and a per-layer split whose rows add up to the totals."""
     est = Estimate(latency=latency)
     live = live_nets(nl)
-    totals: dict[str, float] = register_features(nl, live)
-    est.lut += COEF.get("srl_bits", 1.0) * totals["srl_bits"]
+
+    def row(layer: str) -> dict[str, float]:
+        return est.per_layer.setdefault(layer, {"lut": 0.0, "ff": 0.0, "dsp": 0.0})
+
+    totals: dict[str, float] = {"ff": 0.0, "srl_bits": 0.0}
+    for layer, regs in register_features(nl, live).items():
+        r = row(layer)
+        r["ff"] += regs["ff"]
+        r["lut"] += COEF.get("srl_bits", 1.0) * regs["srl_bits"]
+        totals["ff"] += regs["ff"]
+        totals["srl_bits"] += regs["srl_bits"]
     for n in nl.nets:
         if not live[n.id]:
             continue
         f = net_features(nl, n)
-        lut = sum(COEF.get(k, 0.0) * v for k, v in f.items())
-        layer = est.per_layer.setdefault(n.layer or "io", {"lut": 0.0, "ff": 0.0, "dsp": 0.0})
-        layer["lut"] += lut
-        layer["ff"] += f.get("ff", 0.0)
-        layer["dsp"] += f.get("dsp", 0.0)
+        r = row(n.layer or "io")
+        r["lut"] += sum(COEF.get(k, 0.0) * v for k, v in f.items())
+        r["ff"] += f.get("ff", 0.0)
+        r["dsp"] += f.get("dsp", 0.0)
         for k, v in f.items():
             totals[k] = totals.get(k, 0.0) + v
-        est.lut += lut
-    est.ff = totals.get("ff", 0.0) + latency  # + the valid pipeline
+    row("io")["ff"] += latency  # the valid-bit pipeline beside the data
+    est.lut = sum(r["lut"] for r in est.per_layer.values())
+    est.ff = sum(r["ff"] for r in est.per_layer.values())
     est.dsp = totals.get("dsp", 0.0)
     est.carry = totals.get("carry", 0.0)
     est.features = totals
