@@ -211,3 +211,87 @@ def test_cli_rejects_bad_scenario_parameters(capsys, tmp_path):
     )
     assert code == 2
     assert "--target-qps applies to the server scenario only" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def ten_input_model(tmp_path_factory):
+    """A user's own model: 10 inputs, 3 classes (not the jet tagger's 16 features)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    import lightspeed
+
+    rng = np.random.default_rng(5)
+    w1, b1 = rng.normal(0, 0.4, (10, 12)).astype(np.float32), np.zeros(12, np.float32)
+    w2, b2 = rng.normal(0, 0.4, (12, 3)).astype(np.float32), np.zeros(3, np.float32)
+    g = helper.make_graph(
+        [
+            helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]),
+            helper.make_node("Relu", ["h"], ["r"]),
+            helper.make_node("Gemm", ["r", "w2", "b2"], ["y"]),
+        ],
+        "user",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 10])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        [
+            numpy_helper.from_array(a, n)
+            for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))
+        ],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    d = tmp_path_factory.mktemp("user")
+    onnx.save(m, str(d / "m.onnx"))
+    x = rng.normal(size=(700, 10)).astype(np.float32)
+    q = lightspeed.quantize(lightspeed.load(str(d / "m.onnx")), "auto", calibration=x)
+    q.save(d / "compiled")
+    h = np.maximum(x @ w1 + b1, 0) @ w2 + b2
+    np.save(d / "x.npy", x)
+    np.save(d / "y.npy", h.argmax(1))  # labels the float model gets right
+    return d
+
+
+def test_user_model_with_user_data_and_labels(ten_input_model, tmp_path):
+    d = ten_input_model
+    cfg = _short(
+        "offline",
+        f"inprocess:{d / 'compiled'}",
+        tmp_path,
+        data=str(d / "x.npy"),
+        labels=str(d / "y.npy"),
+    )
+    s = run_loadgen(cfg)
+    assert s["data"] == str(d / "x.npy") and s["qsl_samples"] == 600
+    assert s["performance"]["validity"] == "VALID"
+    acc = s["accuracy"]
+    assert acc["accuracy_float"] == 1.0 and acc["passed"] is True
+
+
+def test_user_model_with_synthetic_inputs(ten_input_model, tmp_path, capsys):
+    from lightspeed.cli import main
+
+    d = ten_input_model
+    out = tmp_path / "syn"
+    argv = ["bench", "loadgen", "--scenario", "offline", "--target", f"inprocess:{d / 'compiled'}"]
+    argv += ["--synthetic", "--count", "600", "--min-duration-ms", "1000", "-o", str(out)]
+    assert main(argv) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["data"] == "synthetic N(0,1) inputs of shape [10]"
+    assert s["accuracy"]["measured"] is False and "not measured" in s["accuracy"]["note"]
+    assert "not measured" in capsys.readouterr().out
+
+
+def test_user_model_on_the_default_jets_says_what_to_do(ten_input_model, tmp_path):
+    from lightspeed.errors import InputError
+
+    cfg = _short("offline", f"inprocess:{ten_input_model / 'compiled'}", tmp_path)
+    with pytest.raises(InputError, match=r"shape \[10\].*--data X.npy.*--synthetic"):
+        run_loadgen(cfg)
+
+
+def test_loadgen_help_has_no_doubled_percent(capsys):
+    from lightspeed.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "loadgen", "--help"])
+    text = capsys.readouterr().out
+    assert "99% of FP32" in text and "%%" not in text

@@ -22,13 +22,14 @@ def register(subparsers) -> None:
 def _register_loadgen(bsub) -> None:
     p = bsub.add_parser(
         "loadgen",
-        help="run an MLPerf LoadGen scenario over the jet data",
+        help="run an MLPerf LoadGen scenario over the jet data or your own",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run one MLPerf scenario with MLCommons' LoadGen (pip install "
         "'lightspeed[bench]') against a compiled model in this process or a model on a "
-        "Triton-compatible server, over jets of the shipped sample's test split.\n\n"
+        "Triton-compatible server, over jets of the shipped sample's test split, your own "
+        "inputs (--data X.npy [--labels y.npy]) or synthetic inputs (--synthetic).\n\n"
         "Performance mode reports samples/s, latency percentiles and LoadGen's VALID/INVALID "
-        "verdict with the reason; accuracy mode checks '99%% of FP32': the target's top-1 "
+        "verdict with the reason; accuracy mode checks '99% of FP32': the target's top-1 "
         "accuracy must be >= 0.99 x the float reference model's, on the same samples.\n"
         "Runs are short (min duration 2 s, small min query counts); MLPerf submissions need "
         "600 s. Rates left unset are sized from a quick probe so runs are valid; if an "
@@ -60,17 +61,28 @@ def _register_loadgen(bsub) -> None:
     p.add_argument(
         "--data",
         default=None,
-        help="jet file (lightspeed HDF5/Parquet or hls4ml files); default: the shipped "
+        help="your inputs as .npy/.npz (samples first, the model's input shape after), or a "
+        "jet file (lightspeed HDF5/Parquet or hls4ml files); default: the shipped jet "
         "sample's test split",
     )
     p.add_argument(
-        "--count", type=int, default=0, help="jets in the sample library (default 0 = all)"
+        "--labels",
+        default=None,
+        help=".npy of integer class labels for --data arrays; without them accuracy mode "
+        "reports only the agreement with the float reference",
     )
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="random N(0,1) inputs of the model's input shape (--count of them, default "
+        "4096): measures performance only, accuracy is not measured",
+    )
+    p.add_argument("--count", type=int, default=0, help="samples in the library (default 0 = all)")
     p.add_argument(
         "--performance-sample-count",
         type=int,
         default=2048,
-        help="jets LoadGen keeps loaded for performance runs (default 2048)",
+        help="samples LoadGen keeps loaded for performance runs (default 2048)",
     )
     p.add_argument(
         "--min-duration-ms",
@@ -120,7 +132,7 @@ def _register_loadgen(bsub) -> None:
         "--max-batch",
         type=int,
         default=256,
-        help="offline: jets per request (default 256; capped by the served max_batch_size)",
+        help="offline: samples per request (default 256; capped by the served max_batch_size)",
     )
     p.add_argument(
         "--reference",
@@ -252,6 +264,8 @@ def _loadgen(args) -> int:
         outdir=args.output,
         mode=args.mode,
         data=args.data,
+        labels=args.labels,
+        synthetic=args.synthetic,
         count=args.count,
         performance_sample_count=args.performance_sample_count,
         min_duration_ms=args.min_duration_ms,
