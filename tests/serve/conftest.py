@@ -57,7 +57,11 @@ class SlowModel:
 def add_python_models(core):
     io = ([("x", "FP32", [4])], [("y", "FP32", [4])])
     core.add_python_model(
-        "double", lambda d: {"y": d["x"] * 2}, *io, max_batch_size=16, dynamic_batching={}
+        "double",
+        lambda d: {"y": d["x"] * 2},
+        *io,
+        max_batch_size=16,
+        dynamic_batching={"max_queue_delay_microseconds": 2000},
     )
     core.add_python_model(
         "slow",

@@ -265,10 +265,6 @@ def test_serve_cli_subprocess_stops_gracefully_on_sigterm(repo):
             'instance_group [{ kind: KIND_CPU rate_limiter { resources [{ name: "r" count: 1 }] } }]',
             "rate_limiter",
         ),
-        (
-            'input [{ name: "x" data_type: TYPE_FP32 dims: [-1] allow_ragged_batch: true }]',
-            "allow_ragged_batch",
-        ),
     ],
 )
 def test_fields_that_change_semantics_fail_the_load(tmp_path, mlp_onnx, snippet, field):

@@ -227,6 +227,9 @@ class SonicClient:
     streaming: bool = False  # send requests on one ModelStreamInfer stream per endpoint
     health_interval_s: float = 0.0  # > 0: probe every endpoint's ModelReady this often
     spec: ModelSpec | None = None  # taken from the server's ModelConfig when None
+    # one event = one batch item of variable size (the model uses ragged batching): each
+    # input is sent as [1, *event shape] and the outputs come back without that axis
+    ragged: bool = False
     stats: ClientStats = field(default_factory=ClientStats)
 
     def __post_init__(self) -> None:
@@ -371,6 +374,8 @@ class SonicClient:
         """
         inputs = self._as_inputs(data)
         self.stats.events += 1
+        if self.ragged:
+            return await self._ragged_event(inputs)
         rows = len(next(iter(inputs.values())))
         if rows == 0 and self.spec is not None:
             return {n: np.zeros((0, *d), _np_dtype(t)) for n, (t, d) in self.spec.outputs.items()}
@@ -392,6 +397,20 @@ class SonicClient:
                 raise
             self.stats.fallback_events += 1
             return dict(await asyncio.to_thread(self._fallback, inputs))
+
+    async def _ragged_event(self, inputs: Arrays) -> Arrays:
+        """The whole event as one batch item; the server merges events of any size."""
+        item = {k: v[np.newaxis] for k, v in inputs.items()}
+        try:
+            out = await self._remote(item)
+            self.stats.remote_events += 1
+        except InferenceError as exc:
+            if self._fallback is None or exc.code not in RETRYABLE:
+                self.stats.failures += 1
+                raise
+            self.stats.fallback_events += 1
+            out = dict(await asyncio.to_thread(self._fallback, item))
+        return {k: np.asarray(v)[0] for k, v in out.items()}
 
     async def _via_stream(self, ep: Endpoint, inputs: Arrays) -> Arrays:
         if ep.stream is None or ep.stream.broken is not None:

@@ -25,6 +25,7 @@ import numpy as np
 from lightspeed.errors import InputError
 from lightspeed.serve.errors import ServeError
 from lightspeed.serve.logs import kv
+from lightspeed.serve.ragged import RaggedSpec
 
 _ns = time.monotonic_ns
 log = logging.getLogger("lightspeed.serve")
@@ -51,6 +52,8 @@ class BatchingPolicy:
     # itself, until the average exceeds twice this: for small models a thread hop (the
     # GIL hand-over) costs more than the model (0 disables)
     inline_below_ns: int = 0
+    # inputs with allow_ragged_batch and the batch_input/batch_output entries (None: none)
+    ragged: RaggedSpec | None = None
 
 
 @dataclass
@@ -237,7 +240,11 @@ class Scheduler:
             self._seq_next += 1
             self._done(instance, [req], seq, self._run(instance, [req]), reschedule=False)
             return fut
-        key = shape_key(inputs) if self.policy.dynamic else None
+        ragged = self.policy.ragged
+        if not self.policy.dynamic:
+            key = None
+        else:
+            key = ragged.key(inputs) if ragged is not None else shape_key(inputs)
         self._queue.append(_Request(inputs, rows, outputs, fut, now, deadline, key, request_id))
         if deadline:
             loop.call_at(loop.time() + timeout_ns / 1e9, self._expire_all)
@@ -415,6 +422,8 @@ class Scheduler:
             self._loop.call_soon_threadsafe(self._done, instance, batch, seq, outcome)
 
     def _run(self, instance, batch: list[_Request]) -> tuple:
+        if self.policy.ragged is not None:
+            return self._run_ragged(instance, batch)
         c0 = time.thread_time_ns()
         t0 = _ns()
         try:
@@ -440,9 +449,35 @@ class Scheduler:
 
     def _run_alone(self, instance, req: _Request) -> tuple:
         try:
+            if self.policy.ragged is not None:
+                return self._execute_ragged(instance, [req])[0], None
             return self._execute(instance, req.inputs, req.outputs or self._all_outputs), None
         except Exception as exc:
             return None, exc
+
+    def _run_ragged(self, instance, batch: list[_Request]) -> tuple:
+        """One execution for the whole batch; results are split per request here."""
+        c0 = time.thread_time_ns()
+        t0 = _ns()
+        try:
+            pieces = self._execute_ragged(instance, batch)
+            t1 = _ns()
+            ran = [(p, None) for p in pieces]
+            return (None, None, 0, t1 - t0, time.thread_time_ns() - c0, ran)
+        except Exception as exc:  # one request's bad data must not fail the others
+            alone = [self._run_alone(instance, r) for r in batch] if len(batch) > 1 else None
+            return (None, exc, 0, 0, 0, alone)
+
+    def _execute_ragged(self, instance, batch: list[_Request]) -> list[dict]:
+        ragged = self.policy.ragged
+        assert ragged is not None
+        requests = [r.inputs for r in batch]
+        result = self._execute(instance, ragged.merge(requests), self._all_outputs)
+        pieces = ragged.split(result, requests, [r.rows for r in batch], self._all_outputs)
+        return [
+            {k: p[k] for k in r.outputs} if r.outputs else p
+            for r, p in zip(batch, pieces, strict=True)
+        ]
 
     # ------------------------------------------------------------------ completion (loop)
     def _done(
@@ -484,7 +519,8 @@ class Scheduler:
         stats = self.stats
         now = _ns()
         if singles is not None:
-            self._deliver_singles(batch, singles, now)
+            # a ragged batch ran once (exc None); a failed merged batch ran per request
+            self._deliver_singles(batch, singles, now, infer_ns if exc is None else -1)
             return
         if exc is not None:
             err = as_serve_error(self.name, exc)
@@ -532,9 +568,21 @@ class Scheduler:
         b.infer_ns += infer_ns
         b.output_ns += output_ns
 
-    def _deliver_singles(self, batch: list[_Request], singles: list, now: int) -> None:
-        """Answer a batch that was retried request by request after it failed merged."""
+    def _deliver_singles(
+        self, batch: list[_Request], singles: list, now: int, infer_ns: int = -1
+    ) -> None:
+        """Answer a batch whose results are per request: a ragged batch that ran once
+        (``infer_ns`` its time), or a batch retried request by request after it failed merged
+        (``infer_ns`` -1)."""
         stats = self.stats
+        merged = infer_ns >= 0
+        if merged:
+            stats.execution_count += 1
+            rows = sum(r.rows for r in batch)
+            b = stats.batches.get(rows)
+            if b is None:
+                b = stats.batches[rows] = BatchStats()
+            b.count += 1
         for req, (result, exc) in zip(batch, singles, strict=True):
             if exc is not None:
                 self._fail(req, as_serve_error(self.name, exc), now)
@@ -546,7 +594,11 @@ class Scheduler:
             stats.success_ns += lat
             stats.latency_hist[bisect_left(LATENCY_BOUNDS_NS, lat)] += 1
             stats.inference_count += req.rows
-            stats.execution_count += 1
+            if merged:
+                stats.infer_count += 1
+                stats.infer_ns += infer_ns
+            else:
+                stats.execution_count += 1
 
     # ------------------------------------------------------------------ lifecycle
     async def drain(self) -> None:

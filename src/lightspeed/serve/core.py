@@ -20,6 +20,7 @@ from lightspeed.serve.batcher import BatchingPolicy, Scheduler
 from lightspeed.serve.errors import ServeError, invalid, not_found, unavailable
 from lightspeed.serve.logs import kv
 from lightspeed.serve.protocol import datatype_to_config_type
+from lightspeed.serve.ragged import ragged_spec
 from lightspeed.serve.repository import (
     ModelRepository,
     TensorSpec,
@@ -57,6 +58,7 @@ def batching_policy(config, inline_below_us: int = 0) -> BatchingPolicy:
         default_timeout_ns=qp.default_timeout_microseconds * 1000,
         allow_timeout_override=qp.allow_timeout_override or not qp.default_timeout_microseconds,
         inline_below_ns=inline_below_us * 1000,
+        ragged=ragged_spec(config, config.name, model_config_pb2()),
     )
 
 
@@ -213,6 +215,8 @@ def _autocomplete(config, backend: B.Backend) -> None:
     """Fill inputs/outputs missing from the config from the model file, and check the rest."""
     ins, outs = backend.io()
     mc = model_config_pb2()
+    made = {t for b in config.batch_input for t in b.target_name}  # the server makes these
+    ins = [s for s in ins if s.name not in made]
     for field, declared, found in (("input", config.input, ins), ("output", config.output, outs)):
         if not found:
             continue
@@ -253,6 +257,13 @@ def build_instances(config, path: Path, version: int, options: CoreOptions) -> l
             raise invalid(
                 f"model '{config.name}': instance_group kind KIND_GPU, but the lightspeed "
                 "emulator backend runs on the CPU; use KIND_CPU (or serve the ONNX file on GPU)"
+            )
+        if ragged_spec(config, config.name, model_config_pb2()) is not None:
+            raise invalid(
+                f"model '{config.name}': ragged batching (allow_ragged_batch, batch_input, "
+                "batch_output) hands the model flattened inputs, but a compiled lightspeed model "
+                "has fixed input shapes; serve it without them (requests whose shapes differ are "
+                "then batched separately)"
             )
         dtypes = {s.name: s.dtype for s in tensor_specs(config.output, "output", config.name)}
 
@@ -436,8 +447,10 @@ class InferenceCore:
         max_batch_size: int = 0,
         dynamic_batching: dict | None = None,
         instances: int = 1,
+        extra: dict | None = None,
     ) -> LoadedModel:
-        """Serve a Python callable. inputs/outputs: (name, datatype like 'FP32', dims)."""
+        """Serve a Python callable. inputs/outputs: (name, datatype like 'FP32', dims);
+        ``extra``: more ModelConfig fields in JSON form (e.g. batch_input)."""
         from google.protobuf import json_format
 
         mc = model_config_pb2()
@@ -457,6 +470,7 @@ class InferenceCore:
         }
         if dynamic_batching is not None:
             spec["dynamic_batching"] = dynamic_batching
+        spec.update(extra or {})
         config = json_format.ParseDict(spec, mc.ModelConfig())
         validate_config(config, name)
         model = LoadedModel(config, 1, [B.PythonCallableBackend(fn) for _ in range(instances)])

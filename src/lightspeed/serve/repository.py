@@ -19,6 +19,7 @@ import numpy as np
 
 from lightspeed.serve.errors import ServeError, invalid, not_found
 from lightspeed.serve.protocol import DATATYPE_TO_NUMPY, config_type_to_datatype
+from lightspeed.serve.ragged import ragged_spec
 
 # platform (Triton's older spelling) -> backend name
 PLATFORM_BACKENDS = {"onnxruntime_onnx": "onnxruntime"}
@@ -163,20 +164,6 @@ def _unsupported_fields(config) -> list[tuple[str, str]]:
                     "bound concurrency with instance_group count and max_queue_size",
                 )
             )
-    for t in config.input:
-        if t.allow_ragged_batch:
-            found.append(
-                (
-                    f"input '{t.name}' allow_ragged_batch",
-                    "ragged batching is not "
-                    "supported yet; requests whose shapes differ are batched separately "
-                    "without it",
-                )
-            )
-    if len(config.batch_input) or len(config.batch_output):
-        found.append(
-            ("batch_input/batch_output", "ragged batch inputs and outputs are not supported yet")
-        )
     return found
 
 
@@ -227,6 +214,7 @@ def validate_config(config, name: str) -> None:
     refuse_unsupported(config, name)
     tensor_specs(config.input, "input", name)
     tensor_specs(config.output, "output", name)
+    ragged_spec(config, name, model_config_pb2())
 
 
 def select_versions(config, available: list[int]) -> list[int]:
