@@ -253,14 +253,7 @@ def test_serve_cli_subprocess_stops_gracefully_on_sigterm(repo):
     [
         ("sequence_batching { max_sequence_idle_microseconds: 1000 }", "sequence_batching"),
         ("ensemble_scheduling { step [] }", "ensemble_scheduling"),
-        (
-            'model_warmup [{ name: "w" batch_size: 1 inputs { key: "x" value: '
-            "{ data_type: TYPE_FP32 dims: [16] zero_data: true } } }]",
-            "model_warmup",
-        ),
-        ("response_cache { enable: true }", "response_cache"),
         ("model_transaction_policy { decoupled: true }", "model_transaction_policy.decoupled"),
-        ("dynamic_batching { priority_levels: 2 default_priority_level: 1 }", "priority_levels"),
         (
             'instance_group [{ kind: KIND_CPU rate_limiter { resources [{ name: "r" count: 1 }] } }]',
             "rate_limiter",

@@ -37,6 +37,16 @@ LATENCY_BOUNDS_NS = tuple(
 
 
 @dataclass(frozen=True)
+class QueuePolicy:
+    """Triton's ModelQueuePolicy for one priority level."""
+
+    max_queue_size: int = 0  # 0: the model's bound
+    default_timeout_ns: int = 0
+    allow_timeout_override: bool = True
+    delay_on_timeout: bool = False  # timeout_action DELAY: demote instead of failing
+
+
+@dataclass(frozen=True)
 class BatchingPolicy:
     """The scheduling part of a model config."""
 
@@ -54,6 +64,23 @@ class BatchingPolicy:
     inline_below_ns: int = 0
     # inputs with allow_ragged_batch and the batch_input/batch_output entries (None: none)
     ragged: RaggedSpec | None = None
+    # priority levels (0: one FIFO queue); level 1 is served first
+    priority_levels: int = 0
+    default_priority: int = 0
+    # per-level queue policies that differ from the default one
+    level_policies: tuple[tuple[int, QueuePolicy], ...] = ()
+    delay_on_timeout: bool = False  # default policy's timeout_action DELAY
+
+    def queue_policy(self, level: int) -> QueuePolicy:
+        for lv, qp in self.level_policies:
+            if lv == level:
+                return qp
+        return QueuePolicy(
+            self.max_queue_size,
+            self.default_timeout_ns,
+            self.allow_timeout_override,
+            self.delay_on_timeout,
+        )
 
 
 @dataclass
@@ -84,6 +111,11 @@ class ModelStats:
     output_ns: int = 0
     last_inference_ms: int = 0
     rejected_count: int = 0  # queue full
+    # response cache lookups (ns: lookup time; a miss also counts the insertion)
+    cache_hit_count: int = 0
+    cache_hit_ns: int = 0
+    cache_miss_count: int = 0
+    cache_miss_ns: int = 0
     # failed requests by status code name (INVALID_ARGUMENT, INTERNAL, DEADLINE_EXCEEDED, ...)
     fail_reasons: dict[str, int] = field(default_factory=dict)
     batches: dict[int, BatchStats] = field(default_factory=dict)
@@ -92,9 +124,20 @@ class ModelStats:
 
 
 class _Request:
-    __slots__ = ("arrival", "deadline", "future", "id", "inputs", "key", "outputs", "rows")
+    __slots__ = (
+        "arrival",
+        "deadline",
+        "delay",
+        "future",
+        "id",
+        "inputs",
+        "key",
+        "level",
+        "outputs",
+        "rows",
+    )
 
-    def __init__(self, inputs, rows, outputs, future, arrival, deadline, key=None, rid=""):
+    def __init__(self, inputs, rows, outputs, future, arrival, deadline, key=None, rid="", level=0):
         self.inputs = inputs
         self.rows = rows
         self.outputs = outputs
@@ -103,6 +146,8 @@ class _Request:
         self.deadline = deadline
         self.key = key  # non-batch shapes: only requests that agree are merged
         self.id = rid
+        self.level = level  # priority level (0 without levels); lower is served first
+        self.delay = False  # on timeout: demote behind everything (DELAY) instead of failing
 
 
 def shape_key(inputs: dict) -> tuple:
@@ -207,18 +252,45 @@ class Scheduler:
         outputs: list[str] | None,
         timeout_ns: int = 0,
         request_id: str = "",
+        priority: int = 0,
     ) -> asyncio.Future:
-        """Enqueue one validated request; the future resolves to its output arrays."""
+        """Enqueue one validated request; the future resolves to its output arrays.
+
+        ``priority``: the request's level (1 is served first; 0 means the default level).
+        """
         if self._closed:
             raise ServeError("UNAVAILABLE", f"model '{self.name}' is unloading; retry later")
-        if len(self._queue) >= self._max_queue:
+        policy = self.policy
+        level = 0
+        qp = None
+        if policy.priority_levels:
+            level = priority or policy.default_priority
+            if not 1 <= level <= policy.priority_levels:
+                raise ServeError(
+                    "INVALID_ARGUMENT",
+                    f"model '{self.name}': priority {priority} is outside 1.."
+                    f"{policy.priority_levels} (the config's priority_levels; 0 means the "
+                    f"default level {policy.default_priority})",
+                )
+            qp = policy.queue_policy(level)
+        elif priority:
+            raise ServeError(
+                "INVALID_ARGUMENT",
+                f"model '{self.name}': the request sets priority {priority}, but the model has "
+                "no dynamic_batching priority_levels",
+            )
+        bound = (qp.max_queue_size if qp is not None else 0) or self._max_queue
+        q = self._queue
+        waiting = len(q) if qp is None else sum(1 for r in q if r.level == level)
+        if waiting >= bound or len(self._queue) >= self._max_queue:
             self.stats.rejected_count += 1
             reasons = self.stats.fail_reasons
             reasons["RESOURCE_EXHAUSTED"] = reasons.get("RESOURCE_EXHAUSTED", 0) + 1
             self._log_rejection()
+            where = f" at priority {level}" if qp is not None else ""
             raise ServeError(
                 "RESOURCE_EXHAUSTED",
-                f"model '{self.name}': queue is full ({self._max_queue} requests waiting); "
+                f"model '{self.name}': queue is full ({waiting} requests waiting{where}); "
                 "retry later or raise max_queue_size / add instances",
             )
         loop = self._loop
@@ -226,11 +298,14 @@ class Scheduler:
             loop = self._loop = asyncio.get_running_loop()
             self._idle = asyncio.Event()
         now = _ns()
-        if not timeout_ns or not self.policy.allow_timeout_override:
-            timeout_ns = self.policy.default_timeout_ns
+        if qp is not None:
+            if not timeout_ns or not qp.allow_timeout_override:
+                timeout_ns = qp.default_timeout_ns
+        elif not timeout_ns or not policy.allow_timeout_override:
+            timeout_ns = policy.default_timeout_ns
         deadline = now + timeout_ns if timeout_ns else 0
         fut = loop.create_future()
-        if not self.policy.dynamic and not self._queue and self._free and self._inline:
+        if not policy.dynamic and not self._queue and self._free and self._inline:
             # nothing to merge with and the model is tiny: run it now, skipping two loop ticks
             req = _Request(inputs, rows, outputs, fut, now, 0, None, request_id)
             instance = self._free.pop()
@@ -240,12 +315,17 @@ class Scheduler:
             self._seq_next += 1
             self._done(instance, [req], seq, self._run(instance, [req]), reschedule=False)
             return fut
-        ragged = self.policy.ragged
-        if not self.policy.dynamic:
+        ragged = policy.ragged
+        if not policy.dynamic:
             key = None
         else:
             key = ragged.key(inputs) if ragged is not None else shape_key(inputs)
-        self._queue.append(_Request(inputs, rows, outputs, fut, now, deadline, key, request_id))
+        req = _Request(inputs, rows, outputs, fut, now, deadline, key, request_id, level)
+        if qp is None:
+            self._queue.append(req)
+        else:
+            req.delay = qp.delay_on_timeout
+            self._enqueue_at_level(req)
         if deadline:
             loop.call_at(loop.time() + timeout_ns / 1e9, self._expire_all)
         if not self._soon:
@@ -253,6 +333,14 @@ class Scheduler:
             self._soon = True
             loop.call_soon(self._schedule)
         return fut
+
+    def _enqueue_at_level(self, req: _Request) -> None:
+        """Insert behind every queued request of the same or a higher priority."""
+        q = self._queue
+        i = len(q)
+        while i > 0 and q[i - 1].level > req.level:
+            i -= 1
+        q.insert(i, req)
 
     def _log_rejection(self) -> None:
         """Log queue-full rejections: the first at once, then one summary line a second."""
@@ -289,21 +377,36 @@ class Scheduler:
                 q.popleft()
             elif req.deadline and now >= req.deadline:
                 q.popleft()
-                self._fail_timeout(req, now)
+                if req.delay:
+                    self._demote(req)
+                else:
+                    self._fail_timeout(req, now)
             else:
                 break
+
+    def _demote(self, req: _Request) -> None:
+        """timeout_action DELAY: the request waits behind everything else, without deadline."""
+        req.deadline = 0
+        req.level = self.policy.priority_levels + 1
+        self._queue.append(req)
 
     def _expire_all(self) -> None:
         """Fail every queued request past its deadline, wherever it waits."""
         now = _ns()
         if any(r.deadline and now >= r.deadline for r in self._queue):
             keep: deque[_Request] = deque()
+            late: list[_Request] = []
             for req in self._queue:
                 if req.deadline and now >= req.deadline and not req.future.done():
-                    self._fail_timeout(req, now)
+                    if req.delay:
+                        late.append(req)
+                    else:
+                        self._fail_timeout(req, now)
                 elif not req.future.done():
                     keep.append(req)
             self._queue = keep
+            for req in late:
+                self._demote(req)
         self._schedule()
 
     def _fail_timeout(self, req: _Request, now: int) -> None:

@@ -72,6 +72,14 @@ def register(subparsers) -> None:
         "from instance_group.count)",
     )
     p.add_argument(
+        "--response-cache-mb",
+        type=float,
+        default=0.0,
+        help="size of the response cache that models with response_cache { enable: true } "
+        "use (Triton's --cache-config local,size=N; default 0: none, and such models fail "
+        "to load)",
+    )
+    p.add_argument(
         "--inline-us",
         type=int,
         default=500,
@@ -208,6 +216,7 @@ def _serve(args) -> int:
         load_all=args.model_control == "none",
         ort_threads=args.ort_threads,
         inline_below_us=args.inline_us,
+        response_cache_mb=args.response_cache_mb,
         grpc_frontend=args.grpc_frontend,
     )
 

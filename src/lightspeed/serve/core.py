@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from lightspeed.serve import backends as B
-from lightspeed.serve.batcher import BatchingPolicy, Scheduler
+from lightspeed.serve.batcher import BatchingPolicy, QueuePolicy, Scheduler
+from lightspeed.serve.cache import ResponseCache, request_key
 from lightspeed.serve.errors import ServeError, invalid, not_found, unavailable
 from lightspeed.serve.logs import kv
 from lightspeed.serve.protocol import datatype_to_config_type
@@ -31,6 +33,7 @@ from lightspeed.serve.repository import (
     validate_config,
 )
 from lightspeed.serve.shm import SharedMemoryRegistry
+from lightspeed.serve.warmup import run_warmup, warmup_samples
 
 log = logging.getLogger("lightspeed.serve")
 
@@ -42,12 +45,27 @@ class CoreOptions:
     max_queue_size: int = 4096  # per model version, when the config sets none
     ort_threads: int = 1  # intra-op threads per onnxruntime instance
     inline_below_us: int = 500  # run executions cheaper than this on the loop thread (0: never)
+    response_cache_bytes: int = 0  # the server's response cache (0: none)
+
+
+def _queue_policy(qp, delay_value: int) -> QueuePolicy:
+    return QueuePolicy(
+        max_queue_size=qp.max_queue_size,
+        default_timeout_ns=qp.default_timeout_microseconds * 1000,
+        allow_timeout_override=qp.allow_timeout_override or not qp.default_timeout_microseconds,
+        delay_on_timeout=qp.timeout_action == delay_value,
+    )
 
 
 def batching_policy(config, inline_below_us: int = 0) -> BatchingPolicy:
+    mc = model_config_pb2()
+    delay = mc.ModelQueuePolicy.DELAY
     db = config.dynamic_batching
     dynamic = config.HasField("dynamic_batching")
-    qp = db.default_queue_policy
+    qp = _queue_policy(db.default_queue_policy, delay)
+    levels = tuple(
+        sorted((int(k), _queue_policy(v, delay)) for k, v in db.priority_queue_policy.items())
+    )
     return BatchingPolicy(
         max_batch_size=config.max_batch_size,
         dynamic=dynamic,
@@ -55,10 +73,14 @@ def batching_policy(config, inline_below_us: int = 0) -> BatchingPolicy:
         max_queue_delay_ns=db.max_queue_delay_microseconds * 1000,
         preserve_ordering=db.preserve_ordering,
         max_queue_size=qp.max_queue_size,
-        default_timeout_ns=qp.default_timeout_microseconds * 1000,
-        allow_timeout_override=qp.allow_timeout_override or not qp.default_timeout_microseconds,
+        default_timeout_ns=qp.default_timeout_ns,
+        allow_timeout_override=qp.allow_timeout_override,
         inline_below_ns=inline_below_us * 1000,
-        ragged=ragged_spec(config, config.name, model_config_pb2()),
+        ragged=ragged_spec(config, config.name, mc),
+        priority_levels=db.priority_levels,
+        default_priority=db.default_priority_level,
+        level_policies=levels,
+        delay_on_timeout=qp.delay_on_timeout,
     )
 
 
@@ -66,7 +88,12 @@ class LoadedModel:
     """One ready version of a model: its specs, instances and scheduler."""
 
     def __init__(
-        self, config, version: int, instances: list[B.Backend], inline_below_us: int = 0
+        self,
+        config,
+        version: int,
+        instances: list[B.Backend],
+        inline_below_us: int = 0,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -82,6 +109,7 @@ class LoadedModel:
         self.output_names = list(self.outputs)
         self._instances = instances
         self._finite_only = any(getattr(i, "finite_only", False) for i in instances)
+        self._cache = cache if config.response_cache.enable else None
         self.scheduler = Scheduler(
             f"{self.name}:{version}",
             instances,
@@ -167,9 +195,43 @@ class LoadedModel:
         outputs: list[str] | None = None,
         timeout_ns: int = 0,
         request_id: str = "",
+        params: Mapping | None = None,
     ) -> asyncio.Future:
-        """Queue a checked request; await the returned future for {output: array}."""
-        return self.scheduler.submit(inputs, rows, outputs, timeout_ns, request_id)
+        """Queue a checked request; await the returned future for {output: array}.
+
+        ``params``: the request's parameters (Triton's ``priority``, ...).
+        """
+        priority = 0
+        if params:
+            priority = _int_param(params, "priority", self.name)
+        cache = self._cache
+        if cache is None:
+            return self.scheduler.submit(inputs, rows, outputs, timeout_ns, request_id, priority)
+        t0 = time.monotonic_ns()
+        key = request_key(self.name, self.version_str, inputs, outputs)
+        hit = cache.get(key)
+        stats = self.scheduler.stats
+        if hit is not None:
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_result(dict(hit))
+            took = time.monotonic_ns() - t0
+            stats.cache_hit_count += 1
+            stats.cache_hit_ns += took
+            stats.success_count += 1
+            stats.success_ns += took
+            return fut
+        fut = self.scheduler.submit(inputs, rows, outputs, timeout_ns, request_id, priority)
+        stats.cache_miss_count += 1
+        stats.cache_miss_ns += time.monotonic_ns() - t0
+
+        def store(f: asyncio.Future) -> None:
+            if not f.cancelled() and f.exception() is None:
+                t1 = time.monotonic_ns()
+                cache.put(key, f.result())
+                stats.cache_miss_ns += time.monotonic_ns() - t1
+
+        fut.add_done_callback(store)
+        return fut
 
     def metadata(self) -> dict:
         batch = [-1] if self.max_batch_size > 0 else []
@@ -191,6 +253,13 @@ class LoadedModel:
         await self.scheduler.close()
         for inst in self._instances:
             inst.close()
+
+
+def _int_param(params: Mapping, key: str, model: str) -> int:
+    value = params.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise invalid(f"model '{model}': request parameter {key} must be a non-negative integer")
+    return value
 
 
 def _execute(instance, inputs: dict, outputs: list) -> dict:
@@ -296,6 +365,24 @@ def build_instances(config, path: Path, version: int, options: CoreOptions) -> l
     return [first] + [make() for _ in range(count - 1)]
 
 
+def warm_up(config, model_dir: Path, instances: list[B.Backend]) -> None:
+    """Run the config's model_warmup samples on every instance (before it is ready)."""
+    mc = model_config_pb2()
+    samples = warmup_samples(config, model_dir, mc)
+    if not samples:
+        return
+    outputs = [t.name for t in config.output]
+    ragged = ragged_spec(config, config.name, mc)
+
+    def run(instance, inputs):
+        if ragged is not None:
+            inputs = ragged.merge([inputs])
+        return instance.execute(inputs, outputs)
+
+    run_warmup(config.name, samples, instances, run)
+    log.info("model warmed up", extra=kv(model=config.name, samples=len(samples)))
+
+
 # ------------------------------------------------------------------------ the core
 class InferenceCore:
     """All models the server knows: load/unload, lookup, statistics."""
@@ -309,6 +396,8 @@ class InferenceCore:
         self.loading = False  # load_all running: the server is not ready yet
         self._locks: dict[str, asyncio.Lock] = {}
         self.shm = SharedMemoryRegistry()
+        size = self.options.response_cache_bytes
+        self.cache = ResponseCache(size) if size > 0 else None
         # non-empty: repository load/unload is refused with this message (--workers N)
         self.frozen = ""
 
@@ -415,8 +504,22 @@ class InferenceCore:
             cfg = model_config_pb2().ModelConfig()
             cfg.CopyFrom(config)
             instances = build_instances(cfg, repo.version_path(name, v, cfg), v, self.options)
-            built[v] = LoadedModel(cfg, v, instances, self.options.inline_below_us)
+            warm_up(cfg, repo.model_dir(name), instances)
+            built[v] = LoadedModel(
+                cfg, v, instances, self.options.inline_below_us, self._cache_for(cfg)
+            )
         return built
+
+    def _cache_for(self, config) -> ResponseCache | None:
+        if not config.response_cache.enable:
+            return None
+        if self.cache is None:
+            raise invalid(
+                f"model '{config.name}': config.pbtxt enables response_cache, but this server "
+                "has no response cache; start it with --response-cache-mb N (Triton: "
+                "--cache-config local,size=N) or set enable: false"
+            )
+        return self.cache
 
     def _install(self, name: str, versions: dict[int, LoadedModel]) -> None:
         self._models[name] = versions
@@ -473,7 +576,9 @@ class InferenceCore:
         spec.update(extra or {})
         config = json_format.ParseDict(spec, mc.ModelConfig())
         validate_config(config, name)
-        model = LoadedModel(config, 1, [B.PythonCallableBackend(fn) for _ in range(instances)])
+        backends: list[B.Backend] = [B.PythonCallableBackend(fn) for _ in range(instances)]
+        warm_up(config, Path("."), backends)
+        model = LoadedModel(config, 1, backends, cache=self._cache_for(config))
         self._install(name, {1: model})
         return model
 

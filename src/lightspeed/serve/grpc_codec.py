@@ -75,6 +75,16 @@ def timeout_ns(request) -> int:
     return int(param.int64_param) * 1000  # Triton: microseconds
 
 
+def request_params(request) -> dict:
+    """The request's parameters as plain values (priority, sequence_id, ...)."""
+    out: dict = {}
+    for key, p in request.parameters.items():
+        which = p.WhichOneof("parameter_choice")
+        if which is not None:
+            out[key] = getattr(p, which)
+    return out
+
+
 def encode_response(
     model: LoadedModel,
     request_id: str,

@@ -17,7 +17,13 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from lightspeed.serve.core import InferenceCore
 from lightspeed.serve.errors import ServeError
-from lightspeed.serve.grpc_codec import decode_inputs, encode_response, shm_param, timeout_ns
+from lightspeed.serve.grpc_codec import (
+    decode_inputs,
+    encode_response,
+    request_params,
+    shm_param,
+    timeout_ns,
+)
 from lightspeed.serve.grpc_h2 import H2GrpcServer, bind_socket
 from lightspeed.serve.protocol import EXTENSIONS, SERVER_NAME, SERVER_VERSION
 from lightspeed.serve.stats import model_statistics, select_models
@@ -60,7 +66,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                         shm_param(p, "shared_memory_offset", "int64_param"),
                         shm_param(p, "shared_memory_byte_size", "int64_param"),
                     )
-        return model, model.infer(inputs, rows, outputs, timeout_ns(request), request.id), shm_out
+        params = request_params(request) if request.parameters else None
+        future = model.infer(inputs, rows, outputs, timeout_ns(request), request.id, params)
+        return model, future, shm_out
 
     async def _infer(self, request):
         model, future, shm_out = self._start(request)

@@ -125,7 +125,7 @@ def _decode_infer(body: bytes, header_len: int | None, model: LoadedModel, shm=N
     timeout = params.get("timeout", 0)
     if not isinstance(timeout, int):
         raise invalid("parameters.timeout must be an integer number of microseconds")
-    return inputs, outputs, binary_out, binary_all, req.get("id"), timeout * 1000, shm_out
+    return inputs, outputs, binary_out, binary_all, req.get("id"), timeout * 1000, shm_out, params
 
 
 def _encode_infer(
@@ -228,11 +228,11 @@ class HttpFrontEnd:
                     header_len = int(hl)
                 except ValueError:
                     raise invalid(f"{HEADER_LENGTH} must be an integer, got {hl!r}") from None
-            inputs, outputs, binary_out, binary_all, rid, timeout, shm_out = _decode_infer(
+            inputs, outputs, binary_out, binary_all, rid, timeout, shm_out, params = _decode_infer(
                 body, header_len, model, self.core.shm
             )
             rows = model.check(inputs, str(rid or ""))
-            result = await model.infer(inputs, rows, outputs, timeout, str(rid or ""))
+            result = await model.infer(inputs, rows, outputs, timeout, str(rid or ""), params)
             return _encode_infer(model, result, binary_out, binary_all, rid, shm_out, self.core.shm)
         except ServeError as exc:
             return _error(exc)

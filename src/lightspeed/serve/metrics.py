@@ -30,6 +30,8 @@ _COUNTERS = (
         "Cumulative compute output (batch split) duration in microseconds",
     ),
     ("nv_inference_rejected_count", "Requests rejected because the model queue was full"),
+    ("nv_cache_num_hits_per_model", "Requests answered from the response cache"),
+    ("nv_cache_num_misses_per_model", "Requests looked up in the response cache and not found"),
 )
 
 
@@ -45,6 +47,8 @@ def _values(s) -> dict[str, float]:
         "nv_inference_compute_infer_duration_us": s.infer_ns // 1000,
         "nv_inference_compute_output_duration_us": s.output_ns // 1000,
         "nv_inference_rejected_count": s.rejected_count,
+        "nv_cache_num_hits_per_model": s.cache_hit_count,
+        "nv_cache_num_misses_per_model": s.cache_miss_count,
     }
 
 

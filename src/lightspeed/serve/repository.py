@@ -124,21 +124,6 @@ def _unsupported_fields(config) -> list[tuple[str, str]]:
                 "its own model and chain them in the client",
             )
         )
-    if len(config.model_warmup):
-        found.append(
-            (
-                "model_warmup",
-                "warm-up requests are not supported; models are loaded "
-                "(and the emulator's kernels compiled) before the server listens",
-            )
-        )
-    if config.HasField("response_cache") and config.response_cache.enable:
-        found.append(
-            (
-                "response_cache",
-                "the response cache is not supported; remove response_cache or set enable: false",
-            )
-        )
     if config.HasField("model_transaction_policy") and config.model_transaction_policy.decoupled:
         found.append(
             (
@@ -146,15 +131,6 @@ def _unsupported_fields(config) -> list[tuple[str, str]]:
                 "decoupled models are not supported; each request gets exactly one response",
             )
         )
-    if config.HasField("dynamic_batching"):
-        db = config.dynamic_batching
-        if db.priority_levels or len(db.priority_queue_policy):
-            found.append(
-                (
-                    "dynamic_batching.priority_levels",
-                    "request priorities are not supported; one FIFO queue serves each model",
-                )
-            )
     for g in config.instance_group:
         if g.HasField("rate_limiter"):
             found.append(
@@ -202,7 +178,20 @@ def validate_config(config, name: str) -> None:
                 f"model '{name}': dynamic_batching needs max_batch_size > 0 "
                 "(the model must accept a batch dimension)"
             )
-        for p in config.dynamic_batching.preferred_batch_size:
+        db = config.dynamic_batching
+        levels = db.priority_levels
+        if levels and not 1 <= db.default_priority_level <= levels:
+            raise invalid(
+                f"model '{name}': default_priority_level {db.default_priority_level} must be "
+                f"in 1..priority_levels ({levels})"
+            )
+        for level in db.priority_queue_policy:
+            if not 1 <= level <= levels:
+                raise invalid(
+                    f"model '{name}': priority_queue_policy for level {level}, but "
+                    f"priority_levels is {levels}"
+                )
+        for p in db.preferred_batch_size:
             if p <= 0 or p > config.max_batch_size:
                 raise invalid(
                     f"model '{name}': preferred_batch_size {p} must be in "

@@ -37,6 +37,7 @@ class ServerConfig:
     load_all: bool = True  # False: explicit model control, load via the repository API
     ort_threads: int = 1
     inline_below_us: int = 500
+    response_cache_mb: float = 0.0  # the response cache's size (0: none)
     # --workers N: the total count (per-worker state makes some operations unsafe) and,
     # inside a worker, its index and that the ports are shared through SO_REUSEPORT
     workers: int = 1
@@ -86,6 +87,7 @@ class Server:
                 max_queue_size=config.max_queue_size,
                 ort_threads=config.ort_threads,
                 inline_below_us=config.inline_below_us,
+                response_cache_bytes=int(config.response_cache_mb * 1024 * 1024),
             ),
         )
         self.grpc_port: int | None = None

@@ -22,8 +22,8 @@ def model_statistics(model) -> dict:
             "compute_input": d(s.input_count, s.input_ns),
             "compute_infer": d(s.infer_count, s.infer_ns),
             "compute_output": d(s.output_count, s.output_ns),
-            "cache_hit": d(0, 0),
-            "cache_miss": d(0, 0),
+            "cache_hit": d(s.cache_hit_count, s.cache_hit_ns),
+            "cache_miss": d(s.cache_miss_count, s.cache_miss_ns),
         },
         "batch_stats": [
             {
