@@ -235,3 +235,118 @@ def test_priority_over_grpc(tmp_path, mlp_onnx):
         )
         with pytest.raises(InferenceServerException, match=r"outside 1\.\.2"):
             _infer(srv.grpc_url, "p", x, priority=7)
+
+
+# ------------------------------------------------------------------ ensembles
+PY_MODEL = "import numpy as np\n\n\ndef infer(inputs):\n    return {expr}\n"
+
+
+def _py_model(repo, name, expr, inputs, outputs, batching=True):
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "1" / "model.py").write_text(PY_MODEL.format(expr=expr))
+    io = "".join(
+        f'{kind} [{{ name: "{n}" data_type: TYPE_FP32 dims: {dims} }}]\n'
+        for kind, items in (("input", inputs), ("output", outputs))
+        for n, dims in items
+    )
+    dyn = "dynamic_batching { max_queue_delay_microseconds: 5000 }\n" if batching else ""
+    (repo / name / "config.pbtxt").write_text(
+        f'name: "{name}"\nbackend: "python"\nmax_batch_size: 8\n{io}{dyn}'
+    )
+
+
+ENSEMBLE = """
+name: "pipe"
+platform: "ensemble"
+max_batch_size: 8
+input [{ name: "RAW" data_type: TYPE_FP32 dims: [16] }]
+output [{ name: "PROB" data_type: TYPE_FP32 dims: [5] },
+        { name: "SUM" data_type: TYPE_FP32 dims: [1] }]
+ensemble_scheduling { step [
+  { model_name: "post" model_version: -1 input_map { key: "y" value: "LOGITS" }
+    output_map { key: "p" value: "PROB" } },
+  { model_name: "pre" model_version: -1 input_map { key: "raw" value: "RAW" }
+    output_map { key: "xs" value: "X" } },
+  { model_name: "mlp" model_version: 1 input_map { key: "x" value: "X" }
+    output_map { key: "y" value: "LOGITS" } },
+  { model_name: "norm" model_version: -1 input_map { key: "raw" value: "RAW" }
+    output_map { key: "s" value: "SUM" } }
+] }
+"""
+
+
+@pytest.fixture(scope="module")
+def ensemble_repo(tmp_path_factory, mlp_onnx):
+    repo = tmp_path_factory.mktemp("ens")
+    _py_model(repo, "pre", '{"xs": (inputs["raw"] - 1.0) * 0.5}', [("raw", [16])], [("xs", [16])])
+    _py_model(
+        repo,
+        "post",
+        '{"p": np.exp(inputs["y"]) / np.exp(inputs["y"]).sum(axis=1, keepdims=True)}',
+        [("y", [5])],
+        [("p", [5])],
+    )
+    _py_model(
+        repo, "norm", '{"s": inputs["raw"].sum(axis=1, keepdims=True)}', [("raw", [16])],
+        [("s", [1])], batching=False,
+    )  # fmt: skip
+    (repo / "mlp" / "1").mkdir(parents=True)
+    (repo / "mlp" / "1" / "model.onnx").write_bytes(mlp_onnx.read_bytes())
+    (repo / "mlp" / "config.pbtxt").write_text(
+        'name: "mlp"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+        "dynamic_batching { max_queue_delay_microseconds: 5000 }\n"
+    )
+    (repo / "pipe" / "1").mkdir(parents=True)
+    (repo / "pipe" / "config.pbtxt").write_text(ENSEMBLE)
+    broken = ENSEMBLE.replace('"pipe"', '"broken"').replace(
+        'key: "x" value: "X"', 'key: "x" value: "Z"'
+    )
+    (repo / "broken" / "1").mkdir(parents=True)
+    (repo / "broken" / "config.pbtxt").write_text(broken)
+    missing = ENSEMBLE.replace('"pipe"', '"missing"').replace('"norm"', '"nowhere"')
+    (repo / "missing" / "1").mkdir(parents=True)
+    (repo / "missing" / "config.pbtxt").write_text(missing)
+    return repo
+
+
+def test_ensemble_runs_the_pipeline_and_batches_its_steps(ensemble_repo):
+    from tests.serve.serve_helpers import mlp_numpy
+
+    cfg = ServerConfig(repository=ensemble_repo, grpc_port=0, http_port=-1, metrics_port=-1)
+    rng = np.random.default_rng(2)
+    xs = rng.normal(size=(8, 1, 16)).astype(np.float32)
+    with BackgroundServer(cfg) as srv:
+        index = {m["name"]: m for m in srv.server.core.index()}
+        assert index["pipe"]["state"] == "READY"
+        results: list = [None] * len(xs)
+
+        def client(k):
+            c = grpcclient.InferenceServerClient(srv.grpc_url)
+            i = grpcclient.InferInput("RAW", [1, 16], "FP32")
+            i.set_data_from_numpy(xs[k])
+            results[k] = c.infer("pipe", [i])
+            c.close()
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(len(xs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        c = grpcclient.InferenceServerClient(srv.grpc_url)
+        pre = c.get_inference_statistics("pre").model_stats[0]
+        pipe = c.get_inference_statistics("pipe").model_stats[0]
+        with pytest.raises(InferenceServerException, match="expected"):
+            i = grpcclient.InferInput("RAW", [1, 15], "FP32")
+            i.set_data_from_numpy(np.zeros((1, 15), np.float32))
+            c.infer("pipe", [i])
+        c.close()
+    for x, r in zip(xs, results, strict=True):
+        logits = mlp_numpy((x - 1.0) * 0.5)
+        want = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(r.as_numpy("PROB"), want, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(r.as_numpy("SUM"), x.sum(axis=1, keepdims=True), rtol=1e-5)
+    assert pipe.inference_stats.success.count == len(xs)
+    assert pre.inference_count == len(xs) and pre.execution_count < len(xs)  # merged
+    assert "writes" not in index["broken"]["reason"]
+    assert "'Z'" in index["broken"]["reason"] and index["broken"]["state"] == "UNAVAILABLE"
+    assert "'nowhere' is not ready" in index["missing"]["reason"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from lightspeed.serve import backends as B
-from lightspeed.serve.batcher import BatchingPolicy, QueuePolicy, Scheduler
+from lightspeed.serve.batcher import (
+    LATENCY_BOUNDS_NS,
+    BatchingPolicy,
+    QueuePolicy,
+    Scheduler,
+    as_serve_error,
+)
 from lightspeed.serve.cache import ResponseCache, request_key
+from lightspeed.serve.ensemble import Step, check_composing, ensemble_steps, run_steps
 from lightspeed.serve.errors import ServeError, invalid, not_found, unavailable
 from lightspeed.serve.logs import kv
 from lightspeed.serve.protocol import datatype_to_config_type
@@ -255,6 +263,54 @@ class LoadedModel:
             inst.close()
 
 
+class EnsembleModel(LoadedModel):
+    """An ensemble: no instances; each request runs the steps on the composing models."""
+
+    def __init__(self, config, version: int, steps: list[Step], get) -> None:
+        super().__init__(config, version, [])
+        self._steps = steps
+        self._get = get
+        self._tasks: set[asyncio.Future] = set()
+
+    def infer(
+        self,
+        inputs: dict[str, np.ndarray],
+        rows: int,
+        outputs: list[str] | None = None,
+        timeout_ns: int = 0,
+        request_id: str = "",
+        params: Mapping | None = None,
+    ) -> asyncio.Future:
+        task = asyncio.ensure_future(self._run(inputs, rows, outputs, timeout_ns, request_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run(self, inputs, rows, outputs, timeout_ns, request_id) -> dict:
+        stats = self.scheduler.stats
+        t0 = time.monotonic_ns()
+        try:
+            tensors = await run_steps(self._steps, inputs, self._get, request_id, timeout_ns)
+        except Exception as exc:
+            err = as_serve_error(self.name, exc)
+            self.scheduler.refused(err, request_id)
+            stats.fail_ns += time.monotonic_ns() - t0
+            raise err from None
+        took = time.monotonic_ns() - t0
+        stats.success_count += 1
+        stats.success_ns += took
+        stats.latency_hist[bisect_left(LATENCY_BOUNDS_NS, took)] += 1
+        stats.inference_count += rows
+        stats.execution_count += 1
+        stats.last_inference_ms = time.time_ns() // 1_000_000
+        return {n: tensors[n] for n in outputs or self.output_names}
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await super().close()
+
+
 def _int_param(params: Mapping, key: str, model: str) -> int:
     value = params.get(key, 0)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -440,13 +496,23 @@ class InferenceCore:
         try:
             if self.repository is None:
                 return
-            for name in self.repository.model_names():
+            names = self.repository.model_names()
+            # ensembles last: their steps must be loaded first
+            names.sort(key=lambda n: self._is_ensemble(n))
+            for name in names:
                 try:
                     await self.load(name)
                 except ServeError as exc:
                     log.error("model load failed", extra=kv(model=name, error=exc.message))
         finally:
             self.loading = False
+
+    def _is_ensemble(self, name: str) -> bool:
+        assert self.repository is not None
+        try:
+            return backend_name(self.repository.read_config(name)) == "ensemble"
+        except ServeError:
+            return False
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
@@ -500,6 +566,21 @@ class InferenceCore:
                 "matches the version policy"
             )
         built: dict[int, LoadedModel] = {}
+        if backend_name(config) == "ensemble":
+            steps = ensemble_steps(config, name)
+            types = {t.name: t.datatype for t in tensor_specs(config.input, "input", name)}
+            outs = {t.name: t.datatype for t in tensor_specs(config.output, "output", name)}
+            check_composing(name, config.max_batch_size, types, outs, steps, self.get)
+            if config.response_cache.enable:
+                raise invalid(
+                    f"ensemble '{name}': response_cache on an ensemble is not supported; "
+                    "enable it on the composing models"
+                )
+            for v in versions:
+                cfg = model_config_pb2().ModelConfig()
+                cfg.CopyFrom(config)
+                built[v] = EnsembleModel(cfg, v, steps, self.get)
+            return built
         for v in versions:
             cfg = model_config_pb2().ModelConfig()
             cfg.CopyFrom(config)

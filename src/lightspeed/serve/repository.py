@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lightspeed.serve.ensemble import ensemble_steps
 from lightspeed.serve.errors import ServeError, invalid, not_found
 from lightspeed.serve.protocol import DATATYPE_TO_NUMPY, config_type_to_datatype
 from lightspeed.serve.ragged import ragged_spec
@@ -28,7 +29,7 @@ DEFAULT_FILENAMES = {
     "lightspeed": "model.lightspeed",
     "python": "model.py",
 }
-SUPPORTED_BACKENDS = tuple(DEFAULT_FILENAMES)
+SUPPORTED_BACKENDS = (*DEFAULT_FILENAMES, "ensemble")
 
 
 def model_config_pb2():
@@ -116,14 +117,6 @@ def _unsupported_fields(config) -> list[tuple[str, str]]:
                 "send each event's state in the request instead",
             )
         )
-    if config.HasField("ensemble_scheduling"):
-        found.append(
-            (
-                "ensemble_scheduling",
-                "ensembles are not supported; serve each step as "
-                "its own model and chain them in the client",
-            )
-        )
     if config.HasField("model_transaction_policy") and config.model_transaction_policy.decoupled:
         found.append(
             (
@@ -203,6 +196,15 @@ def validate_config(config, name: str) -> None:
     refuse_unsupported(config, name)
     tensor_specs(config.input, "input", name)
     tensor_specs(config.output, "output", name)
+    if backend == "ensemble":
+        if not len(config.input) or not len(config.output):
+            raise invalid(f"ensemble '{name}': config.pbtxt must list its inputs and outputs")
+        ensemble_steps(config, name)
+    elif config.HasField("ensemble_scheduling"):
+        raise invalid(
+            f"model '{name}': ensemble_scheduling needs platform: \"ensemble\" "
+            f"(it has backend '{backend}')"
+        )
     ragged_spec(config, name, model_config_pb2())
 
 
