@@ -350,3 +350,11 @@ def test_ensemble_runs_the_pipeline_and_batches_its_steps(ensemble_repo):
     assert "writes" not in index["broken"]["reason"]
     assert "'Z'" in index["broken"]["reason"] and index["broken"]["state"] == "UNAVAILABLE"
     assert "'nowhere' is not ready" in index["missing"]["reason"]
+
+
+def test_ensemble_scheduling_needs_the_ensemble_platform():
+    from lightspeed.serve.repository import parse_config_text, validate_config
+
+    text = 'name: "m"\nplatform: "onnxruntime_onnx"\nensemble_scheduling { step [] }\n'
+    with pytest.raises(ServeError, match='needs platform: "ensemble"'):
+        validate_config(parse_config_text(text, "c"), "m")

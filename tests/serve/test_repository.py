@@ -251,8 +251,6 @@ def test_serve_cli_subprocess_stops_gracefully_on_sigterm(repo):
 @pytest.mark.parametrize(
     ("snippet", "field"),
     [
-        ("sequence_batching { max_sequence_idle_microseconds: 1000 }", "sequence_batching"),
-        ("ensemble_scheduling { step [] }", "ensemble_scheduling"),
         ("model_transaction_policy { decoupled: true }", "model_transaction_policy.decoupled"),
         (
             'instance_group [{ kind: KIND_CPU rate_limiter { resources [{ name: "r" count: 1 }] } }]',

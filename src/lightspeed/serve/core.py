@@ -40,6 +40,7 @@ from lightspeed.serve.repository import (
     tensor_specs,
     validate_config,
 )
+from lightspeed.serve.sequence import SequenceScheduler, sequence_policy
 from lightspeed.serve.shm import SharedMemoryRegistry
 from lightspeed.serve.warmup import run_warmup, warmup_samples
 
@@ -118,13 +119,20 @@ class LoadedModel:
         self._instances = instances
         self._finite_only = any(getattr(i, "finite_only", False) for i in instances)
         self._cache = cache if config.response_cache.enable else None
-        self.scheduler = Scheduler(
-            f"{self.name}:{version}",
-            instances,
-            _execute,
-            batching_policy(config, inline_below_us),
-            self.output_names,
-        )
+        seq = sequence_policy(config, self.name, model_config_pb2())
+        self.scheduler: Scheduler | SequenceScheduler
+        if seq is not None:
+            self.scheduler = SequenceScheduler(
+                f"{self.name}:{version}", instances, _execute, seq, self.output_names
+            )
+        else:
+            self.scheduler = Scheduler(
+                f"{self.name}:{version}",
+                instances,
+                _execute,
+                batching_policy(config, inline_below_us),
+                self.output_names,
+            )
 
     # ---------------------------------------------------------------- validation
     def check(self, inputs: Mapping[str, np.ndarray], request_id: str = "") -> int:
@@ -212,6 +220,16 @@ class LoadedModel:
         priority = 0
         if params:
             priority = _int_param(params, "priority", self.name)
+        if isinstance(self.scheduler, SequenceScheduler):
+            p = params or {}
+            sequence = (
+                p.get("sequence_id", 0),
+                bool(p.get("sequence_start")),
+                bool(p.get("sequence_end")),
+            )
+            return self.scheduler.submit(
+                inputs, rows, outputs, timeout_ns, request_id, priority, sequence
+            )
         cache = self._cache
         if cache is None:
             return self.scheduler.submit(inputs, rows, outputs, timeout_ns, request_id, priority)
@@ -340,8 +358,14 @@ def _autocomplete(config, backend: B.Backend) -> None:
     """Fill inputs/outputs missing from the config from the model file, and check the rest."""
     ins, outs = backend.io()
     mc = model_config_pb2()
-    made = {t for b in config.batch_input for t in b.target_name}  # the server makes these
+    # the server makes these: batch inputs, sequence controls and implicit state
+    made = {t for b in config.batch_input for t in b.target_name}
+    made |= {c.name for c in config.sequence_batching.control_input}
+    made |= {st.input_name for st in config.sequence_batching.state}
     ins = [s for s in ins if s.name not in made]
+    outs = [
+        s for s in outs if s.name not in {st.output_name for st in config.sequence_batching.state}
+    ]
     for field, declared, found in (("input", config.input, ins), ("output", config.output, outs)):
         if not found:
             continue

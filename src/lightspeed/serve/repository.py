@@ -21,6 +21,7 @@ from lightspeed.serve.ensemble import ensemble_steps
 from lightspeed.serve.errors import ServeError, invalid, not_found
 from lightspeed.serve.protocol import DATATYPE_TO_NUMPY, config_type_to_datatype
 from lightspeed.serve.ragged import ragged_spec
+from lightspeed.serve.sequence import sequence_policy
 
 # platform (Triton's older spelling) -> backend name
 PLATFORM_BACKENDS = {"onnxruntime_onnx": "onnxruntime"}
@@ -109,14 +110,6 @@ def _unsupported_fields(config) -> list[tuple[str, str]]:
     differently from Triton, so the load fails instead, naming the field.
     """
     found = []
-    if config.HasField("sequence_batching"):
-        found.append(
-            (
-                "sequence_batching",
-                "stateful sequence models are not supported; "
-                "send each event's state in the request instead",
-            )
-        )
     if config.HasField("model_transaction_policy") and config.model_transaction_policy.decoupled:
         found.append(
             (
@@ -206,6 +199,7 @@ def validate_config(config, name: str) -> None:
             f"(it has backend '{backend}')"
         )
     ragged_spec(config, name, model_config_pb2())
+    sequence_policy(config, name, model_config_pb2())
 
 
 def select_versions(config, available: list[int]) -> list[int]:
