@@ -22,6 +22,7 @@ Writes benchmarks/results/serving.json and serving.png and prints a Markdown tab
     python benchmarks/serving.py                 # full run (~4-5 min)
     python benchmarks/serving.py --quick         # 1 s per point
     python benchmarks/serving.py --concurrency 16 64   # only those points (while iterating)
+    python benchmarks/serving.py --concurrency 16 64 --baseline HEAD~3   # vs an older commit
 """
 
 from __future__ import annotations
@@ -265,11 +266,11 @@ def server_batch_stats(url: str, model: str) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------- servers
 class LightspeedProc:
-    def __init__(self, repo: Path, extra: tuple[str, ...] = ()):
+    def __init__(self, repo: Path, extra: tuple[str, ...] = (), src: Path = ROOT / "src"):
         from lightspeed.serve.peers import free_port
 
         self.port = free_port()
-        env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+        env = dict(os.environ, PYTHONPATH=str(src))
         self.log = open(Path(tempfile.mkdtemp()) / "lightspeed.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
@@ -386,6 +387,17 @@ def quantize_for_emulator(onnx: Path, calib: np.ndarray, out: Path) -> Path | No
 
 
 # ----------------------------------------------------------------------------- run
+def checkout_src(ref: str, work: Path) -> Path:
+    """The ``src`` tree of a git commit (the baseline the current code is compared with)."""
+    dest = work / f"baseline-{ref}"
+    dest.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "src"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest / "src"
+
+
 def run(args) -> dict:
     sys.path.insert(0, str(ROOT / "src"))
     import onnxruntime as ort
@@ -436,6 +448,13 @@ def run(args) -> dict:
     ls = LightspeedProc(repos["onnxruntime"])
     stack.append(ls)
     servers["lightspeed"] = (ls.grpc_url, every, True, ls.pid)
+    baseline = None
+    if args.baseline:
+        # the same server from an earlier commit, measured in the same run (regression check)
+        baseline = f"lightspeed @{args.baseline}"
+        old = LightspeedProc(repos["onnxruntime"], src=checkout_src(args.baseline, work))
+        stack.append(old)
+        servers[baseline] = (old.grpc_url, every, True, old.pid)
     ls2 = LightspeedProc(repos["onnxruntime"], extra=("--workers", "2"))
     stack.append(ls2)
     # statistics are per worker, so the batch size is not read back (stats=False)
@@ -505,7 +524,7 @@ def run(args) -> dict:
                 else:
                     model = names["facile"]
                     x, inp, out = facile_x, f_in, f_out
-                if model is None or (server == GRPCIO and workload != "mlp batch-1"):
+                if model is None or (server in (GRPCIO, baseline) and workload != "mlp batch-1"):
                     continue
                 payload = build_request(model, x, inp, out)
                 before = server_batch_stats(url, model) if stats else (0, 0)
@@ -553,6 +572,7 @@ def run(args) -> dict:
         "lightspeed_request_path_cpu_us_without_grpc": handler,
         "client": "one asyncio process, grpc.aio, pre-serialized ModelInferRequest, raw bytes "
         "responses; servers measured in turn at each point",
+        "baseline": args.baseline,
         "rows": rows,
     }
 
@@ -618,6 +638,52 @@ def target_rows(result: dict) -> list[dict]:
         )
         out.append(row)
     return out
+
+
+def baseline_rows(result: dict) -> list[dict]:
+    """lightspeed now vs the baseline commit at each batch-1 point (target: within 5%)."""
+    base = result.get("baseline")
+    if not base:
+        return []
+    index = {
+        (r["server"], r["workload"], r["batching"], r["concurrency"]): r for r in result["rows"]
+    }
+    out = []
+    for (server, workload, batching, conc), r in index.items():
+        old = index.get((f"lightspeed @{base}", workload, batching, conc))
+        if server != "lightspeed" or old is None:
+            continue
+        ratio = r["throughput_rps"] / old["throughput_rps"]
+        out.append(
+            {
+                "workload": workload,
+                "batching": batching,
+                "concurrency": conc,
+                "rps": r["throughput_rps"],
+                "baseline_rps": old["throughput_rps"],
+                "vs_baseline": ratio,
+                "p99_ms": r["p99_ms"],
+                "baseline_p99_ms": old["p99_ms"],
+                "met": ratio >= 0.95,
+            }
+        )
+    return out
+
+
+def baseline_markdown(rows: list[dict], ref: str) -> str:
+    lines = [
+        f"| workload | dyn. batching | concurrency | req/s now | req/s @{ref} | ratio "
+        "| p99 ms now (@ref) | within 5% |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in rows:
+        lines.append(
+            f"| {t['workload']} | {t['batching']} | {t['concurrency']} | {t['rps']:.0f} "
+            f"| {t['baseline_rps']:.0f} | {t['vs_baseline']:.3f} "
+            f"| {t['p99_ms']:.2f} ({t['baseline_p99_ms']:.2f}) "
+            f"| {'yes' if t['met'] else '**no**'} |"
+        )
+    return "\n".join(lines)
 
 
 def targets_markdown(rows: list[dict]) -> str:
@@ -709,6 +775,13 @@ def main() -> int:
         help="measure only the points at these concurrencies (default: all)",
     )
     ap.add_argument(
+        "--baseline",
+        metavar="REF",
+        default=None,
+        help="also serve the batch-1 MLP from this git commit's src (e.g. HEAD~1), measured "
+        "in the same run, to check a change for a slowdown",
+    )
+    ap.add_argument(
         "--write-docs",
         action="store_true",
         help="also write the tables to docs/benchmarks/serving_table.md (for serving.md)",
@@ -720,10 +793,13 @@ def main() -> int:
     result = run(args)
     result["wall_s"] = time.time() - t0
     result["targets"] = target_rows(result)
+    result["vs_baseline"] = baseline_rows(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serving.json").write_text(json.dumps(result, indent=1))
     plot(result, RESULTS / "serving.png")
     table = targets_markdown(result["targets"]) + "\n\n" + markdown(result)
+    if result["vs_baseline"]:
+        table = baseline_markdown(result["vs_baseline"], args.baseline) + "\n\n" + table
     print(table)
     if args.write_docs:
         (ROOT / "docs" / "benchmarks").mkdir(parents=True, exist_ok=True)
