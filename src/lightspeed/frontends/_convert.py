@@ -8,12 +8,14 @@ value-preserving no-ops (``Identity``, ``Dropout``, ``Cast``) that become aliase
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
 import numpy as np
 
 from lightspeed.errors import ModelError, ShapeError
+from lightspeed.ir.graph import Node
 from lightspeed.ops import onnx_handlers
 from lightspeed.ops.onnx_import import (
     BATCH,
@@ -32,6 +34,7 @@ _VALUE_PRESERVING = {
     "Gather", "Slice", "Split",
 }  # fmt: skip
 _QONNX_OPS = ("Quant", "BipolarQuant")
+_WEIGHT_SLOT = {"Gemm": 1, "MatMul": 1, "Conv": 1}  # input index of a layer's weights
 
 
 def clean(raw: str) -> str:
@@ -72,7 +75,68 @@ def convert_node(onode: Any, st: ImportState, model: Any) -> None:
     entry = onnx_handlers().get(op)
     if entry is None:
         raise unsupported(op, name)
+    coded = [t for t in present if st.resolve(t) in st.wcodes]
+    if coded:
+        _with_codes(onode, st, entry[1], name, coded)
+        return
     entry[1](onode, st, onnx_attrs(onode), name)
+
+
+def _with_codes(onode: Any, st: ImportState, handler: Any, name: str, coded: list[str]) -> None:
+    """A layer whose weights went through a float-scale Quant: integer codes in the MAC,
+    then the weight scale (per output channel) and the bias as a ``qscale`` step after it."""
+    op = onode.op_type
+    a = onnx_attrs(onode)
+    if op not in _WEIGHT_SLOT or coded != [onode.input[_WEIGHT_SLOT[op]]] or (
+        op == "Gemm" and float(a.get("alpha", 1.0)) != 1.0
+    ):
+        # the float values are what qonnx computes with; other consumers take them as constants
+        handler(onode, st, a, name)
+        return
+    w = st.resolve(coded[0])
+    codes, scale, code_t = st.wcodes[w]
+    real, real_t = st.consts[w], st.qtypes.get(w)
+    # where the handler puts each weight element: run it once on the scales themselves
+    scratch = dataclasses.replace(
+        st, consts={**st.consts, w: scale}, nodes=[], names=set(st.names),
+        shapes=dict(st.shapes), qtypes=dict(st.qtypes),
+    )  # fmt: skip
+    handler(onode, scratch, a, name)
+    layout = scratch.nodes[-1].params["weight"]
+    st.consts[w], st.qtypes[w] = codes, code_t
+    try:
+        handler(onode, st, a, name)
+    finally:
+        st.consts[w] = real
+        if real_t is None:
+            st.qtypes.pop(w, None)
+        else:
+            st.qtypes[w] = real_t
+    node = st.nodes[-1]
+    per_out = layout[0] if node.op == "dense" else layout.reshape(layout.shape[0], -1)[:, 0]
+    spread = layout / (per_out[None, :] if node.op == "dense" else per_out.reshape(-1, *[1] * (layout.ndim - 1)))
+    if not np.all(spread == 1.0):
+        raise unsupported(
+            op, name, "weight Quant scale that varies along the input axis (only per-output-"
+            "channel float scales can be applied after the accumulator)",
+        )  # fmt: skip
+    out = node.outputs[0]
+    acc = f"{out}__acc"
+    node.outputs = [acc]
+    st.shapes[acc] = shape = st.shapes.pop(out)
+    bias = node.params.pop("bias", np.zeros(per_out.size))
+    node.types.pop("bias", None)
+    axis = len(shape) - 1 if node.op == "dense" else 0
+    vshape = [1] * len(shape)
+    vshape[axis] = -1
+    st.emit(Node(
+        f"{name}_wscale", "affine", [acc], [out],
+        attrs={"onnx_op": op, "origin": name, "qscale": True},
+        params={
+            "scale": np.broadcast_to(per_out.reshape(vshape), shape).astype(np.float64),
+            "shift": np.broadcast_to(np.asarray(bias).reshape(vshape), shape).astype(np.float64),
+        },
+    ))  # fmt: skip
 
 
 def _constant(onode: Any, st: ImportState, name: str) -> None:

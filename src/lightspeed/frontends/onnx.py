@@ -130,7 +130,7 @@ def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Gra
         st.shapes[t] = s
         st.names.add(t)
 
-    from lightspeed.frontends import _convert
+    from lightspeed.frontends import _convert, _scales
 
     for onode in g.node:
         _convert.convert_node(onode, st, model)
@@ -148,6 +148,7 @@ def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Gra
     name = g.name or (Path(source).stem if isinstance(source, (str, Path)) else "model")
     graph = Graph(name=name, inputs=inputs, outputs=outputs, nodes=st.nodes)
     passes.standard(graph, exact=st.exact)
+    _scales.apply_scales(graph)
     _apply_metadata(st.meta, graph)  # after folding: the exported nodes exist as exported
     return passes.standard(graph)
 

@@ -83,6 +83,7 @@ def fold_affine(graph: Graph, exact: bool = False) -> Graph:
             and prod.op in _FOLD_INTO
             and uses == 1
             and (not exact or prod.name == node.attrs.get("origin"))
+            and not node.attrs.get("qscale")  # a Quant's scale step stays its own node
         ):
             axis = len(shape) - 1 if prod.op == "dense" else 0
             s, b = _along(scale, axis), _along(shift, axis)
@@ -99,7 +100,7 @@ def fold_affine(graph: Graph, exact: bool = False) -> Graph:
             )
         node.op = "batchnorm"
         node.params = {"scale": s, "shift": b}
-        node.attrs = {}
+        node.attrs = {"qscale": True} if node.attrs.get("qscale") else {}
     return graph
 
 

@@ -98,6 +98,8 @@ class ImportState:
     nodes: list[Node] = field(default_factory=list)
     uses: dict[str, int] = field(default_factory=dict)  # consumers (incl. graph outputs)
     qtypes: dict[str, FixedType] = field(default_factory=dict)  # trained type of a constant
+    # a constant Quant with a float scale: (integer codes, full-shape scale, code type)
+    wcodes: dict[str, tuple[np.ndarray, np.ndarray, FixedType]] = field(default_factory=dict)
     names: set[str] = field(default_factory=set)
     opset: int = 13
     batch: dict[str, int | None] = field(default_factory=dict)  # static batch of each input

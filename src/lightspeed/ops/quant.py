@@ -43,7 +43,7 @@ from lightspeed.ops.base import (
     same_shape,
 )
 from lightspeed.ops.onnx_export import Builder
-from lightspeed.ops.onnx_import import ImportState, dyn, onnx_attrs, unsupported
+from lightspeed.ops.onnx_import import ImportState, dyn, full_const, onnx_attrs, unsupported
 
 
 def cast_type(node: Node) -> FixedType:
@@ -82,10 +82,14 @@ def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp
 ROUNDING = {"ROUND": "RND_CONV", "ROUND_TO_ZERO": "TRN_ZERO", "FLOOR": "TRN"}
 
 
-def _pow2_exponents(scale: np.ndarray, name: str) -> np.ndarray:
-    s = np.asarray(scale, dtype=np.float64)
+def _check_scale(s: np.ndarray, name: str) -> None:
     if s.size == 0 or np.any(~np.isfinite(s)) or np.any(s <= 0):
         raise ModelError(f"node {name!r}: Quant scale must be positive and finite")
+
+
+def _pow2_exponents(scale: np.ndarray, name: str) -> np.ndarray:
+    s = np.asarray(scale, dtype=np.float64)
+    _check_scale(s, name)
     e = np.log2(s)
     if np.any(e != np.round(e)):
         bad = float(s.reshape(-1)[np.argmax(e != np.round(e))])
@@ -124,16 +128,22 @@ def quant_params(onode: Any, st: ImportState, name: str) -> dict[str, Any]:
     scale = _const(st, onode, 1, "scale", name)
     zp = _const(st, onode, 2, "zero_point", name)
     bits = _bits(_const(st, onode, 3, "bitwidth", name), name)
-    if np.any(np.asarray(zp, dtype=np.float64) != 0):
+    zp = np.asarray(zp, dtype=np.float64)
+    if np.any(zp != np.round(zp)) or np.any(~np.isfinite(zp)):
         raise UnsupportedOpError(
-            f"node {name!r}: Quant zero_point {np.asarray(zp).reshape(-1)[:4].tolist()} is not zero; "
-            "fixed-point types are symmetric around zero (train with zero_point = 0)"
+            f"node {name!r}: Quant zero_point {zp.reshape(-1)[:4].tolist()} is not an integer"
         )
     mode = a.get("rounding_mode", "ROUND")
     mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    s64 = np.asarray(scale, dtype=np.float64)
+    _check_scale(s64, name)
+    pow2 = bool(np.all(np.log2(s64) == np.round(np.log2(s64))) and np.all(zp == 0))
     return {
-        "scale": np.asarray(scale, dtype=np.float64),
-        "frac": _pow2_exponents(scale, name),
+        "raw_scale": np.asarray(scale),
+        "zp": zp,
+        "pow2": pow2,  # a plain fixed-point cast; else codes plus an explicit scale step
+        "scale": s64,
+        "frac": _pow2_exponents(scale, name) if pow2 else None,
         "bits": bits,
         "signed": bool(a.get("signed", 1)),
         "narrow": bool(a.get("narrow", 0)),
@@ -246,6 +256,9 @@ def convert_quant(onode: Any, st: ImportState, a: dict, name: str) -> None:
         st.qtypes[out] = bipolar_type(frac, name)
         return
     p = quant_params(onode, st, name)
+    if not p["pow2"]:
+        _scaled_quant(onode, st, p, name)
+        return
     if x_const:
         st.consts[out] = fake_quant(st.const(onode.input[0]), p, name)
         st.qtypes[out] = const_type(p, name)
@@ -253,6 +266,82 @@ def convert_quant(onode: Any, st: ImportState, a: dict, name: str) -> None:
     t = activation_type(p, name)
     src = dyn(st, onode.input[0], op, name)
     st.emit(Node(name, "quant", [src], [out], types={"result": t}))
+
+
+def int_type(lo: float, hi: float) -> FixedType:
+    """The narrowest integer type holding ``lo..hi``."""
+    signed = lo < 0
+    mag = max(-lo, hi + 1) if signed else hi + 1
+    width = max(int(np.ceil(np.log2(max(mag, 1.0)))) + int(signed), 1)
+    return FixedType(width, width, signed, "RND_CONV", "SAT")
+
+
+def qonnx_codes(x: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    """The integers ``clip(round(x / scale + zp))`` exactly as qonnx computes them (x's dtype)."""
+    x = np.asarray(x)
+    dt = np.result_type(x.dtype, p["raw_scale"].dtype, np.float32)
+    y = x.astype(dt) / p["raw_scale"].astype(dt) + p["zp"].astype(dt)
+    lo, hi = int_bounds(p["bits"], p["signed"], p["narrow"])
+    return _round(np.clip(y, lo, hi), p["rounding"], "Quant").astype(np.float64)
+
+
+def _scaled_quant(onode: Any, st: ImportState, p: dict[str, Any], name: str) -> None:
+    """A Quant whose scale is not a power of two (or whose zero point is not 0).
+
+    The value is ``(q - zp) * scale`` with ``q`` an integer code. On a constant
+    the consumer gets the codes ``q - zp`` as its integers (``st.wcodes``) and
+    the importer applies ``scale`` after its accumulator. On activations it is
+    ``x * (1/scale) + zp`` -> cast to the code type -> ``q * scale - zp * scale``:
+    two scale steps (``affine`` nodes marked ``qscale``) around an integer cast,
+    which :mod:`lightspeed.frontends._scales` moves next to the neighbouring
+    integer computations and merges.
+    """
+    out = onode.output[0]
+    if p["signed"] and np.any(p["bits"] == 1):
+        raise UnsupportedOpError(
+            f"node {name!r}: a 1-bit signed Quant is a sign function (qonnx executes it as "
+            "BipolarQuant); use BipolarQuant or at least 2 bits"
+        )
+    if st.is_const(onode.input[0]):
+        x = st.const(onode.input[0])
+        q = qonnx_codes(x, p) - p["zp"]
+        raw = p["raw_scale"].astype(np.result_type(np.asarray(x).dtype, np.float32))
+        st.consts[out] = np.asarray(q.astype(raw.dtype) * raw, dtype=np.float64)
+        lo, hi = int_bounds(p["bits"], p["signed"], p["narrow"])
+        code_t = int_type(float(np.min(lo - p["zp"])), float(np.max(hi - p["zp"])))
+        full = np.broadcast_to(p["scale"], q.shape).copy()
+        st.wcodes[out] = (q, full, code_t)
+        return
+    if np.unique(p["bits"]).size != 1:
+        raise UnsupportedOpError(
+            f"node {name!r}: per-element Quant bit widths on activations are not supported; "
+            "use one bit width per activation tensor"
+        )
+    if p["rounding"] not in ROUNDING:
+        raise UnsupportedOpError(
+            f"node {name!r}: Quant rounding_mode {p['rounding']} has no ap_fixed equivalent; "
+            "use ROUND, ROUND_TO_ZERO or FLOOR"
+        )
+    if p["narrow"] and not p["signed"]:
+        raise UnsupportedOpError(
+            f"node {name!r}: unsigned narrow-range Quant (max 2^b-2) has no ap_ufixed overflow "
+            "mode; use narrow=0 for unsigned activations"
+        )
+    x = dyn(st, onode.input[0], "Quant", name)
+    shape = st.shapes[x]
+    bits = int(p["bits"].reshape(-1)[0])
+    code_t = FixedType(
+        bits, bits, p["signed"], ROUNDING[p["rounding"]], "SAT_SYM" if p["narrow"] else "SAT"
+    )
+    s = full_const(p["scale"], shape, "Quant", name)
+    z = full_const(p["zp"], shape, "Quant", name)
+    scaled, codes = f"{out}__scaled", f"{out}__codes"
+    attrs = {"onnx_op": "Quant", "origin": name, "qscale": True}
+    st.emit(Node(f"{name}_scale", "affine", [x], [scaled], attrs=dict(attrs),
+                 params={"scale": 1.0 / s, "shift": z}))  # fmt: skip
+    st.emit(Node(name, "quant", [scaled], [codes], types={"result": code_t}))
+    st.emit(Node(f"{name}_dequant", "affine", [codes], [out], attrs=dict(attrs),
+                 params={"scale": s, "shift": -z * s}))  # fmt: skip
 
 
 QUANT = Op(

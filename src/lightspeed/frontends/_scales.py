@@ -1,0 +1,256 @@
+"""Float-scale QONNX Quant: move the scale steps next to the integer work and merge them.
+
+A QONNX ``Quant`` whose scale is not a power of two (or whose zero point is
+not 0) imports as integer codes plus explicit scale steps: ``batchnorm``
+nodes marked ``attrs["qscale"]`` (``x*scale + shift`` per channel, see
+:mod:`lightspeed.ops.quant`). Left where the importer put them, a scale step
+would sit between a cast to 8-bit codes and the next layer, and that layer
+would multiply wide scaled values. This pass rewrites the graph the way
+integer-only inference does (FINN, hls4ml's ``ApplyAlpha``):
+
+* a uniform scale step before a dense/conv moves after it (``W(s*x + c) =
+  s*(W x) + W c``), its bias joins the step, so the MAC sees the codes;
+* a positive scale step after a Relu moves before it (``relu(s*x) = s*relu(x)``)
+  and one after a max pool / reshape moves before it the other way;
+* neighbouring steps merge, identity steps vanish.
+
+What is left is ``dense/conv (integer codes) -> one scale step -> [relu] ->
+cast to the next codes``: one per-channel multiply-add per layer. The step's
+constants get explicit types (:func:`scale_type`): exact where the float32
+values fit, else rounded to ``SIGNIFICANT`` bits -- far below the float32
+rounding qonnx itself does, so a code differs from qonnx's only where
+qonnx's float32 arithmetic already lands within its own rounding error of a
+rounding boundary. A graph input read by a scale step gets an explicit
+input cast fine enough for the same guarantee.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lightspeed.fixed import MAX_WIDTH, FixedType
+from lightspeed.ir.graph import Graph, Node
+
+SIGNIFICANT = 30  # bits kept of a scale step's inexact constants
+_MOVES = ("maxpool", "flatten", "reshape", "transpose")
+
+
+def _is_step(node: Node | None) -> bool:
+    return node is not None and node.op == "batchnorm" and bool(node.attrs.get("qscale"))
+
+
+def _single_use(graph: Graph, t: str) -> bool:
+    return len(graph.consumers(t)) == 1 and t not in graph.outputs
+
+
+def _uniform(v: np.ndarray) -> bool:
+    return bool(np.all(v == v.reshape(-1)[0]))
+
+
+def _fresh(graph: Graph, base: str) -> str:
+    names = {n.name for n in graph.nodes}
+    name, i = base, 1
+    while name in names:
+        name, i = f"{base}_{i}", i + 1
+    return name
+
+
+def _remove(graph: Graph, node: Node) -> None:
+    graph.nodes.remove(node)
+
+
+def _merge_prev(graph: Graph, node: Node) -> bool:
+    prev = graph.producer(node.inputs[0])
+    if not _is_step(prev) or not _single_use(graph, node.inputs[0]):
+        return False
+    assert prev is not None
+    s, b = node.params["scale"], node.params["shift"]
+    node.params = {"scale": prev.params["scale"] * s, "shift": prev.params["shift"] * s + b}
+    node.inputs = list(prev.inputs)
+    _remove(graph, prev)
+    return True
+
+
+def _through_relu(graph: Graph, node: Node) -> bool:
+    """relu -> step(s > 0, c): fold ``s`` into the step before the relu, keep ``+ c`` here."""
+    relu = graph.producer(node.inputs[0])
+    s = node.params["scale"]
+    if relu is None or relu.op != "relu" or np.all(s == 1.0) or np.any(s <= 0):
+        return False
+    prev = graph.producer(relu.inputs[0])
+    if not _is_step(prev) or not _single_use(graph, relu.inputs[0]):
+        return False
+    if not _single_use(graph, relu.outputs[0]):
+        return False
+    assert prev is not None
+    prev.params = {"scale": prev.params["scale"] * s, "shift": prev.params["shift"] * s}
+    node.params = {"scale": np.ones_like(s), "shift": node.params["shift"]}
+    return True
+
+
+def _drop_identity(graph: Graph, node: Node) -> bool:
+    if not (np.all(node.params["scale"] == 1.0) and np.all(node.params["shift"] == 0.0)):
+        return False
+    x, y = node.inputs[0], node.outputs[0]
+    if y in graph.outputs:
+        prev = graph.producer(x)
+        if prev is None or not _single_use(graph, x):
+            return False
+        prev.outputs = [y if t == x else t for t in prev.outputs]
+    else:
+        for c in graph.consumers(y):
+            c.inputs = [x if t == y else t for t in c.inputs]
+    _remove(graph, node)
+    return True
+
+
+def _layer_shift(layer: Node, c: np.ndarray) -> np.ndarray | None:
+    """``W c``: what a per-input-channel constant ``c`` adds to each output channel."""
+    w = layer.params["weight"]
+    if layer.op == "dense":
+        return c @ w
+    if not np.any(c):
+        return np.zeros(w.shape[0])
+    if int(layer.attrs.get("group", 1)) != 1 or any(layer.attrs.get("pads", [])):
+        return None  # zero padding is not a constant shift: keep the step before the conv
+    return np.einsum("oi...,i->o", w, c)
+
+
+def _through_layer(graph: Graph, node: Node) -> bool:
+    """step(s uniform, c) -> dense/conv: the layer takes the codes, the step moves after it."""
+    y = node.outputs[0]
+    if not _single_use(graph, y):
+        return False
+    layer = graph.consumers(y)[0]
+    s, c = node.params["scale"], node.params["shift"]
+    if layer.op not in ("dense", "conv") or not _uniform(s):
+        return False
+    if layer.op == "dense" and len(graph.shapes.get(y, (0,))) != 1 and not _uniform(c):
+        return False
+    if layer.op == "dense" and layer.params["weight"].shape[0] != c.size:
+        c = np.full(layer.params["weight"].shape[0], c.reshape(-1)[0])
+    shift = _layer_shift(layer, c)
+    if shift is None:
+        return False
+    n_out = layer.params["weight"].shape[1 if layer.op == "dense" else 0]
+    if layer.op == "dense" and len(graph.shapes.get(layer.outputs[0], (n_out,))) != 1:
+        if not _uniform(shift + layer.params.get("bias", np.zeros(n_out))):
+            return False
+        n_out = graph.shapes[layer.outputs[0]][0]
+        shift = np.full(n_out, shift.reshape(-1)[0])
+    bias = layer.params.pop("bias", np.zeros(n_out))
+    if bias.size != n_out:
+        bias = np.full(n_out, bias.reshape(-1)[0])
+    layer.types.pop("bias", None)
+    out = layer.outputs[0]
+    acc = f"{out}__acc" if f"{out}__acc" not in graph.shapes else f"{out}__acc2"
+    layer.inputs = [node.inputs[0]]
+    layer.outputs = [acc]
+    step = Node(
+        _fresh(graph, f"{layer.name}_scale"), "batchnorm", [acc], [out],
+        attrs={"qscale": True},
+        params={"scale": np.full(n_out, float(s.reshape(-1)[0])), "shift": bias + shift},
+    )  # fmt: skip
+    graph.shapes[acc] = graph.shapes.get(out, ())
+    graph.nodes.insert(graph.nodes.index(layer) + 1, step)
+    _remove(graph, node)
+    return True
+
+
+def _through_move(graph: Graph, node: Node) -> bool:
+    """step(s > 0 uniform, c uniform) -> max pool / reshape: swap them."""
+    y = node.outputs[0]
+    s, c = node.params["scale"], node.params["shift"]
+    if not _single_use(graph, y) or not (_uniform(s) and _uniform(c)) or s.reshape(-1)[0] <= 0:
+        return False
+    move = graph.consumers(y)[0]
+    if move.op not in _MOVES:
+        return False
+    z = move.outputs[0]
+    shape = graph.shapes.get(z)
+    if shape is None:
+        return False
+    n = shape[0] if shape else 1
+    move.inputs = [node.inputs[0] if t == y else t for t in move.inputs]
+    move.outputs = [y]
+    graph.shapes[y] = shape
+    node.inputs, node.outputs = [y], [z]
+    node.params = {
+        "scale": np.full(n, float(s.reshape(-1)[0])),
+        "shift": np.full(n, float(c.reshape(-1)[0])),
+    }
+    graph.nodes.remove(node)
+    graph.nodes.insert(graph.nodes.index(move) + 1, node)
+    return True
+
+
+_RULES = (_merge_prev, _through_relu, _through_layer, _through_move, _drop_identity)
+
+
+def _frac_needed(v: np.ndarray, limit: int) -> int:
+    """Fractional bits that represent every value of ``v`` exactly (``limit`` if more)."""
+    for f in range(-8, limit + 1):
+        if np.all(np.ldexp(v, f) == np.round(np.ldexp(v, f))):
+            return f
+    return limit
+
+
+def scale_type(v: np.ndarray, significant: int = SIGNIFICANT) -> FixedType:
+    """A type for a scale step's constants: exact if they fit ``significant`` bits, else rounded."""
+    v = np.asarray(v, dtype=np.float64)
+    top = float(np.max(np.abs(v))) if v.size else 0.0
+    signed = bool(np.any(v < 0))
+    if top == 0.0:
+        return FixedType(1, 1, False, "RND_CONV", "SAT")
+    integer = math.floor(math.log2(top)) + 1 + int(signed)
+    frac = min(_frac_needed(v, significant - integer + int(signed)), significant - integer)
+    frac = max(frac, 1 - integer)  # at least one bit
+    return FixedType(integer + frac, integer, signed, "RND_CONV", "SAT")
+
+
+def _input_cast(graph: Graph, name: str) -> None:
+    """Give an input read by a scale step (then a cast to codes) a cast fine enough for it."""
+    users = graph.consumers(name)
+    if not users or not all(_is_step(n) for n in users):
+        return
+    bound, step = 0.0, math.inf
+    for n in users:
+        casts = graph.consumers(n.outputs[0])
+        if len(casts) != 1 or casts[0].op != "quant" or "result" not in casts[0].types:
+            return
+        t = casts[0].types["result"]
+        s, c = n.params["scale"], n.params["shift"]
+        lo, hi = t.min_value, t.max_value
+        bound = max(bound, float(np.max(np.abs(np.concatenate([(lo - c) / s, (hi - c) / s])))))
+        step = min(step, float(np.min(1.0 / np.abs(s))))
+    integer = math.floor(math.log2(max(bound, 1e-300))) + 2
+    frac = min(24 - math.floor(math.log2(step)), MAX_WIDTH - integer)
+    cast = FixedType(integer + frac, integer, True, "RND_CONV", "SAT")
+    t = f"{name}__cast"
+    for n in users:
+        n.inputs = [t if i == name else i for i in n.inputs]
+    graph.nodes.insert(0, Node(_fresh(graph, f"{name}_cast"), "quant", [name], [t],
+                               types={"result": cast}))  # fmt: skip
+    graph.shapes[t] = graph.shapes.get(name, graph.inputs[name])
+
+
+def apply_scales(graph: Graph) -> Graph:
+    """Rewrite and type the ``qscale`` steps (see the module docstring); in place."""
+    if not any(_is_step(n) for n in graph.nodes):
+        return graph
+    changed = True
+    while changed:
+        changed = False
+        for node in list(graph.nodes):
+            if node in graph.nodes and _is_step(node) and any(r(graph, node) for r in _RULES):
+                changed = True
+                break
+    for node in graph.nodes:
+        if _is_step(node):
+            node.types["weight"] = scale_type(node.params["scale"])
+            node.types["bias"] = scale_type(node.params["shift"])
+    for name in list(graph.inputs):
+        _input_cast(graph, name)
+    return graph
