@@ -30,6 +30,7 @@ import math
 
 import numpy as np
 
+from lightspeed.errors import UnsupportedOpError
 from lightspeed.fixed import MAX_WIDTH, FixedType
 from lightspeed.ir.graph import Graph, Node
 
@@ -236,6 +237,28 @@ def _input_cast(graph: Graph, name: str) -> None:
     graph.shapes[t] = graph.shapes.get(name, graph.inputs[name])
 
 
+def _check_left(graph: Graph, node: Node) -> None:
+    """A scale step that stayed in front of a layer: say why, before widths explode."""
+    for layer in graph.consumers(node.outputs[0]):
+        if layer.op not in ("dense", "conv"):
+            continue
+        origin = node.name.removesuffix("_dequant")
+        if not _uniform(node.params["scale"]):
+            why = "a per-channel float activation scale cannot move past the layer's weights"
+            fix = "quantize this activation per tensor"
+        elif layer.op == "conv" and np.any(node.params["shift"]):
+            why = (
+                "a non-zero zero point before a zero-padded or grouped Conv: the padding is a "
+                "real 0, not the zero-point code"
+            )
+            fix = "use a zero-point-free (symmetric or plain unsigned) activation quantizer here"
+        else:
+            continue
+        raise UnsupportedOpError(
+            f"node {origin!r} (QONNX Quant before {layer.name!r}): {why}; {fix}"
+        )
+
+
 def apply_scales(graph: Graph) -> Graph:
     """Rewrite and type the ``qscale`` steps (see the module docstring); in place."""
     if not any(_is_step(n) for n in graph.nodes):
@@ -249,6 +272,7 @@ def apply_scales(graph: Graph) -> Graph:
                 break
     for node in graph.nodes:
         if _is_step(node):
+            _check_left(graph, node)
             node.types["weight"] = scale_type(node.params["scale"])
             node.types["bias"] = scale_type(node.params["shift"])
     for name in list(graph.inputs):
