@@ -127,7 +127,7 @@ def test_bipolar_on_activations_is_refused():
 @pytest.mark.parametrize(
     ("kw", "pattern"),
     [
-        ({"scale": 0.3, "bits": 8}, "not a power of two"),
+        ({"scale": 0.3, "bits": 1}, "1-bit signed Quant"),
         ({"scale": 0.25, "bits": 8, "signed": 0, "narrow": 1}, "unsigned narrow"),
         ({"scale": 0.25, "bits": 8, "mode": "CEIL"}, "rounding_mode CEIL"),
     ],
@@ -140,11 +140,11 @@ def test_activation_quant_refusals(kw, pattern):
     assert "qact" in str(err.value)
 
 
-def test_nonzero_zero_point_is_refused():
+def test_fractional_zero_point_is_refused():
     node, inits = quant("x", "y", 0.25, 8, name="qz")
-    inits["qz_z"] = np.float32(3.0)
+    inits["qz_z"] = np.float32(0.5)
     m = make_model([node], {"x": ["N", 4]}, {"y": None}, inits, extra_opsets=[QD])
-    with pytest.raises(UnsupportedOpError, match=r"'qz'.*zero_point"):
+    with pytest.raises(UnsupportedOpError, match=r"'qz'.*zero_point.*not an integer"):
         load_model(m)
 
 

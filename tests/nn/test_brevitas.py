@@ -13,7 +13,6 @@ pytest.importorskip("qonnx", reason="qonnx is not installed (pip install qonnx)"
 pytest.importorskip("onnxoptimizer", reason="brevitas' QONNX export needs onnxoptimizer")
 
 import lightspeed  # noqa: E402
-from lightspeed.errors import ModelError  # noqa: E402
 from lightspeed.quantize import from_trained  # noqa: E402
 
 
@@ -101,18 +100,3 @@ def test_brevitas_cnn_bit_exact(tmp_path):
     want = getattr(want, "value", want).double().numpy()
     q = from_trained(lightspeed.load(_export(model, x, tmp_path / "cnn.onnx")))
     np.testing.assert_array_equal(q.predict(x.double().numpy()), want)
-
-
-def test_brevitas_float_scale_is_refused(tmp_path):
-    from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerTensorFloat
-    from torch import nn
-
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        qnn.QuantIdentity(act_quant=Int8ActPerTensorFloat, return_quant_tensor=True),
-        qnn.QuantLinear(8, 4, bias=False, weight_quant=Int8WeightPerTensorFloat),
-    )
-    x = torch.randn(64, 8)
-    _calibrate(model, x)
-    with pytest.raises(ModelError, match="power of two"):
-        lightspeed.load(_export(model, x, tmp_path / "float_scale.onnx"))

@@ -22,6 +22,7 @@ from lightspeed.ops.onnx_import import (
     ImportState,
     alias,
     dyn,
+    f64,
     onnx_attrs,
     unsupported,
 )
@@ -181,28 +182,38 @@ def _fold(onode: Any, st: ImportState, model: Any, name: str) -> None:
             "shapes that do not depend on the batch (export with a fixed reshape target, e.g. "
             "x.flatten(1))"
         )
-    vis = [
-        helper.make_tensor_value_info(t, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-        for t, v in feeds.items()
-    ]
-    outs = [helper.make_value_info(t, onnx.TypeProto()) for t in onode.output if t]
-    graph = helper.make_graph([onode], "fold", vis, outs)
-    m = helper.make_model(
-        graph, opset_imports=list(model.opset_import), ir_version=model.ir_version
-    )
-    try:
-        results = ReferenceEvaluator(m).run(None, feeds)
-    except Exception as exc:
-        raise ModelError(
-            f"node {name!r} ({onode.op_type}) on constants could not be evaluated: {exc}"
-        ) from None
+
+    def evaluate(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        vis = [
+            helper.make_tensor_value_info(t, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+            for t, v in feeds.items()
+        ]
+        outs = [helper.make_value_info(t, onnx.TypeProto()) for t in onode.output if t]
+        graph = helper.make_graph([onode], "fold", vis, outs)
+        m = helper.make_model(
+            graph, opset_imports=list(model.opset_import), ir_version=model.ir_version
+        )
+        try:
+            return [np.asarray(v) for v in ReferenceEvaluator(m).run(None, feeds)]
+        except Exception as exc:
+            raise ModelError(
+                f"node {name!r} ({onode.op_type}) on constants could not be evaluated: {exc}"
+            ) from None
+
+    results = evaluate(feeds)
     for t, v in zip([t for t in onode.output if t], results, strict=True):
-        st.consts[t] = np.asarray(v)
+        st.consts[t] = v
     src = st.resolve(onode.input[0]) if onode.input else ""
     if onode.op_type in _VALUE_PRESERVING and src in st.qtypes:
         for t in onode.output:
             if t:
                 st.qtypes[t] = st.qtypes[src]
+    if onode.op_type in _VALUE_PRESERVING and src in st.wcodes and len(onode.output) == 1:
+        # the codes and their scales move the same way as the values (e.g. a Transpose)
+        codes, scale, code_t = st.wcodes[src]
+        moved = [evaluate({**feeds, onode.input[0]: v.astype(feeds[onode.input[0]].dtype)})[0]
+                 for v in (codes, scale)]  # fmt: skip
+        st.wcodes[onode.output[0]] = (f64(moved[0]), f64(moved[1]), code_t)
 
 
 def _passthrough(onode: Any, st: ImportState, a: dict[str, Any], name: str) -> None:

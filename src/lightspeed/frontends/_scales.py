@@ -16,8 +16,8 @@ integer-only inference does (FINN, hls4ml's ``ApplyAlpha``):
 
 What is left is ``dense/conv (integer codes) -> one scale step -> [relu] ->
 cast to the next codes``: one per-channel multiply-add per layer. The step's
-constants get explicit types (:func:`scale_type`): exact where the float32
-values fit, else rounded to ``SIGNIFICANT`` bits -- far below the float32
+constants get explicit types (:func:`scale_type`): exact where they fit
+``EXACT_WIDTH`` bits (a dequantization's ``scale`` and ``-zp*scale``), else rounded to ``SIGNIFICANT`` bits -- far below the float32
 rounding qonnx itself does, so a code differs from qonnx's only where
 qonnx's float32 arithmetic already lands within its own rounding error of a
 rounding boundary. A graph input read by a scale step gets an explicit
@@ -35,6 +35,7 @@ from lightspeed.fixed import MAX_WIDTH, FixedType
 from lightspeed.ir.graph import Graph, Node
 
 SIGNIFICANT = 30  # bits kept of a scale step's inexact constants
+EXACT_WIDTH = 40  # constants that fit this many bits (float32 products: zp * scale) stay exact
 _MOVES = ("maxpool", "flatten", "reshape", "transpose")
 
 
@@ -206,7 +207,8 @@ def scale_type(v: np.ndarray, significant: int = SIGNIFICANT) -> FixedType:
     if top == 0.0:
         return FixedType(1, 1, False, "RND_CONV", "SAT")
     integer = math.floor(math.log2(top)) + 1 + int(signed)
-    frac = min(_frac_needed(v, significant - integer + int(signed)), significant - integer)
+    exact = _frac_needed(v, EXACT_WIDTH - integer + 1)
+    frac = exact if integer + exact <= EXACT_WIDTH else significant - integer
     frac = max(frac, 1 - integer)  # at least one bit
     return FixedType(integer + frac, integer, signed, "RND_CONV", "SAT")
 
