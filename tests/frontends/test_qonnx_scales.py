@@ -61,6 +61,8 @@ def _on_grid(path, x):
 
     mw = ModelWrapper(path)
     name = mw.graph.input[0].name
+    while (t := mw.find_consumer(name)).op_type == "Transpose":  # channels-last models
+        name = t.output[0]
     q0 = next(n for n in mw.graph.node if n.op_type == "Quant" and n.input[0] == name)
     s = mw.get_initializer(q0.input[1])
     return (np.round(x / s) * s).astype(np.float32)
@@ -142,6 +144,34 @@ def test_brevitas_float_scale_cnn_bit_exact(tmp_path):
     _compare(_export(model, (3, 8, 8), tmp_path / "cnn.onnx"), (3, 8, 8), n=100)
 
 
+def test_channels_last_cnn_bit_exact(tmp_path):
+    """qonnx's ConvertToChannelsLastAndClean (hls4ml's preprocessing): the channels-last
+    Conv/MaxPool import as the standard ops, the transposes between them cancel."""
+    from brevitas import quant as bq
+    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+    from torch import nn
+
+    model = nn.Sequential(
+        qnn.QuantIdentity(act_quant=bq.Int8ActPerTensorFixedPoint, return_quant_tensor=True),
+        qnn.QuantConv2d(3, 4, 3, padding=1, weight_quant=bq.Int8WeightPerChannelFloat),
+        qnn.QuantReLU(return_quant_tensor=True),
+        nn.MaxPool2d(2),
+        qnn.QuantConv2d(4, 4, 3, weight_quant=bq.Int8WeightPerTensorFloat),
+        qnn.QuantReLU(return_quant_tensor=True),
+        nn.Flatten(),
+        qnn.QuantLinear(4 * 2 * 2, 3, bias=True),
+        qnn.QuantIdentity(),
+    )
+    _train(model, (3, 8, 8), seed=4)
+    path = _export(model, (3, 8, 8), tmp_path / "cl.onnx", [ConvertToChannelsLastAndClean()])
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    domains = {n.domain for n in ModelWrapper(path).graph.node}
+    assert "qonnx.custom_op.channels_last" in domains
+    q = _compare(path, (3, 8, 8), n=100)
+    assert [n.op for n in q.graph.nodes].count("transpose") == 1  # only the one before Flatten
+
+
 def test_float_scale_after_gemm_to_matmul(tmp_path):
     """hls4ml's recipe (cleanup, GemmToMatMul): MatMul + Add(bias) joins the scale step."""
     from brevitas import quant as bq
@@ -205,3 +235,51 @@ def test_float_scale_firmware_bit_exact(target, tmp_path):
     r = firmware.check(fw, X, q=q)
     assert r["vectors"] == 500
     assert r["exact"], r["mismatches"]
+
+
+def test_channels_last_float_conv_bn_pool(tmp_path):
+    """Channels-last Conv, BatchNormalization and MaxPool (float model) equal qonnx's execution."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+    from qonnx.util.cleanup import cleanup_model
+    from torch import nn
+
+    from tests.frontends.helpers import run_ir
+
+    torch.manual_seed(5)
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 3, 3), nn.Flatten(), nn.Linear(3 * 2 * 2, 5),
+    )  # fmt: skip
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.5, 0.5)
+        model[1].running_var.uniform_(0.5, 2.0)
+    model.eval()
+    path = str(tmp_path / "float_cl.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.randn(1, 2, 8, 8), path, dynamo=False)
+    mw = cleanup_model(ModelWrapper(path)).transform(ConvertToChannelsLastAndClean())
+    ops = {(n.domain, n.op_type) for n in mw.graph.node}
+    assert {("qonnx.custom_op.channels_last", o) for o in ("Conv", "MaxPool")} <= ops
+    mw.save(path)
+    x = np.random.default_rng(0).standard_normal((1, 2, 8, 8)).astype(np.float32)
+    want = execute_onnx(mw, {mw.graph.input[0].name: x})[mw.graph.output[0].name]
+    g = lightspeed.load(path)
+    np.testing.assert_allclose(run_ir(g, {g_in: x for g_in in g.inputs})[0], want, atol=1e-5)
+
+
+def test_channels_last_unknown_op_is_refused():
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Relu", ["x"], ["y"], domain="qonnx.custom_op.channels_last", name="r")
+    m = helper.make_model(
+        helper.make_graph(
+            [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4, 2])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 2])],
+        ),
+        opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.channels_last", 1)],
+    )  # fmt: skip
+    with pytest.raises(UnsupportedOpError, match="channels_last.Relu.*Conv/MaxPool/BatchNormalization"):
+        lightspeed.load(m)

@@ -35,6 +35,8 @@ _VALUE_PRESERVING = {
     "Gather", "Slice", "Split",
 }  # fmt: skip
 _QONNX_OPS = ("Quant", "BipolarQuant")
+CHANNELS_LAST = "qonnx.custom_op.channels_last"
+_CHANNELS_LAST_OPS = ("Conv", "MaxPool", "BatchNormalization")
 _WEIGHT_SLOT = {"Gemm": 1, "MatMul": 1, "Conv": 1}  # input index of a layer's weights
 
 
@@ -51,6 +53,9 @@ def node_name(onode: Any) -> str:
 def convert_node(onode: Any, st: ImportState, model: Any) -> None:
     op = onode.op_type
     name = node_name(onode)
+    if onode.domain == CHANNELS_LAST:
+        _channels_last(onode, st, model, name)
+        return
     qonnx = onode.domain in QONNX_DOMAINS or (onode.domain and op in _QONNX_OPS)
     if qonnx and op not in _QONNX_OPS:
         raise unsupported(f"{onode.domain}.{op}", name, "QONNX op other than Quant/BipolarQuant")
@@ -138,6 +143,46 @@ def _with_codes(onode: Any, st: ImportState, handler: Any, name: str, coded: lis
             "shift": np.broadcast_to(np.asarray(bias).reshape(vshape), shape).astype(np.float64),
         },
     ))  # fmt: skip
+
+
+def _channels_last(onode: Any, st: ImportState, model: Any, name: str) -> None:
+    """qonnx's channels-last wrapper (``ConvertToChannelsLastAndClean``): the standard op
+    between two transposes, as qonnx executes it; a Conv's weights are stored (O, k..., I)."""
+    from onnx import NodeProto
+
+    op = onode.op_type
+    if op not in _CHANNELS_LAST_OPS:
+        raise unsupported(
+            f"{CHANNELS_LAST}.{op}", name,
+            f"channels-last op other than {'/'.join(_CHANNELS_LAST_OPS)}",
+        )  # fmt: skip
+    x = dyn(st, onode.input[0], op, name)
+    nd = len(st.shapes[x])
+    first = f"{onode.output[0]}__channels_first"
+    st.emit(Node(f"{name}_to_cf", "transpose", [x], [first], attrs={"perm": [nd - 1, *range(nd - 1)], "channels_last": True}))
+    inner = NodeProto()
+    inner.CopyFrom(onode)
+    inner.domain = ""
+    inner.input[0] = first
+    if op == "Conv":
+        w = onode.input[1]
+        if not st.is_const(w):
+            raise unsupported(f"{CHANNELS_LAST}.Conv", name, "non-constant weights")
+        perm = [0, st.const(w).ndim - 1, *range(1, st.const(w).ndim - 1)]
+        src = st.resolve(w)
+        moved = f"{w}__channels_first"
+        st.consts[moved] = np.transpose(st.const(w), perm)
+        if src in st.qtypes:
+            st.qtypes[moved] = st.qtypes[src]
+        if src in st.wcodes:
+            codes, scale, code_t = st.wcodes[src]
+            st.wcodes[moved] = (np.transpose(codes, perm), np.transpose(scale, perm), code_t)
+        inner.input[1] = moved
+    mid = f"{onode.output[0]}__cf_out"
+    inner.output[0] = mid
+    convert_node(inner, st, model)
+    st.emit(Node(f"{name}_to_cl", "transpose", [st.resolve(mid)], [onode.output[0]],
+                 attrs={"perm": [*range(1, nd), 0], "channels_last": True}))  # fmt: skip
 
 
 def _constant(onode: Any, st: ImportState, name: str) -> None:

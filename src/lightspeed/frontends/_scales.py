@@ -36,7 +36,8 @@ from lightspeed.ir.graph import Graph, Node
 
 SIGNIFICANT = 30  # bits kept of a scale step's inexact constants
 EXACT_WIDTH = 40  # constants that fit this many bits (float32 products: zp * scale) stay exact
-_MOVES = ("maxpool", "flatten", "reshape", "transpose")
+_MOVES = ("maxpool", "flatten", "reshape", "transpose")  # a uniform step moves after these
+_DATA = ("flatten", "reshape", "transpose")
 
 
 def _is_step(node: Node | None) -> bool:
@@ -170,6 +171,8 @@ def _through_move(graph: Graph, node: Node) -> bool:
     move = graph.consumers(y)[0]
     if move.op not in _MOVES:
         return False
+    if move.op == "transpose" and _sinks(graph, move):
+        return False  # the transpose moves the other way (see _sink_transpose)
     z = move.outputs[0]
     shape = graph.shapes.get(z)
     if shape is None:
@@ -189,6 +192,64 @@ def _through_move(graph: Graph, node: Node) -> bool:
 
 
 _RULES = (_merge_prev, _through_relu, _through_layer, _through_move, _drop_identity)
+_ELEMENTWISE = ("relu", "quant")
+
+
+def _sinks(graph: Graph, node: Node) -> bool:
+    """Whether transpose ``node`` moves past its consumer: a relu or cast, or a uniform
+    step that itself leads to one (a step before anything else moves past the transpose)."""
+    users = graph.consumers(node.outputs[0])
+    if len(users) != 1 or node.outputs[0] in graph.outputs or len(users[0].inputs) != 1:
+        return False
+    nxt = users[0]
+    if nxt.op in _ELEMENTWISE or nxt.op == "transpose":
+        return True
+    if not (_is_step(nxt) and _uniform(nxt.params["scale"]) and _uniform(nxt.params["shift"])):
+        return False
+    after = graph.consumers(nxt.outputs[0])
+    return len(after) == 1 and (after[0].op in _ELEMENTWISE or after[0].op == "transpose")
+
+
+def _sink_transpose(graph: Graph, node: Node) -> bool:
+    """transpose -> relu/cast/uniform step: swap them; two transposes that undo each other go.
+
+    qonnx's channels-last ops import as ``transpose -> op -> transpose``; sinking the
+    transposes through the element-wise ops between two such ops cancels them.
+    """
+    y = node.outputs[0]
+    if not _single_use(graph, y):
+        return False
+    nxt = graph.consumers(y)[0]
+    if nxt.op == "transpose" and _single_use(graph, nxt.outputs[0]) or (
+        nxt.op == "transpose" and nxt.outputs[0] in graph.outputs
+    ):
+        p1, p2 = node.attrs["perm"], nxt.attrs["perm"]
+        if [p1[i] for i in p2] == list(range(len(p1))):
+            x, z = node.inputs[0], nxt.outputs[0]
+            if z in graph.outputs:
+                return False
+            for c in graph.consumers(z):
+                c.inputs = [x if t == z else t for t in c.inputs]
+            _remove(graph, node)
+            _remove(graph, nxt)
+            return True
+        return False
+    if not _sinks(graph, node):
+        return False
+    x, z = node.inputs[0], nxt.outputs[0]
+    shape = graph.shapes.get(x)
+    if shape is None:
+        return False
+    nxt.inputs, nxt.outputs = [x], [y]
+    node.inputs, node.outputs = [y], [z]
+    graph.shapes[y] = shape
+    if _is_step(nxt):
+        n = shape[0] if shape else 1
+        nxt.params = {k: np.full(n, float(v.reshape(-1)[0])) for k, v in nxt.params.items()}
+    i = graph.nodes.index(nxt)
+    graph.nodes.remove(node)
+    graph.nodes.insert(i, node)
+    return True
 
 
 def _frac_needed(v: np.ndarray, limit: int) -> int:
@@ -216,6 +277,8 @@ def scale_type(v: np.ndarray, significant: int = SIGNIFICANT) -> FixedType:
 def _input_cast(graph: Graph, name: str) -> None:
     """Give an input read by a scale step (then a cast to codes) a cast fine enough for it."""
     users = graph.consumers(name)
+    while len(users) == 1 and users[0].op in _DATA:  # e.g. qonnx's channels-last Transpose
+        users = graph.consumers(users[0].outputs[0])
     if not users or not all(_is_step(n) for n in users):
         return
     bound, step = 0.0, math.inf
@@ -232,7 +295,7 @@ def _input_cast(graph: Graph, name: str) -> None:
     frac = min(24 - math.floor(math.log2(step)), MAX_WIDTH - integer)
     cast = FixedType(integer + frac, integer, True, "RND_CONV", "SAT")
     t = f"{name}__cast"
-    for n in users:
+    for n in graph.consumers(name):
         n.inputs = [t if i == name else i for i in n.inputs]
     graph.nodes.insert(0, Node(_fresh(graph, f"{name}_cast"), "quant", [name], [t],
                                types={"result": cast}))  # fmt: skip
@@ -263,13 +326,17 @@ def _check_left(graph: Graph, node: Node) -> None:
 
 def apply_scales(graph: Graph) -> Graph:
     """Rewrite and type the ``qscale`` steps (see the module docstring); in place."""
-    if not any(_is_step(n) for n in graph.nodes):
+    if not any(_is_step(n) or n.attrs.get("channels_last") for n in graph.nodes):
         return graph
     changed = True
     while changed:
         changed = False
         for node in list(graph.nodes):
-            if node in graph.nodes and _is_step(node) and any(r(graph, node) for r in _RULES):
+            if node not in graph.nodes:
+                continue
+            if (node.op == "transpose" and _sink_transpose(graph, node)) or (
+                _is_step(node) and any(r(graph, node) for r in _RULES)
+            ):
                 changed = True
                 break
     for node in graph.nodes:
