@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lightspeed.errors import ModelError, ShapeError
+from lightspeed.errors import ModelError, ShapeError, UnsupportedOpError
 from lightspeed.ir.graph import Node
 from lightspeed.ops import onnx_handlers
 from lightspeed.ops.onnx_import import (
@@ -34,7 +34,7 @@ _VALUE_PRESERVING = {
     "Identity", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast", "Concat",
     "Gather", "Slice", "Split",
 }  # fmt: skip
-_QONNX_OPS = ("Quant", "BipolarQuant")
+_QONNX_OPS = ("Quant", "BipolarQuant", "Trunc")
 CHANNELS_LAST = "qonnx.custom_op.channels_last"
 _CHANNELS_LAST_OPS = ("Conv", "MaxPool", "BatchNormalization")
 _WEIGHT_SLOT = {"Gemm": 1, "MatMul": 1, "Conv": 1}  # input index of a layer's weights
@@ -57,8 +57,15 @@ def convert_node(onode: Any, st: ImportState, model: Any) -> None:
         _channels_last(onode, st, model, name)
         return
     qonnx = onode.domain in QONNX_DOMAINS or (onode.domain and op in _QONNX_OPS)
+    if qonnx and op == "FloatQuant":
+        raise UnsupportedOpError(
+            f"node {name!r}: QONNX FloatQuant (minifloat, e.g. fp8) is not supported: lightspeed "
+            "computes in fixed point only; quantize this tensor with an integer Quant instead"
+        )
     if qonnx and op not in _QONNX_OPS:
-        raise unsupported(f"{onode.domain}.{op}", name, "QONNX op other than Quant/BipolarQuant")
+        raise unsupported(
+            f"{onode.domain}.{op}", name, f"QONNX op other than {'/'.join(_QONNX_OPS)}"
+        )
     if not qonnx and onode.domain not in ("", "ai.onnx"):
         raise unsupported(f"{onode.domain}.{op}", name, "custom domain")
     if op == "Constant":

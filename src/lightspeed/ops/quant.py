@@ -344,6 +344,72 @@ def _scaled_quant(onode: Any, st: ImportState, p: dict[str, Any], name: str) -> 
                  params={"scale": s, "shift": -z * s}))  # fmt: skip
 
 
+def convert_trunc(onode: Any, st: ImportState, a: dict, name: str) -> None:
+    """QONNX ``Trunc``: drop low bits of an integer code (Brevitas' truncating average pool).
+
+    v1 (5 inputs): ``(rnd(round(x/s + z) / 2^(in - out)) - z) * s``; v2 (6 inputs, with an
+    output scale ``so``): ``t = 2^round(log2(so/s))``,
+    ``(clip(rnd(round(x/s + z) / t)) - z/t) * so``. Both are casts and scale steps.
+    """
+    n_in = len([t for t in onode.input if t])
+    if n_in not in (5, 6):
+        raise ModelError(f"node {name!r} (Trunc) has {n_in} inputs; QONNX Trunc has 5 or 6")
+    s = _const(st, onode, 1, "scale", name).astype(np.float64)
+    z = _const(st, onode, 2, "zero_point", name).astype(np.float64)
+    in_bits = int(_bits(_const(st, onode, 3, "input_bit_width", name), name).max())
+    mode = a.get("rounding_mode", "FLOOR")
+    mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
+    if mode not in ROUNDING:
+        raise UnsupportedOpError(
+            f"node {name!r}: Trunc rounding_mode {mode} has no ap_fixed equivalent; use FLOOR, "
+            "ROUND or ROUND_TO_ZERO"
+        )
+    _check_scale(s, name)
+    if np.any(z != np.round(z)):
+        raise UnsupportedOpError(f"node {name!r}: Trunc zero_point must be an integer")
+    if n_in == 5:
+        out_bits = int(_bits(_const(st, onode, 4, "output_bit_width", name), name).max())
+        shift, out_s, out_z = in_bits - out_bits, s, z
+        out_t = int_type(-(2.0 ** (in_bits + 1)), 2.0 ** (in_bits + 1))  # v1 does not clip
+    else:
+        out_s = _const(st, onode, 4, "output_scale", name).astype(np.float64)
+        _check_scale(out_s, name)
+        out_bits = int(_bits(_const(st, onode, 5, "output_bit_width", name), name).max())
+        ratio = np.round(np.log2(out_s / s))
+        if np.unique(ratio).size != 1:
+            raise UnsupportedOpError(f"node {name!r}: Trunc with a per-channel shift")
+        shift = int(ratio.reshape(-1)[0])
+        out_z = z / 2.0**shift
+        signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+        if narrow and not signed:
+            raise UnsupportedOpError(f"node {name!r}: unsigned narrow-range Trunc is not supported")
+        out_t = FixedType(out_bits, out_bits, signed, "RND_CONV", "SAT_SYM" if narrow else "SAT")
+    out_t = FixedType(out_t.width, out_t.integer, out_t.signed, ROUNDING[mode], out_t.overflow)
+    x = dyn(st, onode.input[0], "Trunc", name)
+    shape = st.shapes[x]
+    out = onode.output[0]
+    attrs = {"onnx_op": "Trunc", "origin": name, "qscale": True}
+    code_t = int_type(-(2.0 ** (in_bits + 1)), 2.0 ** (in_bits + 1))  # round only, as qonnx
+    steps = [
+        ("scale", 1.0 / full_const(s, shape, "Trunc", name), full_const(z, shape, "Trunc", name)),
+        ("codes", code_t, None),
+        ("shift", np.full(shape, 2.0**-shift), np.zeros(shape)),
+        ("", out_t, None),
+        ("dequant", full_const(out_s, shape, "Trunc", name),
+         -full_const(out_z, shape, "Trunc", name) * full_const(out_s, shape, "Trunc", name)),
+    ]  # fmt: skip
+    src = x
+    for i, (tag, v, b) in enumerate(steps):
+        dst = out if i == len(steps) - 1 else f"{out}__trunc{i}"
+        node_name = f"{name}_{tag}" if tag else name
+        if isinstance(v, FixedType):
+            st.emit(Node(node_name, "quant", [src], [dst], types={"result": v}))
+        else:
+            st.emit(Node(node_name, "affine", [src], [dst], attrs=dict(attrs),
+                         params={"scale": v, "shift": b}))  # fmt: skip
+        src = dst
+
+
 QUANT = Op(
     fusable=True,
     name="quant",
@@ -353,7 +419,7 @@ QUANT = Op(
     run_fixed=_fixed,
     auto_precision=_auto,
     trained_precision=_trained,
-    onnx_import={"Quant": convert_quant, "BipolarQuant": convert_quant},
+    onnx_import={"Quant": convert_quant, "BipolarQuant": convert_quant, "Trunc": convert_trunc},
     onnx_export=_export,
     doc="cast to types['result'] (from QONNX Quant); fake-quantizes in the float model",
 )

@@ -1,0 +1,68 @@
+"""QONNX Trunc (v1 and v2) and FloatQuant, against qonnx's executor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import lightspeed
+from lightspeed.errors import UnsupportedOpError
+
+pytest.importorskip("qonnx", reason="qonnx is not installed (pip install qonnx)")
+
+QD = "qonnx.custom_op.general"
+
+
+def _model(nodes, inits, version):
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+        [numpy_helper.from_array(np.asarray(v, dtype=np.float32), k) for k, v in inits.items()],
+    )  # fmt: skip
+    ops = [helper.make_opsetid("", 13), helper.make_opsetid(QD, version)]
+    return helper.make_model(graph, opset_imports=ops, ir_version=8)
+
+
+def _trunc_model(version, scale, mode="FLOOR", zp=0.0, out_scale=2.0**-2):
+    q = helper.make_node("Quant", ["x", "s", "z", "b"], ["xq"], domain=QD, name="q", signed=1, narrow=0, rounding_mode="ROUND")
+    ins = ["xq", "s", "z", "bin"] + (["so"] if version == 2 else []) + ["bout"]
+    t = helper.make_node("Trunc", ins, ["y"], domain=QD, name="trunc", rounding_mode=mode)
+    inits = {"s": scale, "z": zp, "b": 8.0, "bin": 8.0, "bout": 6.0, "so": out_scale}
+    return _model([q, t], inits, version)
+
+
+def _qonnx(model, x):
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    mw = ModelWrapper(model).transform(InferShapes())
+    return np.concatenate([execute_onnx(mw, {"x": x[i : i + 1]})["y"] for i in range(len(x))])
+
+
+@pytest.mark.parametrize(
+    "version,scale,mode,zp",
+    [(2, 2.0**-4, "FLOOR", 0.0), (1, 2.0**-4, "FLOOR", 0.0), (2, 2.0**-4, "ROUND", 0.0),
+     (2, 0.0371, "FLOOR", 0.0), (1, 0.0371, "ROUND", 3.0)],
+)  # fmt: skip
+def test_trunc_matches_qonnx(version, scale, mode, zp):
+    m = _trunc_model(version, scale, mode, zp, out_scale=scale * 4)
+    # a power-of-two scale divides exactly: off-grid inputs too; a float scale: on its grid
+    # (off it, qonnx's float32 x/scale decides near-ties by its own rounding error)
+    step = 0.75 if np.log2(scale) == np.round(np.log2(scale)) else 1.0
+    x = (np.arange(-140, 142, step)[:272].reshape(-1, 8) * np.float32(scale)).astype(np.float32)
+    want = _qonnx(m, x)
+    q = lightspeed.quantize(lightspeed.load(m), precision="trained")
+    got = np.asarray(q.predict(x))
+    np.testing.assert_array_equal(got.astype(np.float32), want)
+    assert len(np.unique(want)) > 10
+
+
+def test_float_quant_is_refused():
+    node = helper.make_node(
+        "FloatQuant", ["x", "s", "e", "m", "b"], ["y"], domain=QD, name="fp8"
+    )
+    m = _model([node], {"s": 1.0, "e": 4.0, "m": 3.0, "b": 7.0}, 1)
+    with pytest.raises(UnsupportedOpError, match="'fp8'.*FloatQuant.*fixed point only"):
+        lightspeed.load(m)
