@@ -66,3 +66,69 @@ def test_float_quant_is_refused():
     m = _model([node], {"s": 1.0, "e": 4.0, "m": 3.0, "b": 7.0}, 1)
     with pytest.raises(UnsupportedOpError, match="'fp8'.*FloatQuant.*fixed point only"):
         lightspeed.load(m)
+
+
+def _mt_model(thresholds, shape, **attrs):
+    q = helper.make_node(
+        "Quant", ["x", "s", "z", "b"], ["xq"], domain=QD, name="q", signed=1, narrow=0,
+        rounding_mode="ROUND",
+    )  # fmt: skip
+    mt = helper.make_node("MultiThreshold", ["xq", "T"], ["y"], domain=QD, name="mt", **attrs)
+    inits = {"s": 2.0**-5, "z": 0.0, "b": 8.0, "T": thresholds}
+    graph = helper.make_graph(
+        [q, mt], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, *shape])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, *shape])],
+        [numpy_helper.from_array(np.asarray(v, dtype=np.float32), k) for k, v in inits.items()],
+    )  # fmt: skip
+    ops = [helper.make_opsetid("", 13), helper.make_opsetid(QD, 1)]
+    return helper.make_model(graph, opset_imports=ops, ir_version=8)
+
+
+@pytest.mark.parametrize(
+    "shape,rows,attrs",
+    [((4, 3, 3), 4, {"out_scale": 0.5, "out_bias": -2.0, "out_dtype": "INT4"}),
+     ((6,), 1, {"out_dtype": "UINT3"}),
+     ((3, 5), 5, {"out_dtype": "UINT3", "data_layout": "NWC"})],
+)  # fmt: skip
+def test_multithreshold_matches_qonnx(shape, rows, attrs):
+    rng = np.random.default_rng(0)
+    t = np.sort(rng.normal(0, 1, (rows, 7)), axis=1)
+    t[0, 3] = 0.25  # a threshold exactly on the input grid: x >= t must hold at equality
+    m = _mt_model(t, shape, **attrs)
+    x = rng.normal(0, 1.5, (60, *shape)).astype(np.float32)
+    x[0].flat[0] = 0.25
+    want = _qonnx(m, x)
+    q = lightspeed.quantize(lightspeed.load(m), precision="trained")
+    np.testing.assert_array_equal(np.asarray(q.predict(x)).astype(np.float32), want)
+    assert len(np.unique(want)) >= 6
+
+
+def test_bipolar_activation_matches_qonnx():
+    """BipolarQuant on activations (binary networks): a sign, scaled."""
+    rng = np.random.default_rng(1)
+    w = rng.normal(0, 1, (8, 6)).astype(np.float32)
+    nodes = [
+        helper.make_node("Quant", ["x", "s", "z", "b"], ["xq"], domain=QD, name="q",
+                         signed=1, narrow=0, rounding_mode="ROUND"),
+        helper.make_node("BipolarQuant", ["W", "ws"], ["Wq"], domain=QD, name="wq"),
+        helper.make_node("MatMul", ["xq", "Wq"], ["h"], name="mm"),
+        helper.make_node("BipolarQuant", ["h", "as"], ["y"], domain=QD, name="sign"),
+    ]  # fmt: skip
+    inits = {"s": 2.0**-4, "z": 0.0, "b": 6.0, "W": w, "ws": 1.0, "as": 0.5}
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])],
+        [numpy_helper.from_array(np.asarray(v, dtype=np.float32), k) for k, v in inits.items()],
+    )  # fmt: skip
+    m = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QD, 1)],
+        ir_version=8,
+    )  # fmt: skip
+    x = rng.normal(0, 1, (100, 8)).astype(np.float32)
+    x[0] = 0.0  # a zero sum: sign(0) = +1
+    want = _qonnx(m, x)
+    q = lightspeed.quantize(lightspeed.load(m), precision="trained")
+    got = np.asarray(q.predict(x)).astype(np.float32)
+    np.testing.assert_array_equal(got, want)
+    assert set(np.unique(want)) == {-0.5, 0.5}
+    assert "multithreshold" in [n.op for n in q.graph.nodes]

@@ -34,7 +34,7 @@ _VALUE_PRESERVING = {
     "Identity", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast", "Concat",
     "Gather", "Slice", "Split",
 }  # fmt: skip
-_QONNX_OPS = ("Quant", "BipolarQuant", "Trunc")
+_QONNX_OPS = ("Quant", "BipolarQuant", "Trunc", "MultiThreshold")
 CHANNELS_LAST = "qonnx.custom_op.channels_last"
 _CHANNELS_LAST_OPS = ("Conv", "MaxPool", "BatchNormalization")
 _WEIGHT_SLOT = {"Gemm": 1, "MatMul": 1, "Conv": 1}  # input index of a layer's weights

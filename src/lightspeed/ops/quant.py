@@ -20,7 +20,8 @@ exact in fixed point and is refused with the node's name.
 * On activations it becomes an IR ``quant`` node (``node.types["result"]``).
 * ``BipolarQuant`` (``y = scale * (x >= 0 ? 1 : -1)``) is supported on
   constants (binary weights, type ``ap_fixed<2, 2-k>``); on activations it is a
-  sign function, not a cast, and is refused.
+  sign function, not a cast: a one-threshold ``multithreshold`` and a scale step
+  (:mod:`lightspeed.ops.threshold`).
 """
 
 from __future__ import annotations
@@ -240,17 +241,17 @@ def bipolar_type(frac: np.ndarray, name: str) -> FixedType:
 def convert_quant(onode: Any, st: ImportState, a: dict, name: str) -> None:
     op = onode.op_type
     if op not in ("Quant", "BipolarQuant"):
-        raise unsupported(f"{onode.domain}.{op}", name, "QONNX op other than Quant/BipolarQuant")
+        raise unsupported(f"{onode.domain}.{op}", name, "QONNX op other than Quant/BipolarQuant/Trunc")
     out = onode.output[0]
     x_const = st.is_const(onode.input[0])
     if op == "BipolarQuant":
         scale = _const(st, onode, 1, "scale", name)
         frac = _pow2_exponents(scale, name)
         if not x_const:
-            raise UnsupportedOpError(
-                f"node {name!r}: BipolarQuant on activations (a binary sign activation) is not "
-                "supported; use it on weights only, or a 2-bit Quant on activations"
-            )
+            from lightspeed.ops.threshold import convert_bipolar_activation
+
+            convert_bipolar_activation(st, onode, scale, name)
+            return
         x = np.asarray(st.const(onode.input[0]), dtype=np.float64)
         st.consts[out] = np.where(x >= 0, 1.0, -1.0) * np.asarray(scale, dtype=np.float64)
         st.qtypes[out] = bipolar_type(frac, name)
