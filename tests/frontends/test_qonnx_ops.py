@@ -25,7 +25,16 @@ def _model(nodes, inits, version):
 
 
 def _trunc_model(version, scale, mode="FLOOR", zp=0.0, out_scale=2.0**-2):
-    q = helper.make_node("Quant", ["x", "s", "z", "b"], ["xq"], domain=QD, name="q", signed=1, narrow=0, rounding_mode="ROUND")
+    q = helper.make_node(
+        "Quant",
+        ["x", "s", "z", "b"],
+        ["xq"],
+        domain=QD,
+        name="q",
+        signed=1,
+        narrow=0,
+        rounding_mode="ROUND",
+    )
     ins = ["xq", "s", "z", "bin"] + (["so"] if version == 2 else []) + ["bout"]
     t = helper.make_node("Trunc", ins, ["y"], domain=QD, name="trunc", rounding_mode=mode)
     inits = {"s": scale, "z": zp, "b": 8.0, "bin": 8.0, "bout": 6.0, "so": out_scale}
@@ -60,11 +69,9 @@ def test_trunc_matches_qonnx(version, scale, mode, zp):
 
 
 def test_float_quant_is_refused():
-    node = helper.make_node(
-        "FloatQuant", ["x", "s", "e", "m", "b"], ["y"], domain=QD, name="fp8"
-    )
+    node = helper.make_node("FloatQuant", ["x", "s", "e", "m", "b"], ["y"], domain=QD, name="fp8")
     m = _model([node], {"s": 1.0, "e": 4.0, "m": 3.0, "b": 7.0}, 1)
-    with pytest.raises(UnsupportedOpError, match="'fp8'.*FloatQuant.*fixed point only"):
+    with pytest.raises(UnsupportedOpError, match=r"'fp8'.*FloatQuant.*fixed point only"):
         lightspeed.load(m)
 
 

@@ -103,7 +103,11 @@ def _mlp(act, relu_act, weight, n_out=5):
 def test_brevitas_float_scale_mlp_bit_exact(tmp_path, kind):
     from brevitas import quant as bq
 
-    act, relu, weight = bq.Int8ActPerTensorFloat, bq.Uint8ActPerTensorFloat, bq.Int8WeightPerTensorFloat
+    act, relu, weight = (
+        bq.Int8ActPerTensorFloat,
+        bq.Uint8ActPerTensorFloat,
+        bq.Int8WeightPerTensorFloat,
+    )
     if kind == "per_channel":
         weight = bq.Int8WeightPerChannelFloat
     if kind == "zero_point":  # asymmetric activations: zero points of ~128
@@ -281,5 +285,7 @@ def test_channels_last_unknown_op_is_refused():
         ),
         opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.channels_last", 1)],
     )  # fmt: skip
-    with pytest.raises(UnsupportedOpError, match="channels_last.Relu.*Conv/MaxPool/BatchNormalization"):
+    with pytest.raises(
+        UnsupportedOpError, match=r"channels_last.Relu.*Conv/MaxPool/BatchNormalization"
+    ):
         lightspeed.load(m)

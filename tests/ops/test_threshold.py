@@ -45,7 +45,9 @@ def _ctx(t_in):
 def test_float_semantics_count_per_channel_last_axis():
     node = _node([[0.0, 1.0], [-1.0, 0.5]], axis=1)
     x = np.array([[[0.0, 0.0], [1.0, 0.6]]])
-    np.testing.assert_array_equal(get_op("multithreshold").run_float(node, [x])[0], [[[1, 1], [2, 2]]])
+    np.testing.assert_array_equal(
+        get_op("multithreshold").run_float(node, [x])[0], [[[1, 1], [2, 2]]]
+    )
 
 
 def _fw_model():

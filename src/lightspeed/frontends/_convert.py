@@ -100,8 +100,10 @@ def _with_codes(onode: Any, st: ImportState, handler: Any, name: str, coded: lis
     then the weight scale (per output channel) and the bias as a ``qscale`` step after it."""
     op = onode.op_type
     a = onnx_attrs(onode)
-    if op not in _WEIGHT_SLOT or coded != [onode.input[_WEIGHT_SLOT[op]]] or (
-        op == "Gemm" and float(a.get("alpha", 1.0)) != 1.0
+    if (
+        op not in _WEIGHT_SLOT
+        or coded != [onode.input[_WEIGHT_SLOT[op]]]
+        or (op == "Gemm" and float(a.get("alpha", 1.0)) != 1.0)
     ):
         # the float values are what qonnx computes with; other consumers take them as constants
         handler(onode, st, a, name)
@@ -127,7 +129,9 @@ def _with_codes(onode: Any, st: ImportState, handler: Any, name: str, coded: lis
             st.qtypes[w] = real_t
     node = st.nodes[-1]
     per_out = layout[0] if node.op == "dense" else layout.reshape(layout.shape[0], -1)[:, 0]
-    spread = layout / (per_out[None, :] if node.op == "dense" else per_out.reshape(-1, *[1] * (layout.ndim - 1)))
+    spread = layout / (
+        per_out[None, :] if node.op == "dense" else per_out.reshape(-1, *[1] * (layout.ndim - 1))
+    )
     if not np.all(spread == 1.0):
         raise unsupported(
             op, name, "weight Quant scale that varies along the input axis (only per-output-"
@@ -166,7 +170,15 @@ def _channels_last(onode: Any, st: ImportState, model: Any, name: str) -> None:
     x = dyn(st, onode.input[0], op, name)
     nd = len(st.shapes[x])
     first = f"{onode.output[0]}__channels_first"
-    st.emit(Node(f"{name}_to_cf", "transpose", [x], [first], attrs={"perm": [nd - 1, *range(nd - 1)], "channels_last": True}))
+    st.emit(
+        Node(
+            f"{name}_to_cf",
+            "transpose",
+            [x],
+            [first],
+            attrs={"perm": [nd - 1, *range(nd - 1)], "channels_last": True},
+        )
+    )
     inner = NodeProto()
     inner.CopyFrom(onode)
     inner.domain = ""

@@ -220,7 +220,7 @@ def _sink_transpose(graph: Graph, node: Node) -> bool:
     if not _single_use(graph, y):
         return False
     nxt = graph.consumers(y)[0]
-    if nxt.op == "transpose" and _single_use(graph, nxt.outputs[0]) or (
+    if (nxt.op == "transpose" and _single_use(graph, nxt.outputs[0])) or (
         nxt.op == "transpose" and nxt.outputs[0] in graph.outputs
     ):
         p1, p2 = node.attrs["perm"], nxt.attrs["perm"]
@@ -294,12 +294,12 @@ def _input_cast(graph: Graph, name: str) -> None:
     integer = math.floor(math.log2(max(bound, 1e-300))) + 2
     frac = min(24 - math.floor(math.log2(step)), MAX_WIDTH - integer)
     cast = FixedType(integer + frac, integer, True, "RND_CONV", "SAT")
-    t = f"{name}__cast"
+    cast_out = f"{name}__cast"
     for n in graph.consumers(name):
-        n.inputs = [t if i == name else i for i in n.inputs]
-    graph.nodes.insert(0, Node(_fresh(graph, f"{name}_cast"), "quant", [name], [t],
+        n.inputs = [cast_out if i == name else i for i in n.inputs]
+    graph.nodes.insert(0, Node(_fresh(graph, f"{name}_cast"), "quant", [name], [cast_out],
                                types={"result": cast}))  # fmt: skip
-    graph.shapes[t] = graph.shapes.get(name, graph.inputs[name])
+    graph.shapes[cast_out] = graph.shapes.get(name, graph.inputs[name])
 
 
 def _check_left(graph: Graph, node: Node) -> None:

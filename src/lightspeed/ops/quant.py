@@ -241,7 +241,9 @@ def bipolar_type(frac: np.ndarray, name: str) -> FixedType:
 def convert_quant(onode: Any, st: ImportState, a: dict, name: str) -> None:
     op = onode.op_type
     if op not in ("Quant", "BipolarQuant"):
-        raise unsupported(f"{onode.domain}.{op}", name, "QONNX op other than Quant/BipolarQuant/Trunc")
+        raise unsupported(
+            f"{onode.domain}.{op}", name, "QONNX op other than Quant/BipolarQuant/Trunc"
+        )
     out = onode.output[0]
     x_const = st.is_const(onode.input[0])
     if op == "BipolarQuant":
@@ -328,8 +330,8 @@ def _scaled_quant(onode: Any, st: ImportState, p: dict[str, Any], name: str) -> 
             f"node {name!r}: unsigned narrow-range Quant (max 2^b-2) has no ap_ufixed overflow "
             "mode; use narrow=0 for unsigned activations"
         )
-    x = dyn(st, onode.input[0], "Quant", name)
-    shape = st.shapes[x]
+    src = dyn(st, onode.input[0], "Quant", name)
+    shape = st.shapes[src]
     bits = int(p["bits"].reshape(-1)[0])
     code_t = FixedType(
         bits, bits, p["signed"], ROUNDING[p["rounding"]], "SAT_SYM" if p["narrow"] else "SAT"
@@ -338,7 +340,7 @@ def _scaled_quant(onode: Any, st: ImportState, p: dict[str, Any], name: str) -> 
     z = full_const(p["zp"], shape, "Quant", name)
     scaled, codes = f"{out}__scaled", f"{out}__codes"
     attrs = {"onnx_op": "Quant", "origin": name, "qscale": True}
-    st.emit(Node(f"{name}_scale", "affine", [x], [scaled], attrs=dict(attrs),
+    st.emit(Node(f"{name}_scale", "affine", [src], [scaled], attrs=dict(attrs),
                  params={"scale": 1.0 / s, "shift": z}))  # fmt: skip
     st.emit(Node(name, "quant", [scaled], [codes], types={"result": code_t}))
     st.emit(Node(f"{name}_dequant", "affine", [codes], [out], attrs=dict(attrs),
@@ -391,7 +393,7 @@ def convert_trunc(onode: Any, st: ImportState, a: dict, name: str) -> None:
     out = onode.output[0]
     attrs = {"onnx_op": "Trunc", "origin": name, "qscale": True}
     code_t = int_type(-(2.0 ** (in_bits + 1)), 2.0 ** (in_bits + 1))  # round only, as qonnx
-    steps = [
+    steps: list[tuple[str, Any, Any]] = [
         ("scale", 1.0 / full_const(s, shape, "Trunc", name), full_const(z, shape, "Trunc", name)),
         ("codes", code_t, None),
         ("shift", np.full(shape, 2.0**-shift), np.zeros(shape)),

@@ -38,7 +38,7 @@ from lightspeed.ops.base import (
     TrainedContext,
     merge,
 )
-from lightspeed.ops.onnx_import import ImportState, decode_str, dyn, full_const, onnx_attrs
+from lightspeed.ops.onnx_import import ImportState, decode_str, dyn, full_const
 
 
 def count_type(node: Node) -> FixedType:
@@ -109,8 +109,8 @@ def _step(st: ImportState, x: str, out: str, scale: float, shift: float, name: s
     shape = st.shapes[x]
     st.emit(Node(
         name, "affine", [x], [out], attrs={"onnx_op": op, "origin": name, "qscale": True},
-        params={"scale": full_const(np.float64(scale), shape, op, name),
-                "shift": full_const(np.float64(shift), shape, op, name)},
+        params={"scale": full_const(np.asarray(scale), shape, op, name),
+                "shift": full_const(np.asarray(shift), shape, op, name)},
     ))  # fmt: skip
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from lightspeed.firmware.hls.registry import EmitContext, register
-from lightspeed.fixed import FixedType
 from lightspeed.firmware.hls.writer import cnum, ctype
+from lightspeed.fixed import FixedType
 from lightspeed.ops.threshold import int_thresholds
 
 
