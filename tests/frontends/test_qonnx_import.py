@@ -117,10 +117,11 @@ def test_bipolar_weights():
     np.testing.assert_allclose(run_ir(g, {"x": x})[0], qonnx_reference(m, {"x": x})[0], atol=1e-5)
 
 
-def test_bipolar_on_activations_is_refused():
+def test_bipolar_on_activations_per_channel_scale_is_refused():
     nodes = [helper.make_node("BipolarQuant", ["x", "s"], ["y"], domain=QD, name="sign")]
-    m = make_model(nodes, {"x": ["N", 5]}, {"y": None}, {"s": np.float32(1.0)}, extra_opsets=[QD])
-    with pytest.raises(UnsupportedOpError, match=r"'sign'.*activations"):
+    s = np.array([1.0, 2.0, 1.0, 1.0, 1.0], dtype=np.float32)
+    m = make_model(nodes, {"x": ["N", 5]}, {"y": None}, {"s": s}, extra_opsets=[QD])
+    with pytest.raises(UnsupportedOpError, match=r"'sign'.*activations with a per-channel scale"):
         load_model(m)
 
 
