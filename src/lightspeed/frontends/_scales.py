@@ -328,6 +328,11 @@ def apply_scales(graph: Graph) -> Graph:
     """Rewrite and type the ``qscale`` steps (see the module docstring); in place."""
     if not any(_is_step(n) or n.attrs.get("channels_last") for n in graph.nodes):
         return graph
+    for node in graph.nodes:
+        # a float Mul/Add by constants (or a BatchNorm) without trained types in a float-scale
+        # model (e.g. FINN's input 2x - 1) is one more scale step, as exact as qonnx's float32
+        if node.op == "batchnorm" and not node.types and any(_is_step(n) for n in graph.nodes):
+            node.attrs["qscale"] = True
     changed = True
     while changed:
         changed = False
