@@ -9,8 +9,9 @@ computes ``y = (clip(round(x / scale + zp), lo, hi) - zp) * scale``. With a
 power-of-two scale ``2**-k`` and ``zp = 0`` this is exactly a cast to
 ``ap_fixed<b, b-k, Q, O>`` (``ap_ufixed`` when unsigned) where Q comes from
 ``rounding_mode`` (ROUND -> RND_CONV, ROUND_TO_ZERO -> TRN_ZERO, FLOOR -> TRN)
-and O is SAT (SAT_SYM when ``narrow`` and signed). Anything else cannot be
-exact in fixed point and is refused with the node's name.
+and O is SAT (SAT_SYM when ``narrow`` and signed). A float scale or a non-zero
+integer zero point becomes integer codes plus explicit scale steps
+(:func:`_scaled_quant`, merged by :mod:`lightspeed.frontends._scales`).
 
 * On constants (weights, biases) the Quant is folded into the values and the
   type is remembered; the consuming dense/conv records it as its trained
