@@ -183,6 +183,32 @@ def test_channels_last_cnn_bit_exact(tmp_path):
     assert [n.op for n in q.graph.nodes].count("transpose") == 1  # only the one before Flatten
 
 
+def test_residual_add_bit_exact(tmp_path):
+    """A quantized tensor read by a layer and by a skip connection (QuantEltwiseAdd)."""
+    from torch import nn
+
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qi = qnn.QuantIdentity(return_quant_tensor=True)
+            self.l1 = qnn.QuantLinear(16, 16, bias=True)
+            self.r1 = qnn.QuantReLU(return_quant_tensor=True)
+            self.l2 = qnn.QuantLinear(16, 16, bias=True)
+            self.q2 = qnn.QuantIdentity(return_quant_tensor=True)
+            self.add = qnn.QuantEltwiseAdd(return_quant_tensor=True)
+            self.l3 = qnn.QuantLinear(16, 4, bias=True)
+            self.qo = qnn.QuantIdentity()
+
+        def forward(self, x):
+            a = self.r1(self.l1(self.qi(x)))
+            return self.qo(self.l3(self.add(a, self.q2(self.l2(a)))))
+
+    model = Res()
+    _train(model, (16,), seed=6)
+    q = _compare(_export(model, (16,), tmp_path / "res.onnx"), (16,))
+    assert "add" in [n.op for n in q.graph.nodes]
+
+
 def test_float_scale_after_gemm_to_matmul(tmp_path):
     """hls4ml's recipe (cleanup, GemmToMatMul): MatMul + Add(bias) joins the scale step."""
     from brevitas import quant as bq

@@ -12,6 +12,7 @@ integer-only inference does (FINN, hls4ml's ``ApplyAlpha``):
   s*(W x) + W c``), its bias joins the step, so the MAC sees the codes;
 * a positive scale step after a Relu moves before it (``relu(s*x) = s*relu(x)``)
   and one after a max pool / reshape moves before it the other way;
+* a step read by several nodes (a skip connection) is copied per reader;
 * neighbouring steps merge, identity steps vanish.
 
 What is left is ``dense/conv (integer codes) -> one scale step -> [relu] ->
@@ -191,7 +192,26 @@ def _through_move(graph: Graph, node: Node) -> bool:
     return True
 
 
-_RULES = (_merge_prev, _through_relu, _through_layer, _through_move, _drop_identity)
+def _split_fanout(graph: Graph, node: Node) -> bool:
+    """A step read by several nodes becomes one copy per reader, so each can move on its own."""
+    y = node.outputs[0]
+    users = graph.consumers(y)
+    if len(users) < 2 or y in graph.outputs:
+        return False
+    at = graph.nodes.index(node)
+    for k, user in enumerate(users[1:], start=1):
+        t = f"{y}__{k}"
+        copy = Node(
+            _fresh(graph, f"{node.name}_{k}"), "batchnorm", list(node.inputs), [t],
+            attrs=dict(node.attrs), params={n: v.copy() for n, v in node.params.items()},
+        )  # fmt: skip
+        graph.nodes.insert(at + 1, copy)
+        graph.shapes[t] = graph.shapes.get(y, ())
+        user.inputs = [t if i == y else i for i in user.inputs]
+    return True
+
+
+_RULES = (_split_fanout, _merge_prev, _through_relu, _through_layer, _through_move, _drop_identity)
 _ELEMENTWISE = ("relu", "quant")
 
 
