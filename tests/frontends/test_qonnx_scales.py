@@ -322,3 +322,32 @@ def test_channels_last_unknown_op_is_refused():
         UnsupportedOpError, match=r"channels_last.Relu.*Conv/MaxPool/BatchNormalization"
     ):
         lightspeed.load(m)
+
+
+def test_channels_last_fixed_point_cnn_bit_exact(tmp_path):
+    """Power-of-two (FixedPoint) quantizers after ConvertToChannelsLastAndClean: bit-exact."""
+    from brevitas import quant as bq
+    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+    from torch import nn
+
+    model = nn.Sequential(
+        qnn.QuantIdentity(act_quant=bq.Int8ActPerTensorFixedPoint, return_quant_tensor=True),
+        qnn.QuantConv2d(2, 4, 3, padding=1, weight_quant=bq.Int8WeightPerTensorFixedPoint,
+                        bias_quant=bq.Int16Bias),
+        qnn.QuantReLU(act_quant=bq.Uint8ActPerTensorFixedPoint, return_quant_tensor=True),
+        nn.MaxPool2d(2),
+        qnn.QuantConv2d(4, 3, 3, weight_quant=bq.Int8WeightPerTensorFixedPoint,
+                        bias_quant=bq.Int16Bias),
+        qnn.QuantIdentity(act_quant=bq.Int8ActPerTensorFixedPoint),
+    )  # fmt: skip
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(32, 2, 8, 8))
+    model.eval()
+    path = _export(model, (2, 8, 8), tmp_path / "cl_fixed.onnx", [ConvertToChannelsLastAndClean()])
+    x = np.random.default_rng(0).standard_normal((100, 2, 8, 8)).astype(np.float32)
+    want = _qonnx(path, x)
+    q = lightspeed.quantize(lightspeed.load(path), precision="trained")
+    np.testing.assert_array_equal(np.asarray(q.predict(x)).reshape(want.shape), want)
+    assert len(np.unique(want)) > 20
