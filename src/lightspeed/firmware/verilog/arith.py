@@ -103,7 +103,27 @@ def _term_bounds(nl: Netlist, terms: list[tuple[Sig, bool]], frac: int) -> tuple
     return lo, hi
 
 
-def mac(
+@dataclass
+class MacPlan:
+    """One output's multiply-accumulate, planned: products and how they will be summed.
+
+    ``tree`` holds the terms that go straight into the adder tree (the term is on the
+    accumulator's grid, and the accumulator provably never overflows or wraps); only
+    those may be regrouped across outputs (:mod:`lightspeed.firmware.verilog.cse`):
+    exact integer sums do not depend on the order of additions, and wrapping is a ring
+    map, so a wrapped sum does not either.
+    """
+
+    products: list[Product]
+    acc0: int
+    acc_t: FixedType
+    res_t: FixedType
+    safe: bool
+    wraps: bool
+    tree: list[tuple[Sig, bool]] | None = None
+
+
+def plan_mac(
     nl: Netlist,
     xs: list[Sig | None],
     w: np.ndarray,
@@ -113,11 +133,8 @@ def mac(
     acc_t: FixedType,
     res_t: FixedType,
     opts: FirmwareOptions,
-) -> Sig:
-    """One output of a multiply-accumulate: ``(res_t) sum_i x_i w_i + bias`` per the contract.
-
-    ``xs[i] is None`` stands for a constant zero input (padding).
-    """
+) -> MacPlan:
+    """Products of one output and the contract's worst-case partial sums."""
     acc0 = (
         0
         if bias is None or b_t is None
@@ -142,12 +159,23 @@ def mac(
         lo, hi = lo + min(plo, 0), hi + max(phi, 0)
     wraps = acc_t.overflow == "WRAP"
     safe = acc_t.min_int <= lo and hi <= acc_t.max_int
+    plan = MacPlan(products, acc0, acc_t, res_t, safe, wraps)
+    if safe or wraps:
+        plan.tree = [t for p in products if p.frac <= F for t in p.terms]
+    return plan
 
+
+def finish_mac(nl: Netlist, plan: MacPlan) -> Sig:
+    """The output signal of a planned MAC (``plan.tree`` possibly regrouped since)."""
+    acc_t, res_t, acc0 = plan.acc_t, plan.res_t, plan.acc0
+    F = acc_t.frac
+    wraps, safe = plan.wraps, plan.safe
     if wraps or safe:
-        terms: list[tuple[Sig, bool]] = []
-        for p in products:
+        terms: list[tuple[Sig, bool]] = list(plan.tree) if plan.tree is not None else []
+        for p in plan.products:
             if p.frac <= F:
-                terms.extend(p.terms)  # exact on the accumulator grid: straight into the tree
+                if plan.tree is None:
+                    terms.extend(p.terms)  # exact on the accumulator grid: into the tree
             else:
                 q = nl.cast(product_sig(nl, p), F, acc_t.rounding, acc_t if wraps else None)
                 terms.append((q, False))
@@ -163,7 +191,25 @@ def mac(
         acc = nl.cast(total, F, "TRN", acc_t)
     else:
         acc = nl.const(acc0, F)
-        for p in products:
+        for p in plan.products:
             q = nl.cast(product_sig(nl, p), F, acc_t.rounding, acc_t)
             acc = nl.cast(nl.add(acc, q), F, "TRN", acc_t)
     return nl.cast(acc, res_t.frac, res_t.rounding, res_t)
+
+
+def mac(
+    nl: Netlist,
+    xs: list[Sig | None],
+    w: np.ndarray,
+    w_t: FixedType,
+    bias: int | None,
+    b_t: FixedType | None,
+    acc_t: FixedType,
+    res_t: FixedType,
+    opts: FirmwareOptions,
+) -> Sig:
+    """One output of a multiply-accumulate: ``(res_t) sum_i x_i w_i + bias`` per the contract.
+
+    ``xs[i] is None`` stands for a constant zero input (padding).
+    """
+    return finish_mac(nl, plan_mac(nl, xs, w, w_t, bias, b_t, acc_t, res_t, opts))
