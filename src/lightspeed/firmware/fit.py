@@ -5,11 +5,12 @@ but needs the lowered design, whose size grows with the model: a 128-512-512-10 
 spent a minute writing 57 MB of Verilog before anything said it would not fit. This
 module counts, from the integer weights alone, what the lowering will build for
 each dense/conv layer (per output: one term per canonical-signed-digit of each
-non-zero weight, a DSP tile for weights with more digits than ``lut_max_digits``,
-one adder per term beyond the first, at the accumulator's width), times the
-number of output positions, and converts that to LUT/FF with two coefficients
-fitted to the netlist estimate (``tests/firmware/test_fit.py`` checks them on the
-shipped tagger). ``lightspeed firmware`` uses it to refuse designs that cannot fit
+non-zero weight into one adder tree where the accumulation is exact or wrapping
+on the accumulator's grid; otherwise each distinct (input, constant) product built
+once and truncated, then one adder per product; a DSP tile per distinct product
+with more digits than ``lut_max_digits``), times the number of output positions,
+and converts adder bits to LUT/FF with coefficients fitted to the netlist estimate
+(``tests/firmware/test_fit.py`` holds them to it on the shipped tagger). ``lightspeed firmware`` uses it to refuse designs that cannot fit
 the part before writing anything.
 """
 
@@ -24,11 +25,11 @@ from lightspeed.errors import ConfigError
 from lightspeed.firmware.config import FirmwareOptions
 from lightspeed.firmware.parts import Part
 
-# LUTs per adder bit of an exact adder tree and FFs per adder bit (pipeline registers),
-# fitted to the netlist estimate of the shipped jet tagger at auto precision (exact trees),
-# and for wrapping accumulators (hls4ml-style ap_fixed<W,I>) at 8 and 6 bits
-LUT_PER_ADDER_BIT = 0.9  # an accumulator that provably never overflows: exact trees
-LUT_PER_ADDER_BIT_INEXACT = 0.7  # one that may wrap or saturate: per-step casts
+# LUTs per adder bit and FFs per adder bit (pipeline registers), fitted to the netlist
+# estimate of the shipped jet tagger at auto precision (exact trees, shared adder graphs)
+# and at hls4ml-style ap_fixed<16,6>, <8,3>, <6,2> (truncated products)
+LUT_PER_ADDER_BIT = 0.78  # an accumulator that provably never overflows: exact trees
+LUT_PER_ADDER_BIT_INEXACT = 0.65  # one that may wrap or saturate: per-step casts
 LUT_PER_DSP_BIT = 0.47  # LUT glue around a DSP-mapped product, per accumulator bit
 FF_PER_ADDER_BIT = 0.22
 LUT_PER_ELEMENT_BIT = 0.25  # element-wise ops (activations, merges, tables): per result bit
@@ -82,10 +83,14 @@ class FitReport:
         return all(u <= 1.0 for u in self.utilisation().values())
 
 
-def _mac_layer(name, op, w_cols: np.ndarray, w_t, x_t, acc, positions: int, opts) -> LayerFit:
-    """``w_cols``: integer weights, one column per output of one position."""
-    values, inverse = np.unique(np.asarray(w_cols).astype(np.int64), return_inverse=True)
-    terms = np.zeros(len(values), dtype=np.int64)  # tree terms per weight value
+def _mac_layer(
+    name, op, w_cols: np.ndarray, w_t, x_t, acc, positions: int, opts
+) -> LayerFit:
+    """``w_cols``: integer weights (fan-in rows, one column per output) of one position."""
+    w = np.asarray(w_cols).astype(np.int64)
+    values, inverse = np.unique(w, return_inverse=True)
+    inverse = inverse.reshape(w.shape)
+    terms = np.zeros(len(values), dtype=np.int64)  # shift-and-add terms per weight value
     is_dsp = np.zeros(len(values), dtype=bool)
     for k, v in enumerate(values.tolist()):
         if v == 0:
@@ -98,22 +103,32 @@ def _mac_layer(name, op, w_cols: np.ndarray, w_t, x_t, acc, positions: int, opts
             terms[k], is_dsp[k] = 1, True
         else:
             terms[k] = d
-    shape = np.shape(w_cols)
-    per_output = terms[inverse.reshape(shape)].sum(axis=0)
-    # one adder per term beyond the first, plus the bias / rounding constant
-    bits = float(np.maximum(per_output, 1).sum()) * acc.width
     # exact when the largest possible sum fits the accumulator (auto precision's choice)
     x_max = max(abs(x_t.min_value), abs(x_t.max_value)) if x_t is not None else math.inf
-    w_abs = np.abs(np.asarray(w_cols, dtype=np.float64)).sum(axis=0) * 2.0**-w_t.frac
+    w_abs = np.abs(w.astype(np.float64)).sum(axis=0) * 2.0**-w_t.frac
     exact = float(w_abs.max(initial=0.0)) * x_max <= acc.max_value
-    per_bit = LUT_PER_ADDER_BIT if exact else LUT_PER_ADDER_BIT_INEXACT
-    dsp = float(is_dsp[inverse.reshape(shape)].sum())
+    on_grid = x_t is not None and x_t.frac + w_t.frac <= acc.frac
+    if (exact or acc.overflow == "WRAP") and on_grid:
+        # every term goes into one adder tree per output (regrouped by the shared graphs)
+        adders = float(np.maximum(terms[inverse].sum(axis=0), 1).sum())
+        per_bit = LUT_PER_ADDER_BIT if exact else LUT_PER_ADDER_BIT_INEXACT
+    else:
+        # each distinct (input, constant) product is built once and truncated, then summed
+        nonzero = (w != 0).sum(axis=0)
+        inside = sum(
+            int(np.maximum(terms[np.unique(inverse[i][w[i] != 0])] - 1, 0).sum())
+            for i in range(w.shape[0])
+        )
+        adders = float(np.maximum(nonzero, 1).sum() + inside)
+        per_bit = LUT_PER_ADDER_BIT_INEXACT
+    bits = adders * acc.width
+    dsp_pairs = sum(len(np.unique(inverse[i][is_dsp[inverse[i]]])) for i in range(w.shape[0]))
     return LayerFit(
         name,
         op,
-        lut=(per_bit * bits + LUT_PER_DSP_BIT * acc.width * dsp) * positions,
+        lut=(per_bit * bits + LUT_PER_DSP_BIT * acc.width * dsp_pairs) * positions,
         ff=FF_PER_ADDER_BIT * bits * positions,
-        dsp=dsp * positions,
+        dsp=float(dsp_pairs * positions),
         positions=positions,
     )
 

@@ -80,7 +80,11 @@ def const_product(nl: Netlist, x: Sig, c: int, c_frac: int, opts: FirmwareOption
         opts.multipliers == "auto" and len(digits) > opts.lut_max_digits
     )
     if use_dsp:
-        return Product([(nl.mulc(x, c, c_frac - tz), False)], frac)
+        key = ("mulc", x.net, x.frac, c, c_frac - tz)
+        m = nl.memo.get(key)
+        if m is None:  # one multiplier per distinct (input, constant) pair
+            m = nl.memo[key] = nl.mulc(x, c, c_frac - tz)
+        return Product([(m, False)], frac)
     # x * sum(d_k 2**k) = sum d_k (x at scale frac - k)
     return Product([(Sig(x.net, frac - k), d < 0) for k, d in digits], frac)
 
@@ -165,6 +169,16 @@ def plan_mac(
     return plan
 
 
+def cast_product(nl: Netlist, p: Product, frac: int, rounding: str, t: FixedType | None) -> Sig:
+    """``(t) product`` quantized to ``frac``; the same product and cast is built only once
+    (with narrow weights many outputs multiply one input by the same constant)."""
+    key = (tuple((s.net, s.frac, neg) for s, neg in p.terms), p.frac, frac, rounding, t)
+    hit = nl.memo.get(key)
+    if hit is None:
+        hit = nl.memo[key] = nl.cast(product_sig(nl, p), frac, rounding, t)
+    return hit
+
+
 def finish_mac(nl: Netlist, plan: MacPlan) -> Sig:
     """The output signal of a planned MAC (``plan.tree`` possibly regrouped since)."""
     acc_t, res_t, acc0 = plan.acc_t, plan.res_t, plan.acc0
@@ -177,8 +191,9 @@ def finish_mac(nl: Netlist, plan: MacPlan) -> Sig:
                 if plan.tree is None:
                     terms.extend(p.terms)  # exact on the accumulator grid: into the tree
             else:
-                q = nl.cast(product_sig(nl, p), F, acc_t.rounding, acc_t if wraps else None)
-                terms.append((q, False))
+                terms.append(
+                    (cast_product(nl, p, F, acc_t.rounding, acc_t if wraps else None), False)
+                )
         if acc0:
             terms.append((nl.const(acc0, F), False))
         if safe and res_t.rounding == "RND" and res_t.frac < F:
@@ -192,7 +207,7 @@ def finish_mac(nl: Netlist, plan: MacPlan) -> Sig:
     else:
         acc = nl.const(acc0, F)
         for p in plan.products:
-            q = nl.cast(product_sig(nl, p), F, acc_t.rounding, acc_t)
+            q = cast_product(nl, p, F, acc_t.rounding, acc_t)
             acc = nl.cast(nl.add(acc, q), F, "TRN", acc_t)
     return nl.cast(acc, res_t.frac, res_t.rounding, res_t)
 
