@@ -123,7 +123,7 @@ def run_demo(
         )
     (workdir / "demo_results.json").write_text(json.dumps(results, indent=1, default=str))
     console.print(f"results written to {workdir / 'demo_results.json'}")
-    from lightspeed.bench.report import demo_report
+    from lightspeed.bench.demo_page import demo_report
 
     console.print(f"report: {demo_report(workdir)} (open it in a browser)")
     return results

@@ -9,7 +9,8 @@ import re
 import numpy as np
 import pytest
 
-from lightspeed.bench.report import collect, demo_report, write_report
+from lightspeed.bench.demo_page import demo_report
+from lightspeed.bench.report import collect, write_report
 from lightspeed.errors import InputError
 
 

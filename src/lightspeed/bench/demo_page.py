@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lightspeed.bench.report import _CSS, _fmt, _img, _plt, _png, _table
+from lightspeed.errors import InputError
 
 _PAGE_CSS = """
 .cards{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}
@@ -243,3 +246,14 @@ def render_demo(results: dict[str, Any], source: str = "") -> str:
         f"<title>lightspeed demo: {html.escape(model)}</title>"
         f"<style>{_CSS}{_PAGE_CSS}</style></head><body>{''.join(parts)}</body></html>"
     )
+
+
+def demo_report(workdir: str | Path) -> Path:
+    """The page for a ``lightspeed demo`` run: ``workdir/report.html`` from its results."""
+    workdir = Path(workdir)
+    path = workdir / "demo_results.json"
+    if not path.exists():
+        raise InputError(f"'{workdir}' holds no demo_results.json; run `lightspeed demo` first")
+    out = workdir / "report.html"
+    out.write_text(render_demo(json.loads(path.read_text()), str(workdir)), encoding="utf-8")
+    return out

@@ -83,9 +83,7 @@ class FitReport:
         return all(u <= 1.0 for u in self.utilisation().values())
 
 
-def _mac_layer(
-    name, op, w_cols: np.ndarray, w_t, x_t, acc, positions: int, opts
-) -> LayerFit:
+def _mac_layer(name, op, w_cols: np.ndarray, w_t, x_t, acc, positions: int, opts) -> LayerFit:
     """``w_cols``: integer weights (fan-in rows, one column per output) of one position."""
     w = np.asarray(w_cols).astype(np.int64)
     values, inverse = np.unique(w, return_inverse=True)

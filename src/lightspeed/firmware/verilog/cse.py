@@ -79,7 +79,7 @@ def share_subexpressions(nl: Netlist, lists: list[list[Term]]) -> tuple[list[lis
 def _replace(nl: Netlist, terms: list[Term], key: Key, made: dict[Key, Sig]) -> bool:
     """Replace one occurrence of ``key`` in ``terms`` by the shared signal."""
     a_net, b_net, d, differ = key
-    first = {}
+    first: dict[int, tuple[int, bool]] = {}
     for i, (s, neg) in enumerate(terms):
         if s.net == a_net:
             first.setdefault(s.frac, (i, neg))
