@@ -214,12 +214,23 @@ def set_trained(node: Node, role: str, t: FixedType | None) -> None:
 
 
 def affine(
-    st: ImportState, x: str, out: str, scale: np.ndarray, shift: np.ndarray, name: str, op: str
+    st: ImportState,
+    x: str,
+    out: str,
+    scale: np.ndarray,
+    shift: np.ndarray,
+    name: str,
+    op: str,
+    types: dict[str, FixedType] | None = None,
 ) -> None:
-    """Emit ``out = x*scale + shift`` (full-shape constants) for :func:`ir.passes.fold_affine`."""
+    """Emit ``out = x*scale + shift`` (full-shape constants) for :func:`ir.passes.fold_affine`.
+
+    ``types`` holds the trained types of the constants (``scale``/``shift``: a
+    QONNX ``Quant`` on the operand of ``Mul``/``Add``), which folding keeps.
+    """
     node = Node(
         name, "affine", [x], [out], attrs={"onnx_op": op, "origin": name},
-        params={"scale": f64(scale), "shift": f64(shift)},
+        params={"scale": f64(scale), "shift": f64(shift)}, types=dict(types or {}),
     )  # fmt: skip
     st.emit(node)
 

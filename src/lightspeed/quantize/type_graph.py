@@ -11,9 +11,11 @@ one type (mode ``fixed``) > the op's typing rule:
   exactly from the input types, rounding nowhere else; an op without that
   rule (lookup tables) is refused with the node's name.
 
-Graph inputs take the config's type, else the type of the ``quant`` nodes
-that alone read them (a QONNX input ``Quant``), else the fixed type, else
-(auto) the calibrated range.
+Graph inputs take the config's type (``--input-type``, ``inputs:``,
+``input_types=``), else the type the model states (a QONNX datatype
+annotation such as ``UINT8``), else the type of the ``quant`` nodes that
+alone read them (a QONNX input ``Quant``), else the fixed type, else (auto)
+the calibrated range.
 """
 
 from __future__ import annotations
@@ -41,14 +43,18 @@ def trained_input_type(graph: Graph, name: str) -> FixedType | None:
 def _input_type(graph: Graph, name: str, cfg: PrecisionConfig, ranges) -> FixedType:
     if name in cfg.inputs:
         return cfg.inputs[name]
+    if name in graph.input_types:
+        return graph.input_types[name]
     if (trained := trained_input_type(graph, name)) is not None:
         return trained
     if cfg.default is not None:
         return cfg.default
     if cfg.mode == "trained":
         raise ConfigError(
-            f"input {name!r} has no trained type (no QONNX Quant reads it); give it in the config "
-            f"(inputs: {{{name}: 'ap_fixed<16,6>'}}) or pass input_types={{{name!r}: 'ap_fixed<W,I>'}}"
+            f"input {name!r} has no trained type (no QONNX Quant or datatype annotation types "
+            f"it); give it on the command line (--input-type '{name}:ap_fixed<16,6>', "
+            f"hls4ml's default), in the config file (inputs: {{{name}: 'ap_fixed<16,6>'}}) or "
+            f"in Python (lightspeed.quantize(..., input_types={{{name!r}: 'ap_fixed<16,6>'}}))"
         )
     lo, hi = ranges[name]
     return result_type(lo, hi, cfg.auto)
