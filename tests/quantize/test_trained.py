@@ -159,3 +159,75 @@ def test_unquantized_bias_is_named_with_the_fix():
                    {**i, "W1": rnd(8, 6), "B1": rnd(6)}, extra_opsets=[QD])  # fmt: skip
     with pytest.raises(ConfigError, match=r"'fc1'.*bias.*not\s+quantized.*layers: \{fc1"):
         lightspeed.quantize(load_model(m), "trained", input_types={"x": "ap_fixed<8,3>"})
+
+
+def _brevitas_cnn(tmp_path, pool):
+    """Brevitas fixed-point quantizers around a float pooling layer, exported to QONNX."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("brevitas")
+    pytest.importorskip("onnxoptimizer", reason="brevitas' QONNX export needs onnxoptimizer")
+    import brevitas.nn as qnn
+    from brevitas import quant as bq
+    from brevitas.export import export_qonnx
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        qnn.QuantIdentity(act_quant=bq.Int8ActPerTensorFixedPoint, return_quant_tensor=True),
+        qnn.QuantConv2d(2, 4, 3, padding=1, bias=True, weight_quant=bq.Int8WeightPerTensorFixedPoint,
+                        bias_quant=bq.Int16Bias, input_quant=None),
+        qnn.QuantReLU(act_quant=bq.Uint8ActPerTensorFixedPoint),
+        pool,
+        qnn.QuantIdentity(act_quant=bq.Int8ActPerTensorFixedPoint),
+        torch.nn.Flatten(),
+        qnn.QuantLinear(4 * 4 * 4, 3, bias=False, weight_quant=bq.Int8WeightPerTensorFixedPoint),
+    )  # fmt: skip
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(32, 2, 8, 8))
+    net.eval()
+    path = tmp_path / "brevitas_pool.onnx"
+    export_qonnx(net, torch.randn(1, 2, 8, 8), str(path), dynamo=False)
+    return path
+
+
+@pytest.mark.peer
+def test_brevitas_avgpool_trained_is_bit_exact(tmp_path):
+    """AveragePool over a power-of-two window: exact sum times 1/4, rounded only by the next Quant."""
+    import onnx
+    import torch
+
+    path = _brevitas_cnn(tmp_path, torch.nn.AvgPool2d(2))
+    g = load_model(path)
+    assert "avgpool" in [n.op for n in g.nodes]
+    q = lightspeed.quantize(g, "trained")
+    x_name = next(iter(g.inputs))
+    x = np.random.default_rng(5).normal(0, 1.5, (40, 2, 8, 8)).astype(np.float32)
+    ref = np.concatenate([qonnx_reference(onnx.load(str(path)), {x_name: r[None]})[0] for r in x])
+    np.testing.assert_array_equal(q.predict(x), ref)
+
+
+def test_table_ops_get_documented_trained_defaults():
+    """Sigmoid, Softmax, LeakyReLU and GlobalAveragePool type without calibration in trained mode."""
+    nodes, inits = [], {}
+    for n, i in [quant("x", "xq", 2.0**-4, 8, name="qx"), quant("W", "Wq", 2.0**-5, 6, name="qw")]:
+        nodes.append(n)
+        inits.update(i)
+    nodes += [
+        helper.make_node("MatMul", ["xq", "Wq"], ["h"], name="fc"),
+        helper.make_node("LeakyRelu", ["h"], ["a"], name="leaky", alpha=0.125),
+        helper.make_node("Sigmoid", ["a"], ["s"], name="sig"),
+        helper.make_node("Softmax", ["a"], ["y"], name="sm", axis=-1),
+    ]
+    inits["W"] = rnd(8, 5)
+    m = make_model(nodes, {"x": ["N", 8]}, {"s": None, "y": None}, inits, extra_opsets=[QD])
+    q = lightspeed.quantize(load_model(m), "trained")
+    assert str(q.precision["sig"]["table"]) == "ap_ufixed<18,0,RND,SAT>"
+    assert str(q.precision["sm"]["exp_table"]) == "ap_ufixed<18,0,RND,SAT>"
+    assert q.precision["leaky"]["param"].frac >= 3  # alpha = 1/8 held exactly
+    x = rnd(300, 8, lo=-4, hi=4)
+    ref_s, ref_y = qonnx_reference(m, {"x": x})
+    got = q.predict(x)
+    np.testing.assert_allclose(got["s"], ref_s, atol=0.005)
+    np.testing.assert_allclose(got["y"], ref_y, atol=0.02)
+    assert np.mean(got["y"].argmax(1) == ref_y.argmax(1)) >= 0.99

@@ -27,12 +27,14 @@ from lightspeed.fixed import FixedType, quantize_float, requantize
 from lightspeed.ir.graph import Node, Shape
 from lightspeed.ops.base import (
     AutoContext,
+    AutoOptions,
     Cost,
     CostContext,
     Fx,
     Op,
     Precision,
     QParams,
+    TrainedContext,
     merge,
     same_shape,
 )
@@ -115,6 +117,11 @@ def _unary_auto(node: Node, ctx: AutoContext) -> Precision:
     return merge(ctx.fixed, {"table": table, "result": table})
 
 
+def _unary_trained(node: Node, ctx: TrainedContext) -> Precision:
+    """The auto rule's calibration-free table type; the result is the entry itself."""
+    return _unary_auto(node, AutoContext(ctx.in_types, [(0.0, 0.0)], ctx.fixed, AutoOptions(), {}))
+
+
 def _unary_cost(node: Node, ctx: CostContext) -> Cost:
     size = int(node.attrs.get("table_size", 1024))
     return Cost(params=size, table_bits=size * ctx.prec["table"].width)
@@ -129,6 +136,8 @@ def _unary(name: str) -> Op:
         run_float=_unary_float,
         run_fixed=_unary_fixed,
         auto_precision=_unary_auto,
+        trained_precision=_unary_trained,
+        trained_default=True,
         quantize_params=_unary_qparams,
         cost=_unary_cost,
         doc=f"{name} by a lookup table (table_size, table_range attrs)",
@@ -214,6 +223,13 @@ def _softmax_auto(node: Node, ctx: AutoContext) -> Precision:
     return merge(ctx.fixed, auto)
 
 
+def _softmax_trained(node: Node, ctx: TrainedContext) -> Precision:
+    """Softmax needs no calibration: auto's table, accumulator and result types with defaults."""
+    return _softmax_auto(
+        node, AutoContext(ctx.in_types, [(0.0, 0.0)], ctx.fixed, AutoOptions(), {})
+    )
+
+
 def _softmax_cost(node: Node, ctx: CostContext) -> Cost:
     n = int(ctx.in_shapes[0][-1])
     rows = int(np.prod(ctx.in_shapes[0][:-1])) if len(ctx.in_shapes[0]) > 1 else 1
@@ -250,6 +266,8 @@ SOFTMAX = Op(
     run_float=_softmax_float,
     run_fixed=_softmax_fixed,
     auto_precision=_softmax_auto,
+    trained_precision=_softmax_trained,
+    trained_default=True,
     quantize_params=_softmax_qparams,
     cost=_softmax_cost,
     doc="softmax over the last axis via exp and inverse lookup tables",

@@ -24,7 +24,7 @@ import numpy as np
 
 from lightspeed.errors import ConfigError, UnsupportedOpError
 from lightspeed.fixed import FixedType
-from lightspeed.ir.graph import Graph, Node
+from lightspeed.ir.graph import Graph, Node, Shape
 from lightspeed.ops import AutoContext, Precision, TrainedContext, get_op
 from lightspeed.ops.base import result_type
 from lightspeed.quantize.config import PrecisionConfig
@@ -74,9 +74,16 @@ def pinned_roles(node: Node, cfg: PrecisionConfig) -> Precision:
     return pinned
 
 
-def type_node(node: Node, in_types: list[FixedType], cfg: PrecisionConfig, ranges) -> Precision:
+def type_node(
+    node: Node,
+    in_types: list[FixedType],
+    cfg: PrecisionConfig,
+    ranges,
+    shapes: dict[str, Shape] | None = None,
+) -> Precision:
     """The precision of one node under ``cfg`` (see the module docstring)."""
     op = get_op(node.op)
+    graph_shapes = shapes or {}
     pinned = pinned_roles(node, cfg)
     if cfg.mode == "trained" and not all(r in pinned for r in _needed(node, op.roles)):
         if not node.inputs:
@@ -88,7 +95,8 @@ def type_node(node: Node, in_types: list[FixedType], cfg: PrecisionConfig, range
                 f"node {node.name!r} ({node.op}) has no exact type from training; quantize it with "
                 "lightspeed.quantize(..., calibration=...) instead, or add a Quant after it in training"
             )
-        prec = op.trained_precision(node, TrainedContext(in_types, pinned))
+        shapes = [graph_shapes.get(t, ()) for t in node.inputs]
+        prec = op.trained_precision(node, TrainedContext(in_types, pinned, shapes))
     elif all(r in pinned for r in _needed(node, op.roles)):
         prec = {r: pinned[r] for r in op.roles if r in pinned}
     else:
@@ -117,7 +125,7 @@ def type_graph(
     for node in graph.nodes:
         op = get_op(node.op)
         in_types = [types[t] for t in node.inputs]
-        prec = type_node(node, in_types, cfg, ranges)
+        prec = type_node(node, in_types, cfg, ranges, graph.shapes)
         precision[node.name] = prec
         qparams[node.name] = op.quantize_params(node, prec)
         if "result" in prec:
