@@ -105,7 +105,10 @@ def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Gra
     """Import an ONNX/QONNX model (path or ModelProto) into a float IR graph."""
     from onnx import numpy_helper
 
+    from lightspeed.frontends import _patterns
+
     model = load_onnx(source)
+    _patterns.check_layers(model)  # name an LSTM/attention/LayerNorm before its small ops fail
     g = model.graph
     st = ImportState()
     st.meta = _lightspeed_metadata(model)

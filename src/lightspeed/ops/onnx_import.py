@@ -39,13 +39,16 @@ ADVICE = {
     "Pow": "Mul",
     "ReduceSum": "GlobalAveragePool",
     "ReduceMax": "MaxPool or GlobalMaxPool",
-    "LSTM": "nothing yet: recurrent layers (LSTM) are not supported",
-    "GRU": "nothing yet: recurrent layers (GRU) are not supported",
-    "RNN": "nothing yet: recurrent layers (RNN) are not supported",
+    "LSTM": "nothing yet: recurrent layers are not supported (Conv1D over a fixed window is)",
+    "GRU": "nothing yet: recurrent layers are not supported (Conv1D over a fixed window is)",
+    "RNN": "nothing yet: recurrent layers are not supported (Conv1D over a fixed window is)",
+    "DepthToSpace": "nothing yet: DepthToSpace (pixel shuffle) is not supported",
+    "SpaceToDepth": "nothing yet: SpaceToDepth is not supported; a strided Conv downsamples",
     "Resize": "Concat or Reshape (upsampling is not supported yet)",
     "Upsample": "Concat or Reshape (upsampling is not supported yet)",
     "InstanceNormalization": "BatchNormalization with constant statistics",
-    "LayerNormalization": "nothing yet: LayerNorm is not supported (BatchNorm folds only constant statistics)",
+    "LayerNormalization": "nothing yet: LayerNorm computes statistics per sample at run time; "
+    "train with BatchNormalization (constant statistics) instead",
     "Gather": "Reshape/Transpose (Gather is only supported on constants)",
     "Slice": "Reshape/Transpose (Slice is only supported on constants)",
     "Split": "separate Conv/Gemm layers (Split is only supported on constants)",
@@ -81,8 +84,18 @@ def unsupported(op_type: str, node_name: str, why: str = "") -> UnsupportedOpErr
             f"node {node_name!r}: ONNX {op_type} is supported, but not in this form"
             f"{f' ({why})' if why else ''}"
         )
-    alt = ADVICE.get(op_type, f"one of the supported ops ({', '.join(supported_onnx_types())})")
     detail = f" ({why})" if why else ""
+    if "." in op_type:  # domain.op: a custom op, never one of ours whatever its short name
+        return UnsupportedOpError(
+            f"node {node_name!r}: {op_type} is a custom-domain op{detail}; lightspeed reads "
+            "standard ONNX ops plus QONNX Quant/BipolarQuant: export the model without it"
+        )
+    alt = ADVICE.get(op_type, f"one of the supported ops ({', '.join(supported_onnx_types())})")
+    if alt.startswith("nothing yet: "):
+        return UnsupportedOpError(
+            f"node {node_name!r}: ONNX op {op_type}{detail} is not supported yet; "
+            f"{alt.removeprefix('nothing yet: ')}"
+        )
     return UnsupportedOpError(
         f"node {node_name!r}: ONNX op {op_type}{detail} is not supported; nearest supported: {alt}"
     )
