@@ -208,7 +208,7 @@ def test_brevitas_avgpool_trained_is_bit_exact(tmp_path):
 
 
 def test_table_ops_get_documented_trained_defaults():
-    """Sigmoid, Softmax, LeakyReLU and GlobalAveragePool type without calibration in trained mode."""
+    """Sigmoid, Softmax and LeakyReLU get their documented types without calibration (trained)."""
     nodes, inits = [], {}
     for n, i in [quant("x", "xq", 2.0**-4, 8, name="qx"), quant("W", "Wq", 2.0**-5, 6, name="qw")]:
         nodes.append(n)
