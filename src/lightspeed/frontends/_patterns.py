@@ -110,7 +110,7 @@ def _is_normalization(
         return False
     frontier, seen = [sub.output[0]], set()
     for _ in range(8):
-        nxt = []
+        nxt: list[str] = []
         for t in frontier:
             for c in consumers.get(t, []):
                 if c.op_type in ("Sqrt", "Reciprocal", "Rsqrt"):

@@ -95,8 +95,8 @@ def type_node(
                 f"node {node.name!r} ({node.op}) has no exact type from training; quantize it with "
                 "lightspeed.quantize(..., calibration=...) instead, or add a Quant after it in training"
             )
-        shapes = [graph_shapes.get(t, ()) for t in node.inputs]
-        prec = op.trained_precision(node, TrainedContext(in_types, pinned, shapes))
+        in_shapes = [graph_shapes.get(t, ()) for t in node.inputs]
+        prec = op.trained_precision(node, TrainedContext(in_types, pinned, in_shapes))
     elif all(r in pinned for r in _needed(node, op.roles)):
         prec = {r: pinned[r] for r in op.roles if r in pinned}
     else:
