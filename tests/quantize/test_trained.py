@@ -231,3 +231,45 @@ def test_table_ops_get_documented_trained_defaults():
     np.testing.assert_allclose(got["s"], ref_s, atol=0.005)
     np.testing.assert_allclose(got["y"], ref_y, atol=0.02)
     assert np.mean(got["y"].argmax(1) == ref_y.argmax(1)) >= 0.99
+
+
+def test_input_types_with_search_are_refused():
+    with pytest.raises(ConfigError, match="do not apply to precision='search'"):
+        lightspeed.quantize(load_model(_gemm_model()), "search", input_types={"x": "ap_fixed<8,3>"})
+
+
+@pytest.mark.peer
+@pytest.mark.filterwarnings("ignore:The GemmToMatMul")
+def test_brevitas_mlp_after_gemm_to_matmul_is_bit_exact(tmp_path):
+    """hls4ml's recipe on a Brevitas fixed-point export: cleanup + GemmToMatMul, then trained."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("brevitas")
+    pytest.importorskip("onnxoptimizer", reason="brevitas' QONNX export needs onnxoptimizer")
+    import brevitas.nn as qnn
+    import onnx
+    from brevitas import quant as bq
+    from brevitas.export import export_qonnx
+
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(
+        qnn.QuantIdentity(act_quant=bq.Int8ActPerTensorFixedPoint, return_quant_tensor=True),
+        qnn.QuantLinear(8, 16, bias=True, weight_quant=bq.Int8WeightPerTensorFixedPoint,
+                        bias_quant=bq.Int16Bias, return_quant_tensor=True),
+        qnn.QuantReLU(act_quant=bq.Uint8ActPerTensorFixedPoint, return_quant_tensor=True),
+        qnn.QuantLinear(16, 4, bias=True, weight_quant=bq.Int8WeightPerTensorFixedPoint,
+                        bias_quant=bq.Int16Bias),
+    )  # fmt: skip
+    with torch.no_grad():
+        net(torch.randn(64, 8))
+    net.eval()
+    path = tmp_path / "brevitas_mlp.onnx"
+    export_qonnx(net, torch.randn(1, 8), str(path), dynamo=False)
+    m = _qonnx(onnx.load(str(path)), _gemm_to_matmul())
+    assert "Gemm" not in [n.op_type for n in m.graph.node]
+    g = load_model(m)
+    assert all("bias" in n.types for n in g.nodes if n.op == "dense")
+    q = lightspeed.quantize(g, "trained")
+    x_name = next(iter(g.inputs))
+    x = np.random.default_rng(6).normal(0, 2, (200, 8)).astype(np.float32)
+    ref = np.concatenate([qonnx_reference(m, {x_name: r[None]})[0] for r in x])
+    np.testing.assert_array_equal(q.predict(x), ref)
