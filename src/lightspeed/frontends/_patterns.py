@@ -72,7 +72,7 @@ def check_layers(model: Any) -> None:
             raise _refuse(
                 n, f"attention (ONNX {n.domain + '.' if n.domain else ''}{op})", _ATTENTION_FIX
             )
-        if op == "Gelu" or (op == "Erf" and "Erf" not in handled):
+        if op == "Gelu" or (op == "Erf" and "Gelu" not in handled):  # a gelu op fuses the Erf form
             raise _refuse(
                 n, "GELU" + (" (x/2 * (1 + erf(x/sqrt 2)))" if op == "Erf" else ""), _GELU_FIX
             )

@@ -119,11 +119,15 @@ def fold_affine(graph: Graph, exact: bool = False) -> Graph:
         shape = scale.shape  # the IR shape of x (full-shape constants)
         prod = graph.producer(x)
         uses = len(graph.consumers(x)) + graph.outputs.count(x)
-        if prod is not None and prod.op in _FOLD_INTO and uses == 1:
+        if (
+            prod is not None
+            and prod.op in _FOLD_INTO
+            and uses == 1
+            and (not exact or prod.name == node.attrs.get("origin"))
+        ):
             axis = len(shape) - 1 if prod.op == "dense" else 0
             s, b = _along(scale, axis), _along(shift, axis)
-            own = prod.name == node.attrs.get("origin")
-            if s is not None and b is not None and (own if exact else _keeps_types(prod, s, b)):
+            if s is not None and b is not None and (exact or _keeps_types(prod, s, b)):
                 _fold(prod, s, b, node.types.get("shift"))
                 prod.outputs = [out]
                 graph.nodes.remove(node)

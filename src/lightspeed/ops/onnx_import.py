@@ -39,16 +39,13 @@ ADVICE = {
     "Pow": "Mul",
     "ReduceSum": "GlobalAveragePool",
     "ReduceMax": "MaxPool or GlobalMaxPool",
-    "LSTM": "nothing yet: recurrent layers are not supported (Conv1D over a fixed window is)",
-    "GRU": "nothing yet: recurrent layers are not supported (Conv1D over a fixed window is)",
-    "RNN": "nothing yet: recurrent layers are not supported (Conv1D over a fixed window is)",
-    "DepthToSpace": "nothing yet: DepthToSpace (pixel shuffle) is not supported",
-    "SpaceToDepth": "nothing yet: SpaceToDepth is not supported; a strided Conv downsamples",
+    "LSTM": "nothing yet: recurrent layers (LSTM) are not supported",
+    "GRU": "nothing yet: recurrent layers (GRU) are not supported",
+    "RNN": "nothing yet: recurrent layers (RNN) are not supported",
     "Resize": "Concat or Reshape (upsampling is not supported yet)",
     "Upsample": "Concat or Reshape (upsampling is not supported yet)",
     "InstanceNormalization": "BatchNormalization with constant statistics",
-    "LayerNormalization": "nothing yet: LayerNorm computes statistics per sample at run time; "
-    "train with BatchNormalization (constant statistics) instead",
+    "LayerNormalization": "nothing yet: LayerNorm is not supported (BatchNorm folds only constant statistics)",
     "Gather": "Reshape/Transpose (Gather is only supported on constants)",
     "Slice": "Reshape/Transpose (Slice is only supported on constants)",
     "Split": "separate Conv/Gemm layers (Split is only supported on constants)",
@@ -58,6 +55,8 @@ ADVICE = {
     "Einsum": "MatMul with a constant weight",
     "Abs": "Relu",
     "Neg": "Mul by a constant",
+    "DepthToSpace": "nothing yet: DepthToSpace (pixel shuffle) is not supported",
+    "SpaceToDepth": "nothing yet: SpaceToDepth is not supported; a strided Conv downsamples",
 }
 
 
