@@ -190,10 +190,10 @@ def compile_model(args: argparse.Namespace):
             input_types=parse_input_types(args.input_type, list(graph.inputs)),
         )  # fmt: skip
     source = {"model": str(args.model), "precision": args.precision, "config": args.config}
-    if args.input_type:
-        source["input_type"] = list(args.input_type)
     if "search" in q.stats:
         source["search"] = q.stats["search"]
+    if args.input_type:
+        source["input_type"] = list(args.input_type)
     q.save(args.output, source=source)
     return q
 
