@@ -157,50 +157,6 @@ def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Gra
     return passes.standard(graph)
 
 
-_QONNX_INT = re.compile(r"(U?)INT(\d+)$")
-_QONNX_FIXED = re.compile(r"FIXED<(\d+),(-?\d+)>$")
-_QONNX_FLOAT = ("FLOAT32", "FLOAT16", "BFLOAT16")
-
-
-def qonnx_datatype(name: str, tensor: str) -> FixedType | None:
-    """The type a QONNX/FINN datatype annotation (``UINT8``, ``BIPOLAR``, ``FIXED<8,4>``) states.
-
-    Values are taken to the nearest representable one (RND_CONV, SAT), as a
-    QONNX input ``Quant`` does; float annotations state nothing (None).
-    """
-    dt = name.strip().upper()
-    if dt in _QONNX_FLOAT:
-        return None
-    if dt == "BINARY":
-        return FixedType(1, 1, False, "RND_CONV", "SAT")
-    if dt in ("BIPOLAR", "TERNARY"):  # -1/+1 (and 0): two signed integer bits
-        return FixedType(2, 2, True, "RND_CONV", "SAT")
-    if m := _QONNX_INT.match(dt):
-        bits = int(m.group(2))
-        return FixedType(bits, bits, not m.group(1), "RND_CONV", "SAT")
-    if m := _QONNX_FIXED.match(dt):
-        return FixedType(int(m.group(1)), int(m.group(2)), True, "RND_CONV", "SAT")
-    raise ModelError(
-        f"input {tensor!r} is annotated with QONNX datatype {name!r}, which lightspeed cannot use "
-        "as an input type; remove the annotation and give the type with --input-type "
-        "(input_types={...} in Python)"
-    )
-
-
-def _input_annotations(g: Any, inputs: Mapping[str, Shape]) -> dict[str, FixedType]:
-    """Input types from the graph's ``quantization_annotation`` (``finn_datatype`` entries)."""
-    out: dict[str, FixedType] = {}
-    for ann in g.quantization_annotation:
-        if ann.tensor_name not in inputs:
-            continue
-        for kv in ann.quant_parameter_tensor_names:
-            if kv.key == "finn_datatype":
-                t = qonnx_datatype(kv.value, ann.tensor_name)
-                if t is not None:
-                    out[ann.tensor_name] = t
-    return out
-
-
 def _lightspeed_metadata(model: Any) -> dict[str, Any]:
     """The exact types a lightspeed QONNX export stored (see :mod:`.qonnx_export`), if any."""
     import json
@@ -317,3 +273,47 @@ def _restore_output_names(st: ImportState, resolved: list[str], wanted: list[str
             n.outputs = [w if t == r else t for t in n.outputs]
         st.shapes[w] = st.shapes.pop(r)
         resolved[resolved.index(r)] = w
+
+
+_QONNX_INT = re.compile(r"(U?)INT(\d+)$")
+_QONNX_FIXED = re.compile(r"FIXED<(\d+),(-?\d+)>$")
+_QONNX_FLOAT = ("FLOAT32", "FLOAT16", "BFLOAT16")
+
+
+def qonnx_datatype(name: str, tensor: str) -> FixedType | None:
+    """The type a QONNX/FINN datatype annotation (``UINT8``, ``BIPOLAR``, ``FIXED<8,4>``) states.
+
+    Values are taken to the nearest representable one (RND_CONV, SAT), as a
+    QONNX input ``Quant`` does; float annotations state nothing (None).
+    """
+    dt = name.strip().upper()
+    if dt in _QONNX_FLOAT:
+        return None
+    if dt == "BINARY":
+        return FixedType(1, 1, False, "RND_CONV", "SAT")
+    if dt in ("BIPOLAR", "TERNARY"):  # -1/+1 (and 0): two signed integer bits
+        return FixedType(2, 2, True, "RND_CONV", "SAT")
+    if m := _QONNX_INT.match(dt):
+        bits = int(m.group(2))
+        return FixedType(bits, bits, not m.group(1), "RND_CONV", "SAT")
+    if m := _QONNX_FIXED.match(dt):
+        return FixedType(int(m.group(1)), int(m.group(2)), True, "RND_CONV", "SAT")
+    raise ModelError(
+        f"input {tensor!r} is annotated with QONNX datatype {name!r}, which lightspeed cannot use "
+        "as an input type; remove the annotation and give the type with --input-type "
+        "(input_types={...} in Python)"
+    )
+
+
+def _input_annotations(g: Any, inputs: Mapping[str, Shape]) -> dict[str, FixedType]:
+    """Input types from the graph's ``quantization_annotation`` (``finn_datatype`` entries)."""
+    out: dict[str, FixedType] = {}
+    for ann in g.quantization_annotation:
+        if ann.tensor_name not in inputs:
+            continue
+        for kv in ann.quant_parameter_tensor_names:
+            if kv.key == "finn_datatype":
+                t = qonnx_datatype(kv.value, ann.tensor_name)
+                if t is not None:
+                    out[ann.tensor_name] = t
+    return out
