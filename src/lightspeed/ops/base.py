@@ -111,8 +111,8 @@ class Op:
     param_roles: tuple[str, ...] = ()
     doc: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)  # default attrs
-    # exact typing from the input types alone (precision="trained"); None: the op needs
-    # calibration (tables) and is refused in trained mode with the node's name
+    # typing from the input types alone (precision="trained"); None: the op needs calibration
+    # or config types and is refused in trained mode with the node's name
     trained_precision: Callable[[Node, TrainedContext], Precision] | None = None
     # trained_precision gives documented default types (tables, a rounded 1/K), not the exact
     # value a float framework computes (docs/quantization.md, "trained defaults")

@@ -8,8 +8,9 @@ one type (mode ``fixed``) > the op's typing rule:
 * mode ``auto``: ``Op.auto_precision`` sizes what is left from the
   calibrated ranges (exact accumulators by interval analysis);
 * mode ``trained``: ``Op.trained_precision`` completes the model's own types
-  exactly from the input types, rounding nowhere else; an op without that
-  rule (lookup tables) is refused with the node's name.
+  exactly from the input types, rounding nowhere else (lookup tables and
+  average pooling: documented defaults); an op without that rule (tree
+  ensembles) is refused with the node's name.
 
 Graph inputs take the config's type (``--input-type``, ``inputs:``,
 ``input_types=``), else the type the model states (a QONNX datatype
