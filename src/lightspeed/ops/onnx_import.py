@@ -85,6 +85,7 @@ def unsupported(op_type: str, node_name: str, why: str = "") -> UnsupportedOpErr
         )
     detail = f" ({why})" if why else ""
     if "." in op_type:  # domain.op: a custom op, never one of ours whatever its short name
+        detail = "" if why == "custom domain" else detail
         return UnsupportedOpError(
             f"node {node_name!r}: {op_type} is a custom-domain op{detail}; lightspeed reads "
             "standard ONNX ops plus QONNX Quant/BipolarQuant: export the model without it"
