@@ -66,17 +66,29 @@ class _Norm(nn.Module):
     [
         (_Recurrent(nn.LSTM), (5, 4), 17, r"'/rnn/LSTM'.*recurrent layer LSTM.*not supported yet"),
         (_Recurrent(nn.GRU), (5, 4), 17, r"'/rnn/GRU'.*recurrent layer GRU.*Conv1D"),
-        (_Attention(), (5, 8), 17, r"attention \(MatMul - Softmax - MatMul.*onnxruntime backend"),
         (_Norm(), (8,), 17, r"'/norm/LayerNormalization'.*BatchNormalization instead"),
         (_Norm(), (8,), 13, r"layer normalization \(x - ReduceMean\(x\)"),
     ],
-    ids=["lstm", "gru", "attention", "layernorm", "layernorm-decomposed"],
+    ids=["lstm", "gru", "layernorm", "layernorm-decomposed"],
 )
 def test_unsupported_layers_are_named(module, shape, opset, pattern, tmp_path):
     path = _export(module, shape, tmp_path, opset)
     with pytest.raises(UnsupportedOpError, match=pattern) as err:
         load_model(path)
     assert "ConstantOfShape" not in str(err.value) and "Gemm" not in str(err.value)
+
+
+def test_attention_written_out_imports_through_the_matmul_op(tmp_path):
+    """Once refused by name, now compiled: the scores and values are matmul nodes."""
+    from tests.frontends.helpers import run_ir
+
+    m = _Attention().eval()
+    g = load_model(_export(m, (5, 8), tmp_path, 17))
+    assert [n.op for n in g.nodes].count("matmul") == 2
+    x = np.random.default_rng(0).normal(0, 1, (20, 5, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = m(torch.as_tensor(x)).numpy()
+    np.testing.assert_allclose(run_ir(g, {next(iter(g.inputs)): x})[0], want, atol=1e-5)
 
 
 def test_multihead_attention_module_is_named():

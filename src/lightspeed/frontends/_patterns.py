@@ -16,6 +16,7 @@ from typing import Any
 
 from lightspeed.errors import UnsupportedOpError
 from lightspeed.ops import onnx_handlers
+from lightspeed.ops.registry import all_ops
 
 _RECURRENT = {"LSTM": "LSTM", "GRU": "GRU", "RNN": "simple RNN"}
 _NORMS = {"LayerNormalization", "GroupNormalization", "InstanceNormalization", "RMSNormalization"}
@@ -35,14 +36,19 @@ _NORM_FIX = (
     "BatchNormalization instead, or serve the ONNX model with the onnxruntime backend"
 )
 _ATTENTION_FIX = (
-    "it multiplies two computed tensors (queries by keys, scores by values), and lightspeed's "
-    "multiply-accumulate layers take constant weights: serve the ONNX model with the "
-    "onnxruntime backend, or replace attention by Dense/Conv layers"
+    "write the attention out instead (Linear projections, softmax(q @ k.transpose(-2, -1) "
+    "* scale) @ v), which imports through the matmul op, or serve the ONNX model with the "
+    "onnxruntime backend"
 )
 _GELU_FIX = (
     "use ReLU, LeakyReLU, ELU or SELU in the model (tables for them exist), or serve the ONNX "
     "model with the onnxruntime backend"
 )
+
+
+def _has_op(name: str) -> bool:
+    """Whether this build has the op that a pattern needs (then it is left to the importer)."""
+    return name in all_ops()
 
 
 def _refuse(onode: Any, layer: str, why: str) -> UnsupportedOpError:
@@ -79,7 +85,11 @@ def check_layers(model: Any) -> None:
     for n in g.node:
         if n.op_type == "Sub" and _is_normalization(n, producer, consumers, const):
             raise _refuse(n, "layer normalization (x - ReduceMean(x) over the features)", _NORM_FIX)
-        if n.op_type == "Softmax" and _in_attention(n, producer, consumers, const):
+        if (
+            n.op_type == "Softmax"
+            and not _has_op("matmul")
+            and _in_attention(n, producer, consumers, const)
+        ):
             raise _refuse(
                 n, "attention (MatMul - Softmax - MatMul of computed tensors)", _ATTENTION_FIX
             )

@@ -84,9 +84,9 @@ def _refuse_known_layers(module: Any, error: str) -> None:
         if isinstance(sub, layers):
             raise UnsupportedOpError(
                 f"layer {path or type(module).__name__!r} ({type(sub).__name__}) is not supported "
-                f"yet (the ONNX export stopped with: {error}); attention multiplies two computed "
-                "tensors and lightspeed's multiply-accumulate layers take constant weights: "
-                "serve the model with the onnxruntime backend, or use Dense/Conv layers instead"
+                f"yet (the ONNX export stopped with: {error}); write the attention out instead "
+                "(Linear projections, softmax(q @ k.transpose(-2, -1) * scale) @ v), which "
+                "imports through the matmul op, or serve the model with the onnxruntime backend"
             )
 
 

@@ -144,14 +144,21 @@ def plan_mac(
         if bias is None or b_t is None
         else int(requantize(np.array([bias], dtype=object), b_t.frac, acc_t)[0])
     )
-    F = acc_t.frac
     products: list[Product] = []
     for x, wi in zip(xs, w, strict=True):
         if x is None or int(wi) == 0 or nl.net(x).lo == nl.net(x).hi == 0:
             continue
         products.append(const_product(nl, x, int(wi), w_t.frac, opts))
 
-    # worst-case partial sums of the contract (quantized products, input order)
+    return plan_products(nl, products, acc0, acc_t, res_t)
+
+
+def plan_products(
+    nl: Netlist, products: list[Product], acc0: int, acc_t: FixedType, res_t: FixedType
+) -> MacPlan:
+    """A MAC plan over given products (constant or signal x signal), checking the
+    contract's worst-case partial sums to choose the exact tree or the sequential form."""
+    F = acc_t.frac
     lo, hi = min(acc0, 0), max(acc0, 0)
     for p in products:
         plo, phi = _term_bounds(nl, p.terms, p.frac)
