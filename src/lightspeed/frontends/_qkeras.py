@@ -18,8 +18,12 @@ QKeras or TensorFlow. The semantics follow QKeras 0.9's ``__call__``:
 * ``quantized_po2(bits, max_value)`` (weights): ``sign(x) * 2**round(log2|x|)``
   with the exponent clipped to what ``bits`` can hold.
 
-Data-dependent scales (``alpha="auto"``/``"auto_po2"``) are recomputed by
-QKeras from the float weights on every call; they are refused.
+``alpha="auto_po2"`` (what QKeras layers switch ``binary()``, ``ternary()``
+and ``quantized_bits`` without alpha to) scales each output channel by a
+power of two that QKeras recomputes from the float weights on every call;
+the same float32 computation is repeated here, so the values match and one
+exact type covers every channel. ``alpha="auto"`` (a float scale) has no
+fixed-point form and is refused.
 """
 
 from __future__ import annotations
@@ -123,16 +127,57 @@ def _parse_call(text: str, where: str) -> tuple[str, dict[str, Any]]:
 # types and weights
 
 
-def _alpha_one(q: Quantizer) -> None:
+def _alpha_one(q: Quantizer) -> bool:
+    """True for ``alpha="auto_po2"``; refuses every alpha other than that, 1 and None."""
     alpha = q.cfg.get("alpha")
+    if alpha == "auto_po2":
+        return True
     if isinstance(alpha, str):
         raise q.refuse(
             f"with alpha={alpha!r}",
-            "its per-channel scale is recomputed from the float weights at every call and has "
-            "no fixed-point type; retrain with alpha=1",
+            "its float per-channel scale has no fixed-point type; retrain with alpha=1 or "
+            "alpha='auto_po2'",
         )
     if alpha is not None and float(alpha) != 1.0:
-        raise q.refuse(f"with alpha={alpha}", "retrain with alpha=1")
+        raise q.refuse(f"with alpha={alpha}", "retrain with alpha=1 or alpha='auto_po2'")
+    return False
+
+
+_EPS = np.float32(1e-7)  # keras.backend.epsilon()
+_LOG2 = np.float32(np.log(2.0))
+
+
+def _channel_axes(x: np.ndarray) -> tuple[int, ...] | None:
+    """QKeras' per-channel reduction: every axis but the last (channels_last)."""
+    return tuple(range(x.ndim - 1)) if x.ndim > 1 else None
+
+
+def _po2(v: np.ndarray) -> np.ndarray:
+    return np.float32(2.0) ** np.round(np.log(v + _EPS) / _LOG2).astype(np.float32)
+
+
+def _ls_scale_po2(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """QKeras' ``_get_scale("auto_po2", x, q)``: least-squares scale per channel, to a power of two."""
+    axes = _channel_axes(x)
+    if axes is None:
+        qx, qq = x * q, q * q
+    else:
+        qx = np.mean(x * q, axis=axes, keepdims=True, dtype=np.float32)
+        qq = np.mean(q * q, axis=axes, keepdims=True, dtype=np.float32)
+    return _po2(qx / (qq + _EPS))
+
+
+def exact_type(v: np.ndarray) -> FixedType:
+    """The smallest signed type holding every value of ``v`` (dyadic rationals) exactly."""
+    from lightspeed.fixed import type_for_int_range
+
+    v = np.asarray(v, dtype=np.float64)
+    frac = 0
+    while frac < 60 and not np.array_equal(v * 2.0**frac, np.round(v * 2.0**frac)):
+        frac += 1
+    m = np.round(v * 2.0**frac)
+    lo, hi = (int(m.min()), int(m.max())) if m.size else (0, 0)
+    return type_for_int_range(min(lo, -1), max(hi, 0), frac, True, "RND_CONV", "SAT")
 
 
 def bits_type(q: Quantizer) -> FixedType:
@@ -172,28 +217,74 @@ def activation_type(q: Quantizer) -> FixedType:
 def quantize_weights(q: Quantizer, w: np.ndarray) -> tuple[np.ndarray, FixedType]:
     """The values QKeras' inference uses for float weights ``w`` and a type holding them exactly."""
     w32 = np.asarray(w, dtype=np.float32)
+    if q.kind == "quantized_bits" and q.cfg.get("alpha") == "auto_po2":
+        v = _bits_auto_po2(q, w32)
+        return v, exact_type(v)
     if q.kind in ("quantized_bits", "quantized_relu"):
         t = bits_type(q)
         k = np.round(w32.astype(np.float64) * 2.0**t.frac)  # exact: a power-of-two scale
         k = np.clip(k, t.min_int, t.max_int)
         return k * 2.0**-t.frac, t
     if q.kind == "binary":
-        _alpha_one(q)
+        auto = _alpha_one(q)
+        k = np.where(w32 >= 0, np.float32(1), np.float32(-1))  # sign, 0 -> +1
         if q.get("use_01", False):
-            return (w32 >= 0).astype(np.float64), FixedType(1, 1, False, "RND_CONV", "SAT")
-        return np.where(w32 >= 0, 1.0, -1.0), FixedType(2, 2, True, "RND_CONV", "SAT")
+            k = (k + 1) / 2
+        if not auto:
+            if q.get("use_01", False):
+                return k.astype(np.float64), FixedType(1, 1, False, "RND_CONV", "SAT")
+            return k.astype(np.float64), FixedType(2, 2, True, "RND_CONV", "SAT")
+        v = (_ls_scale_po2(w32, k) * k).astype(np.float64)
+        return v, exact_type(v)
     if q.kind == "ternary":
-        _alpha_one(q)
+        auto = _alpha_one(q)
         thr = q.cfg.get("threshold")
-        if isinstance(thr, str):
+        if isinstance(thr, str) or (auto and thr is not None):
             raise q.refuse(f"with threshold={thr!r}", "retrain with a numeric threshold")
-        thr32 = np.float32(0.33 if thr is None else thr)
-        v = (np.abs(w32) >= thr32) * np.sign(w32)
-        return v.astype(np.float64), FixedType(2, 2, True, "RND_CONV", "SAT")
-    return _po2(q, w32)
+        if not auto:
+            thr32 = np.float32(0.33 if thr is None else thr)
+            v = (np.abs(w32) >= thr32) * np.sign(w32)
+            return v.astype(np.float64), FixedType(2, 2, True, "RND_CONV", "SAT")
+        v = _ternary_auto_po2(q, w32).astype(np.float64)
+        return v, exact_type(v)
+    return _po2_weights(q, w32)
 
 
-def _po2(q: Quantizer, w32: np.ndarray) -> tuple[np.ndarray, FixedType]:
+def _bits_auto_po2(q: Quantizer, x: np.ndarray) -> np.ndarray:
+    """quantized_bits(alpha="auto_po2") as QKeras 0.9 computes it (symmetric, per channel)."""
+    bits, integer = int(q.get("bits", 8)), int(q.get("integer", 0))
+    if not q.get("symmetric", 0) and q.cfg.get("symmetric") is not None and bits > 1:
+        raise q.refuse(
+            "with alpha='auto_po2' and symmetric=0", "QKeras itself requires symmetric=1"
+        )
+    m_i = np.float32(2.0**integer)
+    xs = x / m_i
+    levels = np.float32((2 ** (bits - 1) - 1) * 2)
+    axes = _channel_axes(x) if x.ndim > 1 else (0,)
+    scale = _po2(np.max(np.abs(xs), axis=axes, keepdims=True) * np.float32(2) / levels)
+    z = xs
+    for _ in range(5):
+        v = np.floor(np.abs(xs) / scale + np.float32(0.5))
+        z = np.sign(xs) * np.where(v < levels / 2, v, levels / 2)
+        scale = _ls_scale_po2(xs, z)
+    return (scale * m_i * z).astype(np.float64)
+
+
+def _ternary_auto_po2(q: Quantizer, x: np.ndarray) -> np.ndarray:
+    """ternary(alpha="auto_po2") as QKeras 0.9 computes it (5 refinement steps)."""
+    axes = _channel_axes(x)
+    m = np.max(np.abs(x), axis=axes, keepdims=True)
+    scale = _po2(np.float32(2) * m / np.float32(3))
+    k = np.zeros_like(x)
+    for _ in range(int(q.get("number_of_unrolls", 5))):
+        thres = scale / np.float32(2)
+        v = scale * np.round(x / scale)
+        k = (np.abs(v) >= thres).astype(np.float32) * np.sign(x)
+        scale = _ls_scale_po2(x, k)
+    return scale * k
+
+
+def _po2_weights(q: Quantizer, w32: np.ndarray) -> tuple[np.ndarray, FixedType]:
     bits = int(q.get("bits", 8))
     max_value = q.cfg.get("max_value")
     if q.get("quadratic_approximation", False) or q.get("log2_rounding", "rnd") != "rnd":
