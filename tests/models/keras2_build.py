@@ -17,9 +17,9 @@ import sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
-import tf_keras as keras  # noqa: E402
-from qkeras import (  # noqa: E402
+import numpy as np
+import tf_keras as keras
+from qkeras import (
     QActivation,
     QConv1D,
     QConv2D,
@@ -32,7 +32,7 @@ from qkeras import (  # noqa: E402
     quantized_relu,
     ternary,
 )
-from tf_keras import layers as L  # noqa: E402
+from tf_keras import layers as L
 
 RNG = np.random.default_rng(7)
 

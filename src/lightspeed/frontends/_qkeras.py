@@ -223,7 +223,8 @@ def quantize_weights(q: Quantizer, w: np.ndarray) -> tuple[np.ndarray, FixedType
     if q.kind in ("quantized_bits", "quantized_relu"):
         t = bits_type(q)
         k = np.round(w32.astype(np.float64) * 2.0**t.frac)  # exact: a power-of-two scale
-        k = np.clip(k, t.min_int, t.max_int)
+        lo = -t.max_int if t.overflow == "SAT_SYM" else t.min_int
+        k = np.clip(k, lo, t.max_int)
         return k * 2.0**-t.frac, t
     if q.kind == "binary":
         auto = _alpha_one(q)

@@ -272,7 +272,7 @@ def _history(obj: Any, out: list[str]) -> None:
             return
         for v in obj.values():
             _history(v, out)
-    elif isinstance(obj, list):
+    elif isinstance(obj, (list, tuple)):
         for v in obj:
             _history(v, out)
 
@@ -475,8 +475,10 @@ def activation(c: _Call, spec: Any, x: str, layout: str) -> str:
         # Keras 3: relu6(x + 3) / 6; tf.keras 2: clip(0.2 x + 0.5, 0, 1)
         slope = 1.0 / 6.0 if c.s.model.keras_major >= 3 else 0.2
         return _hard_sigmoid(c, x, layout, slope)
+    hint = {"silu": "hard_silu (hard_swish) is its piecewise-linear form; ",
+            "swish": "hard_silu (hard_swish) is its piecewise-linear form; "}.get(name, "")  # fmt: skip
     raise UnsupportedOpError(
-        f"{c.what()}: activation {name!r} is not supported; use relu, relu6, leaky_relu, "
+        f"{c.what()}: activation {name!r} is not supported; {hint}use relu, relu6, leaky_relu, "
         "sigmoid, tanh, softmax, elu, selu, softplus, softsign, gelu, hard_sigmoid or hard_swish"
     )
 

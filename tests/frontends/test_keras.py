@@ -1,0 +1,258 @@
+"""Keras / QKeras frontend against the frameworks' own outputs.
+
+Keras 3 models are built and saved here (``.keras``, legacy ``.h5``); Keras 2
+and QKeras models come from a separate Keras 2 venv (tests/models/keras_corpus.py),
+as ``arch.json`` + ``weights.h5`` and full-model ``.h5``. Float models must
+match Keras's float outputs and keep >= 99% argmax agreement at auto
+precision; QKeras models at trained precision (input ``ap_fixed<16,6>``)
+must equal QKeras's ``model.predict`` bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import lightspeed
+from lightspeed.emulate import run_float
+from lightspeed.errors import ModelError, UnsupportedOpError
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+pytest.importorskip("h5py")
+
+
+def _out(g, y):
+    return np.asarray(y[g.outputs[0]] if isinstance(y, dict) else y)
+
+
+def _float(g, x):
+    return _out(g, run_float(g, {next(iter(g.inputs)): x}))
+
+
+# ---------------------------------------------------------------------------
+# Keras 3 (in process)
+
+
+@pytest.fixture(scope="module")
+def keras3_corpus():
+    pytest.importorskip("keras")
+    from tests.models.keras_corpus import keras3_models
+
+    return {m.name: m for m in keras3_models()}
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+@pytest.mark.parametrize("name", ["cnn2d", "cnn1d", "merges"])
+def test_keras3_file_float_and_auto(keras3_corpus, name, fmt, tmp_path):
+    m = keras3_corpus[name]
+    path = tmp_path / f"{name}.{fmt}"
+    m.model.save(path)
+    ref = np.asarray(m.model.predict(m.x, verbose=0))
+    g = lightspeed.load(path)
+    assert list(g.inputs.values())[0] == m.x.shape[1:]  # Keras's own (channels-last) shape
+    np.testing.assert_allclose(_float(g, m.x), ref, rtol=1e-4, atol=2e-5)
+    q = lightspeed.quantize(g, calibration=m.x)
+    agree = (_out(g, q.predict(m.x)).argmax(-1) == ref.argmax(-1)).mean()
+    assert agree >= 0.99, agree
+
+
+def test_keras3_live_model_and_names(keras3_corpus):
+    m = keras3_corpus["cnn2d"]
+    g = lightspeed.load(m.model)
+    assert list(g.inputs) == ["img"] and g.outputs == ["out"]
+    names = g.node_names
+    assert {"c1", "dw", "sep_depthwise", "sep_pointwise", "out", "out_softmax"} <= set(names)
+    # a transpose to channels-first after the input and one back before Flatten, nothing more
+    assert sum(n.op == "transpose" for n in g.nodes) == 2
+    np.testing.assert_allclose(
+        _float(g, m.x), np.asarray(m.model.predict(m.x, verbose=0)), rtol=1e-4, atol=2e-5
+    )
+
+
+def _k3(build):
+    keras = pytest.importorskip("keras")
+    return build(keras, keras.layers)
+
+
+def test_unsupported_layers_named():
+    model = _k3(lambda k, L: k.Sequential([k.Input((5, 4)), L.LSTM(3, name="lstm"), L.Dense(2)]))
+    with pytest.raises(UnsupportedOpError, match=r"Keras layer LSTM \('lstm'\).*recurrent"):
+        lightspeed.load(model)
+    model = _k3(lambda k, L: k.Sequential([k.Input((6,)), L.LayerNormalization(name="ln")]))
+    with pytest.raises(UnsupportedOpError, match="LayerNormalization.*LayerNorm is not supported"):
+        lightspeed.load(model)
+    model = _k3(lambda k, L: k.Sequential([k.Input((6,)), L.Dense(3, activation="swish")]))
+    with pytest.raises(UnsupportedOpError, match="activation '(swish|silu)'.*hard_silu"):
+        lightspeed.load(model)
+
+
+@pytest.mark.parametrize(
+    ("layer", "op"),
+    [
+        (lambda L: L.UpSampling2D(2), "resize"),
+        (lambda L: L.ZeroPadding2D(1), "pad"),
+        (lambda L: L.Cropping2D(1), "slice"),
+        (lambda L: L.Activation("gelu"), "gelu"),
+        (lambda L: L.Activation("softsign"), "softsign"),
+        (lambda L: L.Activation("hard_swish"), "hard_swish"),
+    ],
+)
+def test_layers_waiting_for_ops(layer, op):
+    """Layers whose IR op is not in every build: refused by op name when the op is missing."""
+    from lightspeed.ops.registry import all_ops
+
+    model = _k3(lambda k, L: k.Sequential([k.Input((6, 6, 2)), layer(L), L.Flatten()]))
+    if op in all_ops():
+        pytest.skip(f"op {op!r} is registered; covered by its op tests")
+    with pytest.raises(UnsupportedOpError, match=f"needs op '{op}', which this build"):
+        lightspeed.load(model)
+
+
+def test_channels_first_and_nested_refused():
+    model = _k3(
+        lambda k, L: k.Sequential(
+            [k.Input((2, 6, 6)), L.Conv2D(2, 3, data_format="channels_first", name="cf")]
+        )
+    )
+    with pytest.raises(UnsupportedOpError, match="'cf'.*channels_first"):
+        lightspeed.load(model)
+
+
+# ---------------------------------------------------------------------------
+# Keras 2 / QKeras (separate venv)
+
+
+@pytest.fixture(scope="session")
+def keras2_dir(tmp_path_factory):
+    from tests.models.keras_corpus import build_keras2_corpus
+
+    out = tmp_path_factory.mktemp("keras2")
+    ok, why = build_keras2_corpus(out)
+    if not ok:
+        pytest.skip(why)
+    return out
+
+
+def _load2(d, name, fmt):
+    if fmt == "json":
+        return lightspeed.load(d / f"{name}.json", weights=d / f"{name}_weights.h5")
+    return lightspeed.load(d / f"{name}.h5")
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("fmt", ["json", "h5"])
+@pytest.mark.parametrize("name", ["k2_mlp", "k2_cnn"])
+def test_keras2_float(keras2_dir, name, fmt):
+    ref = np.load(keras2_dir / f"{name}.npz")
+    g = _load2(keras2_dir, name, fmt)
+    np.testing.assert_allclose(_float(g, ref["x"]), ref["y"], rtol=1e-4, atol=2e-5)
+    q = lightspeed.quantize(g, calibration=ref["x"])
+    agree = (_out(g, q.predict(ref["x"])).argmax(-1) == ref["y"].argmax(-1)).mean()
+    assert agree >= 0.99, agree
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("fmt", ["json", "h5"])
+@pytest.mark.parametrize("name", ["qmlp6", "qcnn6", "qconv1d_sep", "qbinary_ternary"])
+def test_qkeras_trained_bit_exact(keras2_dir, name, fmt):
+    ref = np.load(keras2_dir / f"{name}.npz")
+    g = _load2(keras2_dir, name, fmt)
+    inp = next(iter(g.inputs))
+    q = lightspeed.quantize(g, precision="trained", input_types={inp: "ap_fixed<16,6>"})
+    y = _out(g, q.predict(ref["x"]))
+    assert y.shape == ref["y"].shape
+    assert int((y != ref["y"]).sum()) == 0
+    assert np.array_equal(_float(g, ref["x"]), ref["y"])  # the float graph fake-quantizes too
+
+
+@pytest.mark.peer
+def test_qkeras_types_on_nodes(keras2_dir):
+    g = _load2(keras2_dir, "qbinary_ternary", "json")
+    types = {n.name: {r: str(t) for r, t in n.types.items()} for n in g.nodes}
+    # binary() in a QDense runs with alpha="auto_po2": +-2^k, one k per output column
+    w = np.abs(g.node("bin").params["weight"])
+    assert np.all(w == w[:1]) and np.all(np.log2(w) == np.round(np.log2(w)))
+    t = g.node("bin").types["weight"]
+    assert t.width <= 2 + int(np.log2(w.max() / w.min())) and t.frac == -int(np.log2(w.min()))
+    assert types["bin"]["bias"] == "ap_fixed<6,3,RND_CONV,SAT>"
+    assert types["r1_quantized_relu"]["result"] == "ap_ufixed<4,2,RND_CONV,SAT>"
+    assert types["out_quantized_bits"]["result"] == "ap_fixed<8,5,RND_CONV,SAT>"
+
+
+@pytest.mark.peer
+def test_cli_compile_arch_json_with_weights(keras2_dir, tmp_path):
+    from lightspeed.cli import main
+
+    ref = np.load(keras2_dir / "k2_mlp.npz")
+    np.save(tmp_path / "x.npy", ref["x"])
+    out = tmp_path / "compiled"
+    args = ["compile", str(keras2_dir / "k2_mlp.json"), "--weights",
+            str(keras2_dir / "k2_mlp_weights.h5"), "-o", str(out), "--calibration",
+            str(tmp_path / "x.npy"), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    assert main(["predict", str(out), "--input", str(tmp_path / "x.npy"), "--output",
+                 str(tmp_path / "y.npy")]) == 0  # fmt: skip
+    y = np.load(tmp_path / "y.npy")
+    assert (y.argmax(-1) == ref["y"].argmax(-1)).mean() >= 0.99
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "k2_mlp_weights.h5" in json.dumps(manifest)
+
+
+@pytest.mark.peer
+def test_qkeras_rtl_bit_exact(keras2_dir, tmp_path):
+    """One small QKeras model through Verilog and Verilator, against the emulator."""
+    from lightspeed.errors import ToolMissingError
+    from lightspeed.firmware import tools
+
+    try:
+        tools.find_verilator(), tools.find_make(), tools.find_cxx()
+    except ToolMissingError as exc:
+        pytest.skip(str(exc))
+    from lightspeed import firmware
+
+    ref = np.load(keras2_dir / "qmlp6.npz")
+    g = _load2(keras2_dir, "qmlp6", "h5")
+    q = lightspeed.quantize(g, precision="trained", input_types={"x": "ap_fixed<16,6>"})
+    fw = firmware.generate(q, tmp_path / "fw", target="verilog")
+    r = firmware.check(fw, {"x": ref["x"]}, q=q)
+    assert r["exact"], r["mismatches"]
+    assert np.array_equal(_out(g, q.predict(ref["x"])), ref["y"])
+
+
+# ---------------------------------------------------------------------------
+# file handling and quantizer parsing (no framework needed)
+
+
+def test_json_without_weights_and_weights_for_onnx(tmp_path):
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps({"class_name": "Sequential", "config": {"layers": []}}))
+    with pytest.raises(ModelError, match="--weights"):
+        lightspeed.load(arch)
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"")
+    with pytest.raises(ModelError, match="weights file only goes with a Keras JSON"):
+        lightspeed.load(onnx_file, weights=tmp_path / "w.h5")
+
+
+def test_quantizer_strings_and_refusals():
+    from lightspeed.frontends import _qkeras
+
+    q = _qkeras.parse("quantized_bits(6, 2, alpha=1)", "test")
+    assert str(_qkeras.bits_type(q)) == "ap_fixed<6,3,RND_CONV,SAT>"
+    q = _qkeras.parse("quantized_relu(4)", "test")
+    assert str(_qkeras.activation_type(q)) == "ap_ufixed<4,0,RND_CONV,SAT>"
+    q = _qkeras.parse({"class_name": "quantized_bits", "config": {"bits": 4, "integer": 0,
+                                                                 "symmetric": 1}}, "test")  # fmt: skip
+    v, t = _qkeras.quantize_weights(q, np.array([0.99, -0.99, 0.03, -0.07]))
+    assert list(v) == [0.875, -0.875, 0.0, -0.125] and t.overflow == "SAT_SYM"
+    with pytest.raises(UnsupportedOpError, match="alpha='auto'"):
+        _qkeras.quantize_weights(_qkeras.parse("quantized_bits(4,0,alpha='auto')", "k"), v)
+    with pytest.raises(UnsupportedOpError, match="not a fixed-point cast"):
+        _qkeras.activation_type(_qkeras.parse("binary()", "act"))
+    with pytest.raises(UnsupportedOpError, match="quantized_tanh.*not supported"):
+        _qkeras.parse("quantized_tanh(4)", "act")
+    with pytest.raises(UnsupportedOpError, match="plain literals"):
+        _qkeras.parse("quantized_bits(__import__('os'))", "act")
