@@ -52,7 +52,7 @@ def test_keras3_file_float_and_auto(keras3_corpus, name, fmt, tmp_path):
     m.model.save(path)
     ref = np.asarray(m.model.predict(m.x, verbose=0))
     g = lightspeed.load(path)
-    assert list(g.inputs.values())[0] == m.x.shape[1:]  # Keras's own (channels-last) shape
+    assert next(iter(g.inputs.values())) == m.x.shape[1:]  # Keras's own (channels-last) shape
     np.testing.assert_allclose(_float(g, m.x), ref, rtol=1e-4, atol=2e-5)
     q = lightspeed.quantize(g, calibration=m.x)
     agree = (_out(g, q.predict(m.x)).argmax(-1) == ref.argmax(-1)).mean()
@@ -82,10 +82,10 @@ def test_unsupported_layers_named():
     with pytest.raises(UnsupportedOpError, match=r"Keras layer LSTM \('lstm'\).*recurrent"):
         lightspeed.load(model)
     model = _k3(lambda k, L: k.Sequential([k.Input((6,)), L.LayerNormalization(name="ln")]))
-    with pytest.raises(UnsupportedOpError, match="LayerNormalization.*LayerNorm is not supported"):
+    with pytest.raises(UnsupportedOpError, match=r"LayerNormalization.*LayerNorm is not supported"):
         lightspeed.load(model)
     model = _k3(lambda k, L: k.Sequential([k.Input((6,)), L.Dense(3, activation="swish")]))
-    with pytest.raises(UnsupportedOpError, match="activation '(swish|silu)'.*hard_silu"):
+    with pytest.raises(UnsupportedOpError, match=r"activation '(swish|silu)'.*hard_silu"):
         lightspeed.load(model)
 
 
@@ -117,7 +117,7 @@ def test_channels_first_and_nested_refused():
             [k.Input((2, 6, 6)), L.Conv2D(2, 3, data_format="channels_first", name="cf")]
         )
     )
-    with pytest.raises(UnsupportedOpError, match="'cf'.*channels_first"):
+    with pytest.raises(UnsupportedOpError, match=r"'cf'.*channels_first"):
         lightspeed.load(model)
 
 
@@ -252,7 +252,7 @@ def test_quantizer_strings_and_refusals():
         _qkeras.quantize_weights(_qkeras.parse("quantized_bits(4,0,alpha='auto')", "k"), v)
     with pytest.raises(UnsupportedOpError, match="not a fixed-point cast"):
         _qkeras.activation_type(_qkeras.parse("binary()", "act"))
-    with pytest.raises(UnsupportedOpError, match="quantized_tanh.*not supported"):
+    with pytest.raises(UnsupportedOpError, match=r"quantized_tanh.*not supported"):
         _qkeras.parse("quantized_tanh(4)", "act")
     with pytest.raises(UnsupportedOpError, match="plain literals"):
         _qkeras.parse("quantized_bits(__import__('os'))", "act")
