@@ -59,6 +59,27 @@ def test_keras3_file_float_and_auto(keras3_corpus, name, fmt, tmp_path):
     assert agree >= 0.99, agree
 
 
+def test_keras_archive_without_keras(keras3_corpus, tmp_path, monkeypatch):
+    """Layers Keras cannot rebuild here (QKeras for Keras 3, custom layers): weights by h5py."""
+    from lightspeed.errors import ToolMissingError
+    from lightspeed.frontends import keras as frontend
+
+    m = keras3_corpus["cnn2d"]
+    m.model.save(tmp_path / "m.keras")
+    with_keras = lightspeed.load(tmp_path / "m.keras")
+
+    def no_keras():
+        raise ToolMissingError("keras missing")
+
+    monkeypatch.setattr(frontend, "_keras", no_keras)
+    without = lightspeed.load(tmp_path / "m.keras")
+    assert without.node_names == with_keras.node_names
+    for a, b in zip(without.nodes, with_keras.nodes, strict=True):
+        assert a.params.keys() == b.params.keys()
+        for k in a.params:
+            assert np.array_equal(a.params[k], b.params[k]), (a.name, k)
+
+
 def test_keras3_live_model_and_names(keras3_corpus):
     m = keras3_corpus["cnn2d"]
     g = lightspeed.load(m.model)

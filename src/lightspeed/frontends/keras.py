@@ -168,21 +168,88 @@ def _read_h5_weights(path: Path) -> Weights:
 
 
 def _read_keras_archive(path: Path) -> KModel:
+    """A Keras 3 archive: Keras itself loads it; layers Keras cannot build here (QKeras for
+    Keras 3, other custom layers) fall back to reading the archive's weights with h5py."""
     try:
         with zipfile.ZipFile(path) as z:
             config = json.loads(z.read("config.json"))
             meta = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
+            blob = z.read("model.weights.h5")
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise ModelError(f"{str(path)!r} is not a Keras 3 .keras archive ({exc})") from None
-    keras = _keras()
+    major = _major(meta.get("keras_version", "3"))
     try:
+        keras = _keras()
         model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
-    except Exception as exc:  # unknown custom layers, Lambda layers, ...
-        raise ModelError(
-            f"Keras cannot load {str(path)!r} ({type(exc).__name__}: {exc}); custom layers "
-            "must be registered with Keras before loading"
-        ) from None
-    return _assemble(config, _live_weights(model), _major(meta.get("keras_version", "3")))
+    except Exception:  # Keras missing, or a layer class it does not know (custom, QKeras v3)
+        return _assemble(config, _archive_weights(blob, config, path), major)
+    return _assemble(config, _live_weights(model), major)
+
+
+def _snake(name: str) -> str:
+    """Keras' ``naming.to_snake_case``: how the archive names each layer's weight group."""
+    import re
+
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _var_names(cls: str, cfg: dict[str, Any]) -> list[str]:
+    """The order in which a layer creates its variables (what ``vars/0``, ``vars/1``... are)."""
+    base = cls[1:] if cls.startswith("Q") and cls[1:2].isupper() else cls
+    if base.startswith("BatchNormalization"):
+        return [
+            *(["gamma"] if cfg.get("scale", True) else []),
+            *(["beta"] if cfg.get("center", True) else []),
+            "moving_mean", "moving_variance",
+        ]  # fmt: skip
+    if base.startswith("Separable"):
+        return ["depthwise_kernel", "pointwise_kernel", "bias"]
+    if base.startswith("Depthwise"):
+        return ["depthwise_kernel", "bias"]
+    if base == "PReLU":
+        return ["alpha"]
+    return ["kernel", "bias"]
+
+
+def _archive_weights(blob: bytes, config: dict[str, Any], path: Path) -> Weights:
+    """Weights of a .keras archive read with h5py: ``layers/<snake_case class>[_i]/vars/<k>``."""
+    import io
+
+    h5py = require("h5py", "keras", "reading .keras files")
+    body = config.get("config", {})
+    entries = body.get("layers", []) if isinstance(body, dict) else []
+    if config.get("class_name") == "Sequential":
+        entries = [e for e in entries if e.get("class_name") != "InputLayer"]
+    out: Weights = {}
+    used: dict[str, int] = {}
+    with h5py.File(io.BytesIO(blob), "r") as f:
+        groups = f.get("layers", {})
+        for e in entries:
+            cls, cfg = str(e.get("class_name")), e.get("config", {})
+            key = _snake(cls)
+            if key in used:
+                used[key] += 1
+                key = f"{key}_{used[key]}"
+            else:
+                used[key] = 0
+            lname = cfg.get("name") or e.get("name")
+            if key not in groups:
+                out[lname] = {}
+                continue
+            vars_ = groups[key].get("vars", {})
+            values = [np.asarray(vars_[str(i)]) for i in range(len(vars_))]
+            names = _var_names(cls, cfg)
+            if len(values) > len(names):
+                raise ModelError(
+                    f"{str(path)!r}: layer {lname!r} ({cls}) stores {len(values)} variables, "
+                    f"more than the {len(names)} lightspeed knows for it; load the model in "
+                    "Keras and pass the keras.Model instead"
+                )
+            names = [n for n in names if n != "bias" or cfg.get("use_bias", True)]
+            out[lname] = dict(zip(names, values, strict=False))
+    return out
 
 
 def _keras() -> Any:
@@ -880,6 +947,12 @@ _ADVICE = {
     "Conv1DTranspose": "transposed convolution is not supported yet; use UpSampling1D + Conv1D",
     "QDenseBatchnorm": "fold the batchnorm yourself (QKeras' utils.model_save_quantized_weights) "
     "or train QDense + QActivation",
+    "FixedPointQuantizer": "this is an HGQ (version 1) proxy model; export it from HGQ2, or "
+    "convert it to QONNX",
+    "BinaryDense": "BinaryDense is a custom layer; retrain with QKeras QDense(kernel_quantizer="
+    "binary())",
+    "TernaryDense": "TernaryDense is a custom layer; retrain with QKeras QDense(kernel_quantizer="
+    "ternary())",
     "QConv2DBatchnorm": "fold the batchnorm yourself (QKeras' utils.model_save_quantized_weights) "
     "or train QConv2D + QActivation",
 }
