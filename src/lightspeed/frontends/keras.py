@@ -75,8 +75,12 @@ def is_keras_source(source: Any) -> bool:
         if suffix in (".keras", ".h5", ".hdf5"):
             return True
         return suffix == ".json" and path.is_file() and _looks_like_keras_json(path)
-    return type(source).__module__.startswith(("keras.", "tf_keras.")) and hasattr(
-        source, "get_config"
+    if not type(source).__module__.startswith(("keras.", "tf_keras.")):
+        return False
+    # HGQ2 models are Keras models too; their own frontend reads them
+    layers = getattr(source, "layers", [])
+    return hasattr(source, "get_config") and not any(
+        type(layer).__module__.startswith("hgq") for layer in layers
     )
 
 
@@ -427,17 +431,15 @@ class _Call:
     def what(self) -> str:
         return f"Keras layer {self.name!r} ({self.layer.cls})"
 
-    def weight(self, short: str, required: bool = True) -> np.ndarray | None:
+    def weight(self, short: str) -> np.ndarray:
         w = self.s.model.weights.get(self.name, {})
         for key in (short, *_ALIASES.get(short, ())):
             if key in w:
                 return np.asarray(w[key], dtype=np.float64)
-        if required:
-            raise ModelError(
-                f"{self.what()}: weight {short!r} is missing from the weights "
-                f"(found: {', '.join(w) or 'none'}); is the weights file from this model?"
-            )
-        return None
+        raise ModelError(
+            f"{self.what()}: weight {short!r} is missing from the weights "
+            f"(found: {', '.join(w) or 'none'}); is the weights file from this model?"
+        )
 
     def layout(self, i: int = 0) -> str:
         return self.s.tensors[self.ins[i]][1]
@@ -677,15 +679,13 @@ def _batchnorm(c: _Call) -> None:
         raise c.refuse(f"axis={axis}", "normalize the last (channel) axis")
     eps = float(c.cfg.get("epsilon", 1e-3))
     mean, var = c.weight("moving_mean"), c.weight("moving_variance")
-    assert mean is not None and var is not None
     gamma = c.weight("gamma") if c.cfg.get("scale", True) else np.ones_like(mean)
     beta = c.weight("beta") if c.cfg.get("center", True) else np.zeros_like(mean)
-    assert gamma is not None and beta is not None
     s = gamma / np.sqrt(var + eps)
     b = beta - mean * s
     src, lay = c.s.tensors[c.ins[0]]
-    prod = c.s.st.nodes and next((n for n in reversed(c.s.st.nodes) if src in n.outputs), None)
-    if lay == "cl" and rank > 1 and not (prod and prod.op == "dense"):
+    prod = next((n for n in reversed(c.s.st.nodes) if src in n.outputs), None)
+    if lay == "cl" and rank > 1 and not (prod is not None and prod.op == "dense"):
         lay = "cf"  # a standalone batchnorm scales the first (channel) axis
     x = c.x(0, lay)
     shape = c.s.st.shapes[x]
@@ -818,7 +818,6 @@ def _leaky_relu(c: _Call) -> None:
 
 def _prelu(c: _Call) -> None:
     a = c.weight("alpha")
-    assert a is not None
     if a.size and not np.all(a == a.flat[0]):
         raise c.refuse(
             "a PReLU with different slopes per element",
