@@ -107,7 +107,9 @@ def _parse_call(text: str, where: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(tree, ast.Call) or not isinstance(tree.func, ast.Name):
         raise UnsupportedOpError(f"QKeras {where}: cannot parse quantizer {text!r}")
     kind = tree.func.id
-    names = _SIGNATURES.get(kind, ())
+    if kind not in _SIGNATURES:
+        return kind, {}  # refused by the caller, by name
+    names = _SIGNATURES[kind]
     cfg: dict[str, Any] = {}
     try:
         for i, arg in enumerate(tree.args):
