@@ -177,7 +177,7 @@ def test_keras2_float(keras2_dir, name, fmt):
 
 @pytest.mark.peer
 @pytest.mark.parametrize("fmt", ["json", "h5"])
-@pytest.mark.parametrize("name", ["qmlp6", "qcnn6", "qconv1d_sep", "qbinary_ternary"])
+@pytest.mark.parametrize("name", ["qmlp6", "qcnn6", "qconv1d_sep", "qconv_bn", "qbinary_ternary"])
 def test_qkeras_trained_bit_exact(keras2_dir, name, fmt):
     ref = np.load(keras2_dir / f"{name}.npz")
     g = _load2(keras2_dir, name, fmt)

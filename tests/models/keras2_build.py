@@ -23,6 +23,7 @@ from qkeras import (
     QActivation,
     QConv1D,
     QConv2D,
+    QConv2DBatchnorm,
     QDense,
     QDepthwiseConv2D,
     QSeparableConv2D,
@@ -51,6 +52,9 @@ def randomize(model, scale=0.5):
         new = [RNG.normal(0, scale, w.shape).astype(np.float32) for w in ws]
         if isinstance(layer, L.BatchNormalization):  # gamma, beta, mean, variance > 0
             new[-1] = RNG.uniform(0.5, 2.0, ws[-1].shape).astype(np.float32)
+        if isinstance(layer, QConv2DBatchnorm):  # kernel, bias, gamma, beta, iteration, mean, var
+            new[4] = ws[4]
+            new[6] = RNG.uniform(0.5, 2.0, ws[6].shape).astype(np.float32)
         layer.set_weights(new)
 
 
@@ -94,6 +98,18 @@ def qconv1d_sep():
     h = QDense(4, kernel_quantizer=quantized_po2(4, 1), bias_quantizer=q6(), name="fc")(h)
     y = QActivation(quantized_bits(12, 5, alpha=1), name="out")(h)
     return keras.Model(x, y, name="qconv1d_sep"), grid_inputs((12, 3), lim=2.0)
+
+
+def qconv_bn():
+    x = keras.Input((8, 8, 2), name="img")
+    h = QConv2DBatchnorm(4, 3, kernel_quantizer=quantized_bits(8, 1, alpha=1),
+                         bias_quantizer=quantized_bits(8, 2, alpha=1), name="cbn")(x)  # fmt: skip
+    h = QActivation(quantized_relu(6, 2), name="r1")(h)
+    h = L.MaxPooling2D(2, name="pool")(h)
+    h = L.Flatten(name="flat")(h)
+    h = QDense(3, kernel_quantizer=q6(), bias_quantizer=q6(), name="fc")(h)
+    y = QActivation(quantized_bits(12, 4, alpha=1), name="out")(h)
+    return keras.Model(x, y, name="qconv_bn"), grid_inputs((8, 8, 2), lim=2.0)
 
 
 def qbinary_ternary():
@@ -142,7 +158,7 @@ def k2_cnn():
     return keras.Model(x, y, name="k2_cnn"), RNG.normal(0, 1, (400, 10, 10, 2)).astype(np.float32)
 
 
-BUILDERS = [qmlp6, qcnn6, qconv1d_sep, qbinary_ternary, k2_mlp, k2_cnn]
+BUILDERS = [qmlp6, qcnn6, qconv1d_sep, qconv_bn, qbinary_ternary, k2_mlp, k2_cnn]
 
 
 def main(out: str) -> None:

@@ -580,12 +580,15 @@ def _quantized(
 
 
 def _dense(c: _Call) -> None:
+    _dense_from(c, c.weight("kernel"), c.weight("bias") if c.cfg.get("use_bias", True) else None)
+
+
+def _dense_from(c: _Call, kernel: np.ndarray, bias: np.ndarray | None) -> None:
     x = c.x(0, "cl")
     types: dict[str, FixedType] = {}
-    w = _quantized(c, c.weight("kernel"), "kernel_quantizer", "weight", types)
-    params = {"weight": w}
-    if c.cfg.get("use_bias", True):
-        params["bias"] = _quantized(c, c.weight("bias"), "bias_quantizer", "bias", types)
+    params = {"weight": _quantized(c, kernel, "kernel_quantizer", "weight", types)}
+    if bias is not None:
+        params["bias"] = _quantized(c, bias, "bias_quantizer", "bias", types)
     y = c.node("dense", [x], "cl", params=params, types=types)
     activation(c, c.cfg.get("activation"), y, "cl")
 
@@ -619,9 +622,38 @@ def _conv_weight(kernel: np.ndarray) -> np.ndarray:
 
 
 def _conv(c: _Call) -> None:
+    kernel = c.weight("kernel")
+    bias = c.weight("bias") if c.cfg.get("use_bias", True) else None
+    _conv_from(c, kernel, bias)
+
+
+def _folded_batchnorm(c: _Call) -> tuple[np.ndarray, np.ndarray]:
+    """QConv2DBatchnorm / QDenseBatchnorm: the batchnorm folded into kernel and bias *before*
+    quantization, in float32 from the moving statistics, as QKeras's inference does."""
+    f32 = np.float32
+    var = c.weight("moving_variance").astype(f32)
+    inv = f32(1) / np.sqrt(var + f32(c.cfg.get("epsilon", 1e-3)))
+    if c.cfg.get("scale", True):
+        inv = inv * c.weight("gamma").astype(f32)
+    bias = c.weight("bias").astype(f32) if c.cfg.get("use_bias", True) else f32(0)
+    beta = c.weight("beta").astype(f32) if c.cfg.get("center", True) else f32(0)
+    folded_bias = inv * (bias - c.weight("moving_mean").astype(f32)) + beta
+    folded_kernel = inv * c.weight("kernel").astype(f32)
+    return folded_kernel.astype(np.float64), folded_bias.astype(np.float64)
+
+
+def _qconv_batchnorm(c: _Call) -> None:
+    _conv_from(c, *_folded_batchnorm(c))
+
+
+def _qdense_batchnorm(c: _Call) -> None:
+    _dense_from(c, *_folded_batchnorm(c))
+
+
+def _conv_from(c: _Call, kernel: np.ndarray, bias: np.ndarray | None) -> None:
     x = c.x(0, "cf")
     types: dict[str, FixedType] = {}
-    kernel = _quantized(c, c.weight("kernel"), "kernel_quantizer", "weight", types)
+    kernel = _quantized(c, kernel, "kernel_quantizer", "weight", types)
     nd = kernel.ndim - 2
     k = list(kernel.shape[:nd])
     attrs = _conv_geometry(c, k, c.s.st.shapes[x][1:])
@@ -629,8 +661,8 @@ def _conv(c: _Call) -> None:
     if groups != 1:
         attrs["group"] = groups
     params = {"weight": _conv_weight(kernel)}
-    if c.cfg.get("use_bias", True):
-        params["bias"] = _quantized(c, c.weight("bias"), "bias_quantizer", "bias", types)
+    if bias is not None:
+        params["bias"] = _quantized(c, bias, "bias_quantizer", "bias", types)
     y = c.node("conv", [x], "cf", attrs=attrs, params=params, types=types)
     activation(c, c.cfg.get("activation"), y, "cf")
 
@@ -903,6 +935,7 @@ def _qbatchnorm(c: _Call) -> None:
 _CONVERTERS: dict[str, Callable[[_Call], None]] = {
     "Dense": _dense, "QDense": _dense,
     "Conv1D": _conv, "Conv2D": _conv, "QConv1D": _conv, "QConv2D": _conv,
+    "QConv2DBatchnorm": _qconv_batchnorm, "QDenseBatchnorm": _qdense_batchnorm,
     "DepthwiseConv1D": _depthwise_layer, "DepthwiseConv2D": _depthwise_layer,
     "QDepthwiseConv2D": _depthwise_layer,
     "SeparableConv1D": _separable, "SeparableConv2D": _separable,
@@ -944,16 +977,8 @@ _ADVICE = {
     "Conv3D": "3-D convolutions are not supported; use Conv2D",
     "Conv2DTranspose": "transposed convolution is not supported yet; use UpSampling2D + Conv2D",
     "Conv1DTranspose": "transposed convolution is not supported yet; use UpSampling1D + Conv1D",
-    "QDenseBatchnorm": "fold the batchnorm yourself (QKeras' utils.model_save_quantized_weights) "
-    "or train QDense + QActivation",
-    "FixedPointQuantizer": "this is an HGQ (version 1) proxy model; export it from HGQ2, or "
-    "convert it to QONNX",
-    "BinaryDense": "BinaryDense is a custom layer; retrain with QKeras QDense(kernel_quantizer="
-    "binary())",
-    "TernaryDense": "TernaryDense is a custom layer; retrain with QKeras QDense(kernel_quantizer="
-    "ternary())",
-    "QConv2DBatchnorm": "fold the batchnorm yourself (QKeras' utils.model_save_quantized_weights) "
-    "or train QConv2D + QActivation",
+    "QDepthwiseConv2DBatchnorm": "fold the batchnorm yourself (QKeras' "
+    "utils.model_save_quantized_weights) or train QDepthwiseConv2D + QActivation",
 }
 
 
