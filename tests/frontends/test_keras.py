@@ -93,6 +93,26 @@ def test_keras3_live_model_and_names(keras3_corpus):
     )
 
 
+def test_two_inputs_two_outputs(tmp_path):
+    keras = pytest.importorskip("keras")
+    L = keras.layers
+    a, b = keras.Input((4, 4, 2), name="a"), keras.Input((3,), name="b")
+    h = L.Conv2D(3, 2, name="conv")(a)
+    f = L.Flatten(name="flat")(h)
+    y1 = L.Dense(2, name="y1")(L.Concatenate(name="cat")([f, b]))
+    y2 = L.Dense(1, activation="sigmoid", name="y2")(b)
+    model = keras.Model([a, b], [y1, y2])
+    model.save(tmp_path / "two.keras")
+    g = lightspeed.load(tmp_path / "two.keras")
+    assert g.inputs == {"a": (4, 4, 2), "b": (3,)} and g.outputs == ["y1", "y2"]
+    rng = np.random.default_rng(0)
+    xa, xb = rng.normal(size=(50, 4, 4, 2)), rng.normal(size=(50, 3))
+    ref = model.predict([xa.astype(np.float32), xb.astype(np.float32)], verbose=0)
+    got = run_float(g, {"a": xa, "b": xb})
+    for name, r in zip(["y1", "y2"], ref, strict=True):
+        np.testing.assert_allclose(got[name], r, rtol=1e-4, atol=2e-5)
+
+
 def _k3(build):
     keras = pytest.importorskip("keras")
     return build(keras, keras.layers)
