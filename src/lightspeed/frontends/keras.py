@@ -528,7 +528,9 @@ def activation(c: _Call, spec: Any, x: str, layout: str) -> str:
               "softplus": "softplus", "softsign": "softsign", "gelu": "gelu",
               "hard_swish": "hard_swish", "hard_silu": "hard_swish"}  # fmt: skip
     if name in simple:
-        attrs = {"alpha": 1.0} if name == "elu" else {}
+        attrs: dict[str, Any] = {"alpha": 1.0} if name == "elu" else {}
+        if name == "gelu":  # keras.activations.gelu defaults to the exact (erf) form
+            attrs = {"approximate": "none"}
         return c.node(simple[name], [x], layout, name, attrs=attrs)
     if name == "relu6":
         return c.node("clip", [x], layout, name, attrs={"min": 0.0, "max": 6.0})
