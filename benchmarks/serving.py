@@ -22,6 +22,8 @@ Writes benchmarks/results/serving.json and serving.png and prints a Markdown tab
     python benchmarks/serving.py                 # full run (~4-5 min)
     python benchmarks/serving.py --quick         # 1 s per point
     python benchmarks/serving.py --concurrency 16 64   # only those points (while iterating)
+    python benchmarks/serving.py --concurrency 16 64 --baseline HEAD~3 --repeat 3 \
+        --out benchmarks/results/serving_regression.json   # vs an older commit, median of 3
 """
 
 from __future__ import annotations
@@ -265,11 +267,11 @@ def server_batch_stats(url: str, model: str) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------- servers
 class LightspeedProc:
-    def __init__(self, repo: Path, extra: tuple[str, ...] = ()):
+    def __init__(self, repo: Path, extra: tuple[str, ...] = (), src: Path = ROOT / "src"):
         from lightspeed.serve.peers import free_port
 
         self.port = free_port()
-        env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+        env = dict(os.environ, PYTHONPATH=str(src))
         self.log = open(Path(tempfile.mkdtemp()) / "lightspeed.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
@@ -386,6 +388,17 @@ def quantize_for_emulator(onnx: Path, calib: np.ndarray, out: Path) -> Path | No
 
 
 # ----------------------------------------------------------------------------- run
+def checkout_src(ref: str, work: Path) -> Path:
+    """The ``src`` tree of a git commit (the baseline the current code is compared with)."""
+    dest = work / f"baseline-{ref}"
+    dest.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "src"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest / "src"
+
+
 def run(args) -> dict:
     sys.path.insert(0, str(ROOT / "src"))
     import onnxruntime as ort
@@ -436,6 +449,13 @@ def run(args) -> dict:
     ls = LightspeedProc(repos["onnxruntime"])
     stack.append(ls)
     servers["lightspeed"] = (ls.grpc_url, every, True, ls.pid)
+    baseline = None
+    if args.baseline:
+        # the same server from an earlier commit, measured in the same run (regression check)
+        baseline = f"lightspeed @{args.baseline}"
+        old = LightspeedProc(repos["onnxruntime"], src=checkout_src(args.baseline, work))
+        stack.append(old)
+        servers[baseline] = (old.grpc_url, every, True, old.pid)
     ls2 = LightspeedProc(repos["onnxruntime"], extra=("--workers", "2"))
     stack.append(ls2)
     # statistics are per worker, so the batch size is not read back (stats=False)
@@ -489,7 +509,8 @@ def run(args) -> dict:
         points += [("facile 16000x15", "off", c) for c in (1, 4)]
         if args.concurrency:
             points = [p for p in points if p[2] in args.concurrency]
-        for workload, batching, conc in points:
+        # --repeat N: every point N times, the servers interleaved, the median kept
+        for workload, batching, conc in [p for p in points for _ in range(args.repeat)]:
             stream = "stream" in workload
             connections = 2 if workload == TWO_CONN else 1
             for server, (url, names, stats, pid) in servers.items():
@@ -505,7 +526,7 @@ def run(args) -> dict:
                 else:
                     model = names["facile"]
                     x, inp, out = facile_x, f_in, f_out
-                if model is None or (server == GRPCIO and workload != "mlp batch-1"):
+                if model is None or (server in (GRPCIO, baseline) and workload != "mlp batch-1"):
                     continue
                 payload = build_request(model, x, inp, out)
                 before = server_batch_stats(url, model) if stats else (0, 0)
@@ -539,6 +560,7 @@ def run(args) -> dict:
     finally:
         for proc in reversed(stack):
             proc.stop()
+    rows = median_rows(rows)
 
     return {
         "benchmark": "serving",
@@ -553,8 +575,26 @@ def run(args) -> dict:
         "lightspeed_request_path_cpu_us_without_grpc": handler,
         "client": "one asyncio process, grpc.aio, pre-serialized ModelInferRequest, raw bytes "
         "responses; servers measured in turn at each point",
+        "baseline": args.baseline,
         "rows": rows,
     }
+
+
+def median_rows(rows: list[dict]) -> list[dict]:
+    """One row per (server, point): the run with the median throughput (``repeats`` kept)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["server"], r["workload"], r["batching"], r["concurrency"]), []).append(
+            r
+        )
+    out = []
+    for runs in groups.values():
+        runs = sorted(runs, key=lambda r: r["throughput_rps"])
+        mid = dict(runs[len(runs) // 2])
+        if len(runs) > 1:
+            mid["repeats_rps"] = [round(r["throughput_rps"]) for r in runs]
+        out.append(mid)
+    return out
 
 
 def _fmt(r: dict) -> str:
@@ -618,6 +658,52 @@ def target_rows(result: dict) -> list[dict]:
         )
         out.append(row)
     return out
+
+
+def baseline_rows(result: dict) -> list[dict]:
+    """lightspeed now vs the baseline commit at each batch-1 point (target: within 5%)."""
+    base = result.get("baseline")
+    if not base:
+        return []
+    index = {
+        (r["server"], r["workload"], r["batching"], r["concurrency"]): r for r in result["rows"]
+    }
+    out = []
+    for (server, workload, batching, conc), r in index.items():
+        old = index.get((f"lightspeed @{base}", workload, batching, conc))
+        if server != "lightspeed" or old is None:
+            continue
+        ratio = r["throughput_rps"] / old["throughput_rps"]
+        out.append(
+            {
+                "workload": workload,
+                "batching": batching,
+                "concurrency": conc,
+                "rps": r["throughput_rps"],
+                "baseline_rps": old["throughput_rps"],
+                "vs_baseline": ratio,
+                "p99_ms": r["p99_ms"],
+                "baseline_p99_ms": old["p99_ms"],
+                "met": ratio >= 0.95,
+            }
+        )
+    return out
+
+
+def baseline_markdown(rows: list[dict], ref: str) -> str:
+    lines = [
+        f"| workload | dyn. batching | concurrency | req/s now | req/s @{ref} | ratio "
+        "| p99 ms now (@ref) | within 5% |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in rows:
+        lines.append(
+            f"| {t['workload']} | {t['batching']} | {t['concurrency']} | {t['rps']:.0f} "
+            f"| {t['baseline_rps']:.0f} | {t['vs_baseline']:.3f} "
+            f"| {t['p99_ms']:.2f} ({t['baseline_p99_ms']:.2f}) "
+            f"| {'yes' if t['met'] else '**no**'} |"
+        )
+    return "\n".join(lines)
 
 
 def targets_markdown(rows: list[dict]) -> str:
@@ -709,6 +795,26 @@ def main() -> int:
         help="measure only the points at these concurrencies (default: all)",
     )
     ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure every point this many times (servers interleaved) and keep the median",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write the JSON/PNG here instead of benchmarks/results/serving.json "
+        "(e.g. for a --baseline regression check)",
+    )
+    ap.add_argument(
+        "--baseline",
+        metavar="REF",
+        default=None,
+        help="also serve the batch-1 MLP from this git commit's src (e.g. HEAD~1), measured "
+        "in the same run, to check a change for a slowdown",
+    )
+    ap.add_argument(
         "--write-docs",
         action="store_true",
         help="also write the tables to docs/benchmarks/serving_table.md (for serving.md)",
@@ -720,15 +826,19 @@ def main() -> int:
     result = run(args)
     result["wall_s"] = time.time() - t0
     result["targets"] = target_rows(result)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "serving.json").write_text(json.dumps(result, indent=1))
-    plot(result, RESULTS / "serving.png")
+    result["vs_baseline"] = baseline_rows(result)
+    out_json = args.out or RESULTS / "serving.json"
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(result, indent=1))
+    plot(result, out_json.with_suffix(".png"))
     table = targets_markdown(result["targets"]) + "\n\n" + markdown(result)
+    if result["vs_baseline"]:
+        table = baseline_markdown(result["vs_baseline"], args.baseline) + "\n\n" + table
     print(table)
     if args.write_docs:
         (ROOT / "docs" / "benchmarks").mkdir(parents=True, exist_ok=True)
         (ROOT / "docs" / "benchmarks" / "serving_table.md").write_text(table + "\n")
-    print(f"wrote {RESULTS / 'serving.json'} and serving.png in {result['wall_s']:.0f} s")
+    print(f"wrote {out_json} and its .png in {result['wall_s']:.0f} s")
     return 0
 
 

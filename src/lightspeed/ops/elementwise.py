@@ -26,7 +26,14 @@ from lightspeed.ops.base import (
     result_type,
 )
 from lightspeed.ops.onnx_export import Builder
-from lightspeed.ops.onnx_import import ImportState, affine, dyn, full_const, unsupported
+from lightspeed.ops.onnx_import import (
+    ImportState,
+    affine,
+    dyn,
+    full_const,
+    trained,
+    unsupported,
+)
 
 
 def _broadcast(node: Node, ins: list[Shape]) -> list[Shape]:
@@ -87,17 +94,22 @@ def _binary(onode, st: ImportState, a: dict, name: str) -> None:
     x = dyn(st, t1 if c0 else t0, op, name)
     c = full_const(st.const(t0 if c0 else t1), st.shapes[x], op, name)
     ones, zeros = np.ones_like(c), np.zeros_like(c)
+    # a trained (QONNX Quant) operand keeps its type through folding: a bias after MatMul
+    c_type = trained(st, t0 if c0 else t1)
+    types: dict[str, FixedType] = {}
     if op == "Add":
         scale, shift = ones, c
+        types = {"shift": c_type} if c_type else {}
     elif op == "Mul":
         scale, shift = c, zeros
+        types = {"scale": c_type} if c_type else {}
     elif op == "Sub":
         scale, shift = (-ones, c) if c0 else (ones, -c)
     else:  # Div
         if c0:
             raise unsupported("Div", name, "division by a non-constant tensor")
         scale, shift = 1.0 / c, zeros
-    affine(st, x, out, scale, shift, name, op)
+    affine(st, x, out, scale, shift, name, op, types)
 
 
 def _add_export(
