@@ -250,6 +250,23 @@ def test_cli_compile_arch_json_with_weights(keras2_dir, tmp_path):
 
 
 @pytest.mark.peer
+def test_cli_compile_qkeras_trained(keras2_dir, tmp_path):
+    """hls4ml's workflow from the command line: arch.json + weights, trained types, input type."""
+    from lightspeed.cli import main
+
+    ref = np.load(keras2_dir / "qcnn6.npz")
+    np.save(tmp_path / "x.npy", ref["x"])
+    out = tmp_path / "compiled"
+    args = ["compile", str(keras2_dir / "qcnn6.json"), "--weights",
+            str(keras2_dir / "qcnn6_weights.h5"), "-o", str(out), "--precision", "trained",
+            "--input-type", "ap_fixed<16,6>", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    assert main(["predict", str(out), "--input", str(tmp_path / "x.npy"), "--output",
+                 str(tmp_path / "y.npy")]) == 0  # fmt: skip
+    assert np.array_equal(np.load(tmp_path / "y.npy"), ref["y"])
+
+
+@pytest.mark.peer
 def test_qkeras_rtl_bit_exact(keras2_dir, tmp_path):
     """One small QKeras model through Verilog and Verilator, against the emulator."""
     from lightspeed.errors import ToolMissingError
