@@ -287,6 +287,45 @@ def test_qkeras_rtl_bit_exact(keras2_dir, tmp_path):
     assert np.array_equal(_out(g, q.predict(ref["x"])), ref["y"])
 
 
+@pytest.mark.slow
+@pytest.mark.peer
+def test_qkeras_hls4ml_csim_bit_exact(keras2_dir, tmp_path):
+    """The same QKeras 6-bit file through hls4ml 1.3 (C simulation) and lightspeed.
+
+    hls4ml types every layer from the quantizers and sizes the dense results
+    exactly, as lightspeed's trained mode does. It leaves out the model's final
+    ``QActivation(quantized_bits(10,4))`` (its output stays on the dense
+    layer's exact grid), so the comparison is on the graph up to that layer.
+    """
+    import shutil
+    import subprocess
+
+    from tests.models.keras_corpus import HERE, _keras2_env, keras2_python
+
+    if shutil.which("g++") is None:
+        pytest.skip("g++ not found: hls4ml's C simulation needs a C++ compiler")
+    py, why = keras2_python()
+    if py is None:
+        pytest.skip(why)
+    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", "hls4ml==1.3.0"],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    if pip.returncode != 0:
+        pytest.skip(f"cannot install hls4ml into the Keras 2 venv: {pip.stderr[-300:]}")
+    r = subprocess.run([str(py), str(HERE / "keras2_hls4ml.py"), str(keras2_dir / "qmlp6.h5"),
+                        str(keras2_dir / "qmlp6.npz"), str(tmp_path)], capture_output=True,
+                       text=True, timeout=900, env=_keras2_env())  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    hls = np.load(tmp_path / "hls4ml.npz")
+    g = _load2(keras2_dir, "qmlp6", "h5")
+    last = g.node("out_quantized_bits")
+    g.outputs, g.nodes = [last.inputs[0]], [n for n in g.nodes if n is not last]
+    q = lightspeed.quantize(g, precision="trained", input_types={"x": "ap_fixed<16,6>"})
+    x = np.load(keras2_dir / "qmlp6.npz")["x"]
+    y = _out(g, q.predict(x))
+    assert y.size == hls["y"].size
+    assert int((y.reshape(hls["y"].shape) != hls["y"]).sum()) == 0, list(hls["types"])
+
+
 # ---------------------------------------------------------------------------
 # file handling and quantizer parsing (no framework needed)
 
