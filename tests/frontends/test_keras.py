@@ -113,6 +113,21 @@ def test_two_inputs_two_outputs(tmp_path):
         np.testing.assert_allclose(got[name], r, rtol=1e-4, atol=2e-5)
 
 
+def test_dynamic_length_needs_input_shape():
+    from lightspeed.errors import ShapeError
+
+    model = _k3(
+        lambda k, L: k.Sequential(
+            [k.Input((None, 3)), L.Conv1D(2, 3, name="c"), L.GlobalMaxPooling1D(name="g")]
+        )
+    )
+    with pytest.raises(ShapeError, match="--input-shape"):
+        lightspeed.load(model)
+    g = lightspeed.load(model, input_shape=(10, 3))
+    x = np.random.default_rng(0).normal(size=(20, 10, 3)).astype(np.float32)
+    np.testing.assert_allclose(_float(g, x), model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+
+
 def _k3(build):
     keras = pytest.importorskip("keras")
     return build(keras, keras.layers)

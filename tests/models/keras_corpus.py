@@ -171,3 +171,9 @@ def keras3_models() -> list[Keras3Model]:
 
 def _normal(rng: np.random.Generator, shape) -> np.ndarray:
     return rng.normal(0, 1, shape).astype(np.float32)
+
+
+if __name__ == "__main__":  # CI or a developer: build the Keras 2 venv ahead of the tests
+    python, reason = keras2_python()
+    print(python or reason)
+    sys.exit(0 if python else 1)
