@@ -375,3 +375,16 @@ def test_quantizer_strings_and_refusals():
         _qkeras.parse("quantized_tanh(4)", "act")
     with pytest.raises(UnsupportedOpError, match="plain literals"):
         _qkeras.parse("quantized_bits(__import__('os'))", "act")
+
+
+def test_hgq2_layers_not_taken_for_qkeras():
+    """HGQ2 reuses QKeras class names; its layers must never be read as (float) QKeras ones."""
+    from lightspeed.frontends.keras import KLayer, KModel, convert
+
+    layers = [
+        KLayer("InputLayer", "x", {"batch_shape": [None, 4]}, []),
+        KLayer("QDense", "d", {"units": 2}, [["x:0:0"]], "hgq.layers.core.dense"),
+    ]
+    model = KModel("m", layers, ["x:0:0"], ["d:0:0"], {"d": {}}, 3)
+    with pytest.raises(UnsupportedOpError, match="HGQ2 layer"):
+        convert(model)

@@ -51,6 +51,7 @@ class KLayer:
     name: str
     config: dict[str, Any]
     calls: list[list[str]]  # per call: the input tensor keys ("layer:node:tensor")
+    module: str = ""  # the Python module Keras 3 recorded for the class ("hgq.layers", ...)
 
 
 @dataclass
@@ -316,7 +317,7 @@ def _sequential(body: Any, weights: Weights, major: int) -> KModel:
                 layers.append(KLayer("InputLayer", lname, cfg, []))
                 prev = f"{lname}:0:0"
                 continue
-        layers.append(KLayer(e["class_name"], lname, cfg, [[prev]]))
+        layers.append(KLayer(e["class_name"], lname, cfg, [[prev]], str(e.get("module") or "")))
         prev = f"{lname}:0:0"
     if prev is None:
         raise ModelError(f"the Sequential model {name!r} has no layers")
@@ -365,8 +366,11 @@ def _functional(body: dict[str, Any], weights: Weights, major: int) -> KModel:
     for e in body.get("layers", []):
         lname = e.get("name") or e.get("config", {}).get("name")
         layers.append(
-            KLayer(e["class_name"], lname, e.get("config", {}), _calls(e.get("inbound_nodes")))
-        )
+            KLayer(
+                e["class_name"], lname, e.get("config", {}), _calls(e.get("inbound_nodes")),
+                str(e.get("module") or ""),
+            )
+        )  # fmt: skip
     return KModel(
         body.get("name", "model"), layers, _keys(body.get("input_layers", [])),
         _keys(body.get("output_layers", [])), weights, major,
@@ -1009,6 +1013,11 @@ def convert(model: KModel, input_shape: Any = None) -> Graph:
         if layer.cls == "InputLayer":
             continue
         conv = _CONVERTERS.get(layer.cls)
+        if layer.module.startswith(("hgq", "HGQ")):  # HGQ2 reuses QKeras class names (QDense...)
+            raise UnsupportedOpError(
+                f"Keras layer {layer.cls} ({layer.name!r}) is an HGQ2 layer ({layer.module}); "
+                "load the model with HGQ2 installed so lightspeed's HGQ2 importer reads it"
+            )
         if conv is None:
             raise _unsupported_layer(layer)
         for i, ins in enumerate(layer.calls):
