@@ -282,13 +282,17 @@ def test_cli_compile_qkeras_trained(keras2_dir, tmp_path):
 
 
 @pytest.mark.peer
-def test_qkeras_rtl_bit_exact(keras2_dir, tmp_path):
-    """One small QKeras model through Verilog and Verilator, against the emulator."""
+@pytest.mark.parametrize("target", ["verilog", "hls"])
+def test_qkeras_firmware_bit_exact(keras2_dir, tmp_path, target):
+    """One small QKeras model through Verilog + Verilator and HLS C++, against the emulator."""
     from lightspeed.errors import ToolMissingError
     from lightspeed.firmware import tools
 
+    need = ("find_verilator", "find_make", "find_cxx") if target == "verilog" else (
+        "find_ap_types", "find_cxx")  # fmt: skip
     try:
-        tools.find_verilator(), tools.find_make(), tools.find_cxx()
+        for tool in need:
+            getattr(tools, tool)()
     except ToolMissingError as exc:
         pytest.skip(str(exc))
     from lightspeed import firmware
@@ -296,7 +300,7 @@ def test_qkeras_rtl_bit_exact(keras2_dir, tmp_path):
     ref = np.load(keras2_dir / "qmlp6.npz")
     g = _load2(keras2_dir, "qmlp6", "h5")
     q = lightspeed.quantize(g, precision="trained", input_types={"x": "ap_fixed<16,6>"})
-    fw = firmware.generate(q, tmp_path / "fw", target="verilog")
+    fw = firmware.generate(q, tmp_path / "fw", target=target)
     r = firmware.check(fw, {"x": ref["x"]}, q=q)
     assert r["exact"], r["mismatches"]
     assert np.array_equal(_out(g, q.predict(ref["x"])), ref["y"])
@@ -361,6 +365,10 @@ def test_quantizer_strings_and_refusals():
 
     q = _qkeras.parse("quantized_bits(6, 2, alpha=1)", "test")
     assert str(_qkeras.bits_type(q)) == "ap_fixed<6,3,RND_CONV,SAT>"
+    q = _qkeras.parse("quantized_bits(4, 2, keep_negative=False)", "test")
+    assert str(_qkeras.bits_type(q)) == "ap_ufixed<4,2,RND_CONV,SAT>"
+    v, _ = _qkeras.quantize_weights(q, np.array([-1.0, 0.3, 9.0]))
+    assert list(v) == [0.0, 0.25, 3.75]
     q = _qkeras.parse("quantized_relu(4)", "test")
     assert str(_qkeras.activation_type(q)) == "ap_ufixed<4,0,RND_CONV,SAT>"
     q = _qkeras.parse({"class_name": "quantized_bits", "config": {"bits": 4, "integer": 0,
