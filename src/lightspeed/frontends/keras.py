@@ -306,6 +306,8 @@ def _sequential(body: Any, weights: Weights, major: int) -> KModel:
         if prev is None:
             if e["class_name"] != "InputLayer":
                 shape = cfg.get("batch_input_shape") or cfg.get("batch_shape")
+                if shape is None and isinstance(body, dict):  # Keras 3 model.build((None, ...))
+                    shape = body.get("build_input_shape")
                 if shape is None:
                     raise ShapeError(
                         f"the Sequential model {name!r} declares no input shape; build it with "
