@@ -396,3 +396,17 @@ def test_hgq2_layers_not_taken_for_qkeras():
     model = KModel("m", layers, ["x:0:0"], ["d:0:0"], {"d": {}}, 3)
     with pytest.raises(UnsupportedOpError, match="HGQ2 layer"):
         convert(model)
+
+
+@pytest.mark.parametrize(
+    ("cls", "advice"),
+    [("BinaryDense", "QDense\\(kernel_quantizer=binary\\(\\)\\)"), ("FixedPointQuantizer", "HGQ2"),
+     ("QDepthwiseConv2DBatchnorm", "fold the batchnorm"), ("Mystery", "supported layers")],
+)  # fmt: skip
+def test_unsupported_layer_advice(cls, advice):
+    from lightspeed.frontends.keras import KLayer, KModel, convert
+
+    layers = [KLayer("InputLayer", "x", {"batch_shape": [None, 4]}, []),
+              KLayer(cls, "l", {}, [["x:0:0"]])]  # fmt: skip
+    with pytest.raises(UnsupportedOpError, match=f"Keras layer {cls} \\('l'\\).*{advice}"):
+        convert(KModel("m", layers, ["x:0:0"], ["l:0:0"], {}, 2))

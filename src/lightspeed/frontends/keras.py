@@ -985,6 +985,14 @@ _ADVICE = {
     "Conv3D": "3-D convolutions are not supported; use Conv2D",
     "Conv2DTranspose": "transposed convolution is not supported yet; use UpSampling2D + Conv2D",
     "Conv1DTranspose": "transposed convolution is not supported yet; use UpSampling1D + Conv1D",
+    "FixedPointQuantizer": "this is an HGQ (version 1) proxy model; export it from HGQ2, or "
+    "convert it to QONNX",
+    "BinaryDense": "BinaryDense is a custom layer; retrain with QKeras QDense(kernel_quantizer="
+    "binary())",
+    "TernaryDense": "TernaryDense is a custom layer; retrain with QKeras QDense(kernel_quantizer="
+    "ternary())",
+    "GarNet": "GarNet is a custom layer without a lightspeed op",
+    "GarNetStack": "GarNet is a custom layer without a lightspeed op",
     "QDepthwiseConv2DBatchnorm": "fold the batchnorm yourself (QKeras' "
     "utils.model_save_quantized_weights) or train QDepthwiseConv2D + QActivation",
 }
