@@ -276,7 +276,8 @@ QUANT = Op(
 # HGQ2 trains one (keep_negative k, integer bits i, fractional bits f) per element
 # of a tensor. Element e is cast to ap_fixed<k+i+f, k+i, Q, O> (ap_ufixed when
 # k = 0) with the tensor's one rounding mode Q and overflow mode O; an element with
-# k+i+f <= 0 bits is pruned (always 0). The tensor then carries one covering type
+# k+i+f <= 0 bits is pruned (always 0), and so is a 1-bit signed SAT_SYM element
+# (its symmetric range holds only 0 in HGQ2, where ap_fixed would give -1). The tensor then carries one covering type
 # (the node's types["result"]): every element's grid and range fit in it exactly.
 # Params ``k``, ``i``, ``f`` (integers as floats, shaped like one sample) hold the
 # element types; attrs ``rounding`` and ``overflow`` the modes.
@@ -298,8 +299,8 @@ def element_kif(node: Node) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def element_type(k: int, i: int, f: int, rounding: str, overflow: str) -> FixedType | None:
     """ap_fixed<k+i+f, k+i, Q, O> of one element; None when it has no bits (pruned)."""
-    if k + i + f <= 0:
-        return None
+    if k + i + f <= 0 or (k + i + f == 1 and k and overflow == "SAT_SYM"):
+        return None  # no bits, or one signed bit whose symmetric range is {0} (HGQ2)
     return FixedType(int(k + i + f), int(k + i), bool(k), rounding, overflow)
 
 
