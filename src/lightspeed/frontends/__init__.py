@@ -39,6 +39,12 @@ def load_model(source: Any, input_shape: Any = None) -> Graph:
         from lightspeed.frontends.onnx import import_onnx
 
         return import_onnx(path, input_shape)
+    from lightspeed.frontends.keras_hgq import is_hgq_model
+
+    if is_hgq_model(source):  # a Keras 3 model with HGQ2 layers
+        from lightspeed.frontends.keras_hgq import import_hgq
+
+        return import_hgq(source)
     if is_torch_module(source):
         from lightspeed.frontends.torch import import_torch
 

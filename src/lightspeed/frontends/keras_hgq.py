@@ -116,7 +116,7 @@ def quantizer_kif(inner: Any, shape: Shape) -> tuple[np.ndarray, np.ndarray, np.
     """Per-element (k, i, f) integers of a quantizer over a tensor of ``shape`` (no batch)."""
     k, i, f = (_np(inner.bw_mapper.bw_to_x(v, (1, *shape)))[0] for v in inner.kif)
     k, i, f = np.broadcast_arrays(k, i, f)
-    i = np.maximum(i, -f)  # HGQ2 never uses fewer integer bits than -f
+    # HGQ2 prunes where k+i+f <= 0 (its clamp i >= -f only ever touches pruned elements)
     return k.astype(np.int64), i.astype(np.int64), f.astype(np.int64)
 
 

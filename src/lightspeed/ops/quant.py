@@ -319,25 +319,37 @@ def cover_type(
     return FixedType(width, integer, signed, rounding, overflow)
 
 
-def source_type(node: Node) -> FixedType:
-    """An input type from which the per-element casts give the same bits as from the reals.
+def source_type(nodes: list[Node]) -> FixedType:
+    """An input type from which the per-element casts of ``nodes`` (the readers of one
+    model input) give the same bits as casts of the real values.
 
-    One truncated extra fractional bit keeps round-half-up (RND) and truncation
-    exact; the range covers every element's (its overflow then decides).
+    Truncating to one extra fractional bit keeps round-half-up (RND) and
+    truncation exact; the range covers every element's, and the overflow mode is
+    the casts' own (wrapping twice, or saturating twice, equals once).
     """
-    k, i, f = element_kif(node)
-    rnd, ovf = node.attrs.get("rounding", "RND"), node.attrs.get("overflow", "WRAP")
-    if rnd not in ("RND", "TRN"):
+    covers, modes = [], set()
+    for node in nodes:
+        k, i, f = element_kif(node)
+        rnd, ovf = node.attrs.get("rounding", "RND"), node.attrs.get("overflow", "WRAP")
+        if rnd not in ("RND", "TRN"):
+            raise UnsupportedOpError(
+                f"node {node.name!r}: a per-element quantizer with rounding {rnd} on a model "
+                "input has no exact input type; give the input type explicitly "
+                "(input_types=...) or train the input quantizer with RND or TRN"
+            )
+        covers.append((cover_type(k, i, f, rnd, ovf, node.name), rnd == "RND"))
+        modes.add("WRAP" if ovf == "WRAP" else "SAT")
+    if len(modes) > 1:
         raise UnsupportedOpError(
-            f"node {node.name!r}: a per-element quantizer with rounding {rnd} on a model input "
-            "has no exact input type; give the input type explicitly (input_types=...) or "
-            "train the input quantizer with RND or TRN"
+            f"nodes {', '.join(repr(n.name) for n in nodes)} read one input with wrapping and "
+            "saturating quantizers; no single input type serves both: give it explicitly "
+            "(input_types=...)"
         )
-    c = cover_type(k, i, f, rnd, ovf, node.name)
-    extra = 0 if rnd == "TRN" else 1
-    width = c.width + extra
-    _check_width(width, node.name)
-    return FixedType(width, c.integer, c.signed, "TRN", "WRAP" if ovf == "WRAP" else "SAT")
+    signed = any(c.signed for c, _ in covers)
+    frac = max(c.frac + int(extra) for c, extra in covers)
+    integer = max(c.integer + int(signed and not c.signed) for c, _ in covers)
+    _check_width(integer + frac, nodes[0].name)
+    return FixedType(max(integer + frac, 1), integer, signed, "TRN", modes.pop())
 
 
 def element_groups(node: Node) -> list[tuple[FixedType | None, np.ndarray]]:
