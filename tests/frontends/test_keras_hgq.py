@@ -122,13 +122,13 @@ def test_load_dispatches_hgq_models():
 
 def test_unsupported_activation_names_the_layer():
     model = keras.Sequential([keras.Input((4,)), L.QDense(2, activation="tanh", name="head")])
-    with pytest.raises(UnsupportedOpError, match="'head'.*tanh.*relu"):
+    with pytest.raises(UnsupportedOpError, match=r"'head'.*tanh.*relu"):
         import_hgq(model)
 
 
 def test_unsupported_layer_names_it_with_a_hint():
     model = keras.Sequential([keras.Input((4,)), L.QEinsumDense("ab,bc->ac", 3, name="mix")])
-    with pytest.raises(UnsupportedOpError, match="'mix' \\(QEinsumDense\\).*QDense"):
+    with pytest.raises(UnsupportedOpError, match=r"'mix' \(QEinsumDense\).*QDense"):
         import_hgq(model)
 
 

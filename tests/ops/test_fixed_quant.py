@@ -120,14 +120,14 @@ def test_auto_precision_keeps_the_trained_cast():
 
 def test_rounding_without_exact_input_type_is_refused():
     g = infer_shapes(Graph("t", {"x": (4,)}, ["y"], [_node((4,), rnd="RND_CONV", ovf="SAT")]))
-    with pytest.raises(UnsupportedOpError, match="'q'.*RND_CONV.*input_types"):
+    with pytest.raises(UnsupportedOpError, match=r"'q'.*RND_CONV.*input_types"):
         lightspeed.quantize(g, "trained")
     q = lightspeed.quantize(g, "trained", input_types={"x": "ap_fixed<16,6>"})
     assert q.input_types["x"] == FixedType(16, 6)
 
 
 def test_shape_mismatch_is_refused():
-    with pytest.raises(ModelError, match="'q'.*shape"):
+    with pytest.raises(ModelError, match=r"'q'.*shape"):
         infer_shapes(Graph("t", {"x": (5,)}, ["y"], [_node((4,))]))
 
 
@@ -136,7 +136,7 @@ def test_qonnx_export_is_refused(tmp_path):
 
     g = infer_shapes(Graph("t", {"x": (4,)}, ["y"], [_node((4,))]))
     q = lightspeed.quantize(g, "trained")
-    with pytest.raises(UnsupportedOpError, match="'q'.*fixed_quant"):
+    with pytest.raises(UnsupportedOpError, match=r"'q'.*fixed_quant"):
         export_qonnx(q, tmp_path / "m.onnx")
 
 

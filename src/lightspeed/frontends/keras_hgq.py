@@ -213,7 +213,9 @@ def convert_conv(layer: Any, inputs: list[str], st: KerasState) -> list[str]:
     nd = len(shape) - 1
     to_first = [nd, *range(nd)]
     spatial = shape[:-1]
-    xt = st.node(f"{layer.name}_to_cf", "transpose", [x], (shape[-1], *spatial), attrs={"perm": to_first})
+    xt = st.node(
+        f"{layer.name}_to_cf", "transpose", [x], (shape[-1], *spatial), attrs={"perm": to_first}
+    )
     kern = _np(layer.qkernel)  # (*kernel, C_in/group, C_out)
     w = np.transpose(kern, (nd + 1, nd, *range(nd)))  # (C_out, C_in/group, *kernel)
     params, types = _mac_params(layer, w)

@@ -359,10 +359,12 @@ def element_groups(node: Node) -> list[tuple[FixedType | None, np.ndarray]]:
     kif = np.stack([k.reshape(-1), i.reshape(-1), f.reshape(-1)], axis=1)
     uniq, inverse = np.unique(kif, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
-    return [
-        (element_type(*(int(v) for v in u), rnd, ovf), np.flatnonzero(inverse == n))
-        for n, u in enumerate(uniq)
-    ]
+    groups: dict[FixedType | None, list[np.ndarray]] = {}
+    for n, (ku, iu, fu) in enumerate(uniq.tolist()):
+        groups.setdefault(element_type(ku, iu, fu, rnd, ovf), []).append(
+            np.flatnonzero(inverse == n)
+        )
+    return [(t, np.sort(np.concatenate(idx))) for t, idx in groups.items()]
 
 
 def _fq_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
