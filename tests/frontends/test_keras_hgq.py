@@ -76,7 +76,7 @@ def test_conv2d_net(padding):
         [
             keras.Input((6, 6, 2)),
             L.QConv2D(3, (3, 3), padding=padding, activation="relu"),
-            L.QConv2D(4, (2, 2), strides=2, padding=padding),
+            L.QConv2D(6, (2, 2), strides=2, padding=padding, groups=3),
             keras.layers.ReLU(),
             keras.layers.Flatten(),
             L.QDense(5),
@@ -89,7 +89,7 @@ def test_conv2d_net(padding):
 def test_conv1d_and_merges():
     keras.utils.set_random_seed(2)
     inp = keras.Input((10, 3))
-    a = L.QConv1D(4, 3, padding="same", activation="relu")(inp)
+    a = L.QConv1D(4, 3, padding="same", dilation_rate=2, activation="relu")(inp)
     b = L.QConv1D(4, 1)(inp)
     s = L.QAdd()([a, b])
     m = L.QMaximum()([s, b])
