@@ -76,6 +76,7 @@ def test_conv2d_net(padding):
         [
             keras.Input((6, 6, 2)),
             L.QConv2D(3, (3, 3), padding=padding, activation="relu"),
+            L.QMaxPooling2D((2, 2), strides=1, padding=padding),
             L.QConv2D(6, (2, 2), strides=2, padding=padding, groups=3),
             keras.layers.ReLU(),
             keras.layers.Flatten(),
@@ -86,7 +87,7 @@ def test_conv2d_net(padding):
     assert_bit_exact(model, grid_inputs((6, 6, 2), n=100))
 
 
-def test_conv1d_and_merges():
+def test_conv1d_merges_pooling_and_batchnorm_dense():
     keras.utils.set_random_seed(2)
     inp = keras.Input((10, 3))
     a = L.QConv1D(4, 3, padding="same", dilation_rate=2, activation="relu")(inp)
@@ -94,8 +95,12 @@ def test_conv1d_and_merges():
     s = L.QAdd()([a, b])
     m = L.QMaximum()([s, b])
     d = L.QSubtract()([m, a])
-    out = L.QDense(2)(keras.layers.Flatten()(d))
+    p = L.QMaxPooling1D(2)(d)
+    out = L.QBatchNormDense(2)(keras.layers.Flatten()(p))
     model = keras.Model(inp, out)
+    bn = model.layers[-1]  # batch-norm statistics as training would leave them
+    bn.moving_mean.assign(np.linspace(-1, 1, 20))
+    bn.moving_variance.assign(np.linspace(0.5, 2, 20))
     scramble_bits(model, seed=3)
     q = assert_bit_exact(model, grid_inputs((10, 3), n=100))
     assert list(q.graph.inputs) == [model.inputs[0]._keras_history.operation.name]

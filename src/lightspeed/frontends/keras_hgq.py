@@ -209,13 +209,9 @@ def convert_conv(layer: Any, inputs: list[str], st: KerasState) -> list[str]:
     if layer.padding not in ("valid", "same"):
         raise UnsupportedOpError(f"{where}: padding {layer.padding!r}; use 'valid' or 'same'")
     x = _input_quant(layer, inputs[0], st)
-    shape = st.shapes[x]  # (*spatial, C)
-    nd = len(shape) - 1
-    to_first = [nd, *range(nd)]
-    spatial = shape[:-1]
-    xt = st.node(
-        f"{layer.name}_to_cf", "transpose", [x], (shape[-1], *spatial), attrs={"perm": to_first}
-    )
+    spatial = st.shapes[x][:-1]
+    nd = len(spatial)
+    xt = _to_channels_first(x, st, layer.name)
     kern = _np(layer.qkernel)  # (*kernel, C_in/group, C_out)
     w = np.transpose(kern, (nd + 1, nd, *range(nd)))  # (C_out, C_in/group, *kernel)
     params, types = _mac_params(layer, w)
@@ -234,10 +230,49 @@ def convert_conv(layer: Any, inputs: list[str], st: KerasState) -> list[str]:
     y = st.node(
         layer.name, "conv", [xt], (filters, *out_sp), attrs=attrs, params=params, types=types
     )
-    y = _activation(layer, y, st, layer.name)
-    back = [*range(1, nd + 1), 0]
-    y = st.node(f"{layer.name}_to_cl", "transpose", [y], (*out_sp, filters), attrs={"perm": back})
+    y = _to_channels_last(_activation(layer, y, st, layer.name), st, layer.name)
     return [_output_quant(layer, y, st)]
+
+
+def _to_channels_first(x: str, st: KerasState, base: str) -> str:
+    """(*spatial, C) -> (C, *spatial): lightspeed's conv and pooling are channels-first."""
+    shape = st.shapes[x]
+    nd = len(shape) - 1
+    perm = [nd, *range(nd)]
+    return st.node(
+        f"{base}_to_cf", "transpose", [x], (shape[-1], *shape[:-1]), attrs={"perm": perm}
+    )
+
+
+def _to_channels_last(y: str, st: KerasState, base: str) -> str:
+    shape = st.shapes[y]
+    perm = [*range(1, len(shape)), 0]
+    return st.node(f"{base}_to_cl", "transpose", [y], (*shape[1:], shape[0]), attrs={"perm": perm})
+
+
+def convert_maxpool(layer: Any, inputs: list[str], st: KerasState) -> list[str]:
+    where = f"layer {layer.name!r} ({type(layer).__name__})"
+    if layer.data_format != "channels_last":
+        raise UnsupportedOpError(f"{where}: data_format {layer.data_format!r}; use channels_last")
+    if layer.padding not in ("valid", "same"):
+        raise UnsupportedOpError(f"{where}: padding {layer.padding!r}; use 'valid' or 'same'")
+    x = _input_quant(layer, inputs[0], st)
+    spatial = st.shapes[x][:-1]
+    ks, strides = [int(v) for v in layer.pool_size], [int(v) for v in layer.strides]
+    if layer.padding == "same":  # keras pads max pooling with -inf, as lightspeed's maxpool
+        pp = [_same_pads(n, k, s, 1) for n, k, s in zip(spatial, ks, strides, strict=True)]
+        pads = [p[0] for p in pp] + [p[1] for p in pp]
+    else:
+        pads = [0] * (2 * len(ks))
+    nd = len(ks)
+    out_sp = [
+        (n + pads[a] + pads[a + nd] - k) // s + 1
+        for a, (n, k, s) in enumerate(zip(spatial, ks, strides, strict=True))
+    ]
+    xt = _to_channels_first(x, st, layer.name)
+    attrs = {"kernel_shape": ks, "strides": strides, "pads": pads}
+    y = st.node(layer.name, "maxpool", [xt], (st.shapes[x][-1], *out_sp), attrs=attrs)
+    return [_output_quant(layer, _to_channels_last(y, st, layer.name), st)]
 
 
 _MERGE_OPS = {"QAdd": "add", "QSubtract": "sub", "QMultiply": "mul", "QMaximum": "max", "QMinimum": "min"}  # fmt: skip
@@ -296,6 +331,9 @@ CONVERTERS: dict[str, Converter] = {
     "QDense": convert_dense,
     "QConv1D": convert_conv,
     "QConv2D": convert_conv,
+    "QBatchNormDense": convert_dense,  # qkernel/qbias are the fused, quantized ones
+    "QMaxPooling1D": convert_maxpool,
+    "QMaxPooling2D": convert_maxpool,
     **{name: convert_merge for name in _MERGE_OPS},
     "Quantizer": convert_quantizer,
     "Flatten": convert_flatten,
@@ -308,8 +346,9 @@ CONVERTERS: dict[str, Converter] = {
 
 # what to do instead, for HGQ2 layers users often reach for
 _HINTS = {
-    "QBatchNormDense": "train QDense followed by nothing (fold batch norm before training) for now",
     "QEinsumDense": "use QDense (the last-axis product) instead",
+    "QAveragePooling2D": "HGQ2 averages in float; use QMaxPooling2D or a strided QConv2D",
+    "QAveragePooling1D": "HGQ2 averages in float; use QMaxPooling1D or a strided QConv1D",
     "QSoftmax": "use a plain output (the argmax is unchanged) or compute softmax after the model",
     "QUnaryFunctionLUT": "lookup-table activations are not supported yet; use relu",
 }
