@@ -21,15 +21,17 @@ from lightspeed.quantize import QuantizedModel, make_config
 from lightspeed.quantize import quantize as _quantize_typed
 
 
-def load(source: Any, input_shape: Any = None) -> Graph:
-    """Import a model (ONNX/QONNX path or ModelProto, torch ``nn.Module``, tree ensemble).
+def load(source: Any, input_shape: Any = None, weights: Any = None) -> Graph:
+    """Import a model (ONNX/QONNX path or ModelProto, Keras/QKeras file or model, torch
+    ``nn.Module``, tree ensemble).
 
     ``input_shape`` (without the batch axis) is needed for dynamic shapes and
-    for PyTorch modules.
+    for PyTorch modules; ``weights`` is the weights ``.h5`` of a Keras JSON
+    architecture.
     """
     from lightspeed.frontends import load_model
 
-    return load_model(source, input_shape=input_shape)
+    return load_model(source, input_shape=input_shape, weights=weights)
 
 
 def quantize(

@@ -16,11 +16,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compile",
         help="quantize a model and write a compiled model directory",
-        description="Import MODEL (ONNX/QONNX), choose fixed-point types (auto from calibration "
+        description="Import MODEL (ONNX/QONNX, Keras/QKeras), choose fixed-point types (auto from calibration "
         "data, or one type for everything plus per-layer overrides) and write OUTDIR, which "
         "predict/report/export/firmware/serve load without the original framework.",
     )
-    p.add_argument("model", help="model file (.onnx, QONNX included)")
+    p.add_argument(
+        "model", help="model file: .onnx (QONNX included), Keras .keras/.h5, or a Keras "
+        "architecture .json with --weights",
+    )  # fmt: skip
+    p.add_argument("--weights", help="weights .h5 of a Keras architecture .json")
     p.add_argument("-o", "--output", required=True, help="compiled model directory to write")
     p.add_argument(
         "--precision", default="auto",
@@ -137,7 +141,11 @@ def compile_model(args: argparse.Namespace):
     from lightspeed.api import quantize
     from lightspeed.ops import AutoOptions
 
-    graph = load_model(args.model, input_shape=parse_input_shapes(args.input_shape))
+    graph = load_model(
+        args.model,
+        input_shape=parse_input_shapes(args.input_shape),
+        weights=getattr(args, "weights", None),
+    )
     cal = None
     if args.calibration:
         cal = load_array_file(args.calibration, list(graph.inputs), "calibration")
@@ -160,6 +168,8 @@ def compile_model(args: argparse.Namespace):
             labels=labels, budget=args.budget, search_cost=args.search_cost, progress=print,
         )  # fmt: skip
     source = {"model": str(args.model), "precision": args.precision, "config": args.config}
+    if getattr(args, "weights", None):
+        source["weights"] = str(args.weights)
     if "search" in q.stats:
         source["search"] = q.stats["search"]
     q.save(args.output, source=source)
