@@ -119,10 +119,15 @@ def test_input_quantizer_layer_and_sat_modes():
     assert q.input_types[next(iter(q.graph.inputs))].overflow == "SAT"
 
 
-def test_load_dispatches_hgq_models():
-    model = keras.Sequential([keras.Input((4,)), L.QDense(2)])
+def test_load_dispatches_hgq_models_and_files(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), L.QDense(3, activation="relu"), L.QDense(2)])
+    scramble_bits(model, seed=6)
     g = lightspeed.load(model)
-    assert [n.op for n in g.nodes] == ["fixed_quant", "dense"]
+    assert [n.op for n in g.nodes] == ["fixed_quant", "dense", "relu", "fixed_quant", "dense"]
+    model.save(tmp_path / "m.keras")
+    q = lightspeed.quantize(lightspeed.load(tmp_path / "m.keras"), "trained")
+    x = grid_inputs((4,))
+    np.testing.assert_array_equal(q.predict(x), hgq_forward(model, x))
 
 
 def test_unsupported_activation_names_the_layer():

@@ -25,8 +25,10 @@ generic Keras frontend can merge these converters into its own table.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -358,20 +360,61 @@ _HINTS = {
 # the driver
 
 
-def is_hgq_model(source: Any) -> bool:
-    """True for a Keras 3 model with at least one HGQ2 layer (without importing keras)."""
+def is_hgq_source(source: Any) -> bool:
+    """A Keras 3 model object with HGQ2 layers, or a ``.keras`` file that holds one.
+
+    Cheap: never imports keras (a live model means keras is imported already) and
+    reads only the archive's config.
+    """
     import sys
 
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.suffix.lower() != ".keras" or not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as z:
+            if "config.json" not in z.namelist():
+                return False
+            return '"module": "hgq.' in z.read("config.json").decode("utf-8", "replace")
     keras = sys.modules.get("keras")
     if keras is None or not isinstance(source, keras.Model):
         return False
     return any(type(la).__module__.startswith("hgq") for la in source.layers)
 
 
+def _calls(fn: Any) -> list[tuple[Any, Any]]:
+    """(layer, call node) pairs that compute the model's outputs, inputs first.
+
+    Followed back from the outputs through each tensor's ``_keras_history``:
+    a layer may hold other calls (a reloaded Sequential calls its layers twice).
+    """
+    order: list[tuple[Any, Any]] = []
+    seen: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(t, False) for t in reversed(fn.outputs)]
+    while stack:
+        t, expanded = stack.pop()
+        layer, index, _ = t._keras_history
+        node = layer._inbound_nodes[index]
+        if id(node) in seen:
+            continue
+        if expanded:
+            seen.add(id(node))
+            order.append((layer, node))
+            continue
+        stack.append((t, True))
+        stack.extend((x, False) for x in reversed(node.input_tensors))
+    return order
+
+
 def import_hgq(model: Any, converters: dict[str, Converter] | None = None) -> Graph:
-    """Convert a built HGQ2/Keras 3 model to an IR graph (types in ``node.types``)."""
+    """Convert a built HGQ2/Keras 3 model (or a ``.keras`` file of one) to an IR graph."""
     keras = require("keras", _EXTRA, "HGQ2 models")
-    require("hgq", _EXTRA, "HGQ2 models")
+    require("hgq", _EXTRA, "HGQ2 models")  # registers HGQ2's layers with Keras
+    if isinstance(model, (str, Path)):
+        try:
+            model = keras.saving.load_model(model, compile=False)
+        except Exception as exc:  # Keras raises many kinds; say which file and why
+            raise ModelError(f"Keras could not load HGQ2 model {str(model)!r}: {exc}") from None
     table = converters or CONVERTERS
     if not isinstance(model, keras.Model):
         raise ModelError(f"expected a keras.Model, got {type(model).__name__}")
@@ -386,16 +429,12 @@ def import_hgq(model: Any, converters: dict[str, Converter] | None = None) -> Gr
         name = st.fresh(getattr(getattr(history, "operation", None), "name", None) or t.name)
         names[id(t)] = name
         inputs[name] = st.shapes[name] = tuple(int(d) for d in t.shape[1:])
-    for layer in fn.layers:
+    for layer, node in _calls(fn):
         kind = type(layer).__name__
         if kind == "InputLayer":
+            if not all(id(t) in names for t in node.output_tensors):
+                raise ModelError(f"model {model.name!r} uses input {layer.name!r} it does not list")
             continue
-        node = next(
-            (n for n in layer._inbound_nodes if all(id(t) in names for t in n.input_tensors)),
-            None,
-        )
-        if node is None:
-            raise ModelError(f"layer {layer.name!r} is not connected to the model's inputs")
         conv = table.get(kind)
         if conv is None:
             hint = _HINTS.get(kind, "")
