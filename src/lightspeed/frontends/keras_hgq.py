@@ -25,6 +25,7 @@ generic Keras frontend can merge these converters into its own table.
 
 from __future__ import annotations
 
+import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -408,6 +409,9 @@ def _calls(fn: Any) -> list[tuple[Any, Any]]:
 
 def import_hgq(model: Any, converters: dict[str, Converter] | None = None) -> Graph:
     """Convert a built HGQ2/Keras 3 model (or a ``.keras`` file of one) to an IR graph."""
+    os.environ.setdefault(
+        "KERAS_BACKEND", "torch"
+    )  # as the Keras importer: lightspeed's extras bring torch
     keras = require("keras", _EXTRA, "HGQ2 models")
     require("hgq", _EXTRA, "HGQ2 models")  # registers HGQ2's layers with Keras
     if isinstance(model, (str, Path)):
