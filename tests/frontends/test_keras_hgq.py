@@ -161,3 +161,26 @@ def test_rtl_bit_exact_with_hgq2(tmp_path):
     r = firmware.check(fw, {next(iter(q.graph.inputs)): x}, q=q)
     assert r["vectors"] == 500
     assert r["exact"], r["mismatches"]
+
+
+def test_hls_csim_bit_exact_with_hgq2(tmp_path):
+    from lightspeed.errors import ToolMissingError
+    from lightspeed.firmware import tools
+
+    try:
+        tools.find_ap_types(), tools.find_cxx()
+    except ToolMissingError as exc:
+        pytest.skip(str(exc))
+    from lightspeed import firmware
+
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential(
+        [keras.Input((5, 5, 1)), L.QConv2D(2, 3, activation="relu"), keras.layers.Flatten(), L.QDense(3)]
+    )  # fmt: skip
+    scramble_bits(model, seed=7)
+    x = grid_inputs((5, 5, 1), n=300)
+    q = assert_bit_exact(model, x)
+    fw = firmware.generate(q, tmp_path / "fw", target="hls")
+    r = firmware.check(fw, {next(iter(q.graph.inputs)): x}, q=q)
+    assert r["vectors"] == 300
+    assert r["exact"], r["mismatches"]
