@@ -142,7 +142,7 @@ def weight_type(values: np.ndarray, q: Any, where: str) -> FixedType:
     inner = _fixed_quantizer(q, where)
     if inner is None:
         raise UnsupportedOpError(f"{where}: weights are not quantized; use a fixed-point kq/bq")
-    k, i, f = (np.broadcast_to(_np(v), values.shape) for v in inner.kif)
+    k, i, f = (np.broadcast_to(_np(inner.bw_mapper.bw_to_x(v, values.shape)), values.shape) for v in inner.kif)  # fmt: skip
     live = (k + i + f > 0) & (values != 0)
     frac = int(f[live].max()) if np.any(live) else 0
     m = np.ldexp(values, frac)
