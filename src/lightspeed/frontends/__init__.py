@@ -5,7 +5,8 @@
 * a path to an ``.onnx`` file, or an ``onnx.ModelProto``: :func:`import_onnx`
   (QONNX ``Quant``/``BipolarQuant`` nodes are understood);
 * a Keras file (``.keras``, ``.h5``, ``arch.json`` + ``weights``) or a live
-  ``keras.Model``: :func:`import_keras` (QKeras layers included);
+  ``keras.Model``: :func:`import_keras` (QKeras layers included); HGQ2 models
+  (live or ``.keras``) go to :func:`lightspeed.frontends.keras_hgq.import_hgq`;
 * a ``torch.nn.Module``: :func:`import_torch` (needs ``input_shape``).
 
 ``input_shape`` never includes the batch axis: a tuple for one input, a dict
@@ -35,6 +36,14 @@ def load_model(source: Any, input_shape: Any = None, weights: Any = None) -> Gra
             "a separate weights file only goes with a Keras JSON architecture (arch.json); "
             "other formats carry their weights"
         )
+    from lightspeed.frontends.keras_hgq import is_hgq_source
+
+    if is_hgq_source(source):  # HGQ2 models: read through HGQ2's own quantizer API
+        from lightspeed.frontends.keras_hgq import import_hgq
+
+        if weights is not None:
+            raise ModelError("an HGQ2 .keras model holds its own weights; drop --weights")
+        return import_hgq(source)
     if is_keras_source(source):
         from lightspeed.frontends.keras import import_keras
 

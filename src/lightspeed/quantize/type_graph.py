@@ -33,8 +33,16 @@ from lightspeed.quantize.model import QuantizedModel
 
 
 def trained_input_type(graph: Graph, name: str) -> FixedType | None:
-    """An input read only by ``quant`` nodes of one type (a QONNX Quant) takes that type."""
+    """An input read only by ``quant`` nodes of one type (a QONNX Quant) takes that type.
+
+    An input read only by per-element casts (``fixed_quant``, HGQ2 input quantizers)
+    takes the type from which they are exact (:func:`lightspeed.ops.quant.source_type`).
+    """
     users = graph.consumers(name)
+    if users and all(n.op == "fixed_quant" for n in users):
+        from lightspeed.ops.quant import source_type
+
+        return source_type(users)
     kinds = {n.types.get("result") for n in users}
     if users and all(n.op == "quant" for n in users) and len(kinds) == 1:
         return kinds.pop()
