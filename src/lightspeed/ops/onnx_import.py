@@ -31,7 +31,6 @@ ADVICE = {
     "ConvTranspose": "a strided Conv model (transposed convolution is not supported yet)",
     "Pad": "the pads attribute of Conv/MaxPool/AveragePool",
     "Silu": "Relu or Sigmoid",
-    "HardSwish": "HardSigmoid or Relu",
     "Exp": "Softmax (last axis)",
     "LogSoftmax": "Softmax (last axis)",
     "Sqrt": "BatchNormalization with constant statistics",
