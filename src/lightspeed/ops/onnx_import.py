@@ -29,7 +29,6 @@ BATCH = (1 << 40) + 7  # sentinel for the (unknown) batch size inside folded sha
 # advice for ONNX ops no op module imports (consulted only for unregistered types)
 ADVICE = {
     "ConvTranspose": "a strided Conv model (transposed convolution is not supported yet)",
-    "Pad": "the pads attribute of Conv/MaxPool/AveragePool",
     "Silu": "Relu or Sigmoid",
     "Exp": "Softmax (last axis)",
     "LogSoftmax": "Softmax (last axis)",
@@ -40,12 +39,9 @@ ADVICE = {
     "LSTM": "nothing yet: recurrent layers (LSTM) are not supported",
     "GRU": "nothing yet: recurrent layers (GRU) are not supported",
     "RNN": "nothing yet: recurrent layers (RNN) are not supported",
-    "Resize": "Concat or Reshape (upsampling is not supported yet)",
-    "Upsample": "Concat or Reshape (upsampling is not supported yet)",
     "InstanceNormalization": "BatchNormalization with constant statistics",
     "LayerNormalization": "nothing yet: LayerNorm is not supported (BatchNorm folds only constant statistics)",
     "Gather": "Reshape/Transpose (Gather is only supported on constants)",
-    "Slice": "Reshape/Transpose (Slice is only supported on constants)",
     "Split": "separate Conv/Gemm layers (Split is only supported on constants)",
     "QuantizeLinear": "QONNX Quant with a power-of-two scale",
     "DequantizeLinear": "QONNX Quant with a power-of-two scale",
