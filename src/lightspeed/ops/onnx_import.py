@@ -28,7 +28,7 @@ BATCH = (1 << 40) + 7  # sentinel for the (unknown) batch size inside folded sha
 
 # advice for ONNX ops no op module imports (consulted only for unregistered types)
 ADVICE = {
-    "ConvTranspose": "a strided Conv model (transposed convolution is not supported yet)",
+    "Erf": "Gelu (x*0.5*(1+erf(x/sqrt(2))) as torch writes it is fused into gelu; a lone Erf is not)",
     "Silu": "Relu or Sigmoid",
     "Exp": "Softmax (last axis)",
     "LogSoftmax": "Softmax (last axis)",
