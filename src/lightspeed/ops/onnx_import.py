@@ -342,11 +342,9 @@ class OnnxGraph:
         for i, t in enumerate(add.input):
             x = add.input[1 - i]
             k = self.producer(t)
-            if k is None or not self.single_use(t) or self.scaled_input(k, coeff) is None:
-                continue
-            cube_t = self.scaled_input(k, coeff)
-            cube = self.producer(cube_t) if cube_t else None
-            if cube is None or not self.single_use(cube_t):
+            cube_t = self.scaled_input(k, coeff) if k is not None and self.single_use(t) else None
+            cube = self.producer(cube_t) if cube_t is not None else None
+            if cube is None or cube_t is None or not self.single_use(cube_t):
                 continue
             if cube.op_type == "Pow" and cube.input[0] == x and self.scalar(cube.input[1]) == 3.0:
                 return x, [cube, k]

@@ -95,7 +95,7 @@ def gelu(v: np.ndarray, approximate: str = "none") -> np.ndarray:
     v = np.asarray(v, dtype=np.float64)
     if approximate == "tanh":
         return 0.5 * v * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (v + 0.044715 * v**3)))
-    return 0.5 * v * (1.0 + _ERF(v / math.sqrt(2.0)).astype(np.float64))
+    return 0.5 * v * (1.0 + np.asarray(_ERF(v / math.sqrt(2.0)), dtype=np.float64))
 
 
 def _table_func(node: Node, v: np.ndarray) -> np.ndarray:
@@ -289,7 +289,7 @@ def _fuse_tanh_gelu(g: OnnxGraph) -> None:
             continue
         s = g.scaled_input(inner, math.sqrt(2.0 / math.pi))
         add0 = g.producer(s) if s is not None else None
-        if add0 is None or add0.op_type != "Add" or not g.single_use(s):
+        if s is None or add0 is None or add0.op_type != "Add" or not g.single_use(s):
             continue
         cubic = g.cubic_term(add0, 0.044715)
         if cubic is None:
