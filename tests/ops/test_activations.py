@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import lightspeed
-from lightspeed.errors import UnsupportedOpError
 from lightspeed.fixed import FixedType
 from lightspeed.ir import Graph, Node, infer_shapes
 from lightspeed.ops import get_op
@@ -104,10 +103,26 @@ def test_qonnx_round_trip_bit_exact(tmp_path):
     np.testing.assert_array_equal(q2.predict(x), q.predict(x))
 
 
-def test_trained_mode_is_refused():
+@pytest.mark.parametrize(
+    "t_in", ["ap_fixed<8,3>", "ap_fixed<6,8>", "ap_ufixed<7,2>", "ap_fixed<10,2>"]
+)
+def test_trained_mode_types_exactly(t_in):
+    from lightspeed.fixed import parse_type, to_float
+
     g = infer_shapes(Graph("t", {"x": (4,)}, ["y"], [Node("my_hs", "hard_swish", ["x"], ["y"])]))
-    with pytest.raises(UnsupportedOpError, match="my_hs"):
-        lightspeed.quantize(g, "trained", input_types={"x": "ap_fixed<8,3>"})
+    q = lightspeed.quantize(g, "trained", input_types={"x": t_in})
+    t = parse_type(t_in)
+    m = np.arange(t.min_int, t.max_int + 1)
+    x = to_float(m, t)
+    k_t = q.precision["my_hs"]["param"]
+    assert k_t.width == 16
+    k = Fraction(int(q.qparams["my_hs"]["k"]), 2**k_t.frac)
+    res = q.precision["my_hs"]["result"]
+    xs = [Fraction(int(mi)) / Fraction(2) ** t.frac for mi in m]
+    exact = [float(0 if v <= -3 else v if v >= 3 else v * (v + 3) * k) for v in xs]
+    got = q.predict(np.repeat(x[:, None], 4, axis=1))[:, 0]
+    np.testing.assert_array_equal(got, exact)
+    assert res.min_value <= min(exact) and res.max_value >= max(exact)
 
 
 # -- (5) RTL and (6) HLS

@@ -130,7 +130,12 @@ def test_torch_transpose_and_separable():
         torch.nn.Conv2d(3, 4, 1),  # pointwise: together a separable conv
         torch.nn.ReLU(),
         torch.nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1),
+        torch.nn.BatchNorm2d(2),  # folded into the transposed conv's weights and bias
     ).eval()
+    with torch.no_grad():
+        model[-1].running_mean.uniform_(-1, 1)
+        model[-1].running_var.uniform_(0.5, 2)
+        model[-1].weight.uniform_(0.5, 2)
     g = lightspeed.load(model, input_shape=(3, 6, 5))
     assert [n.op for n in g.nodes] == ["conv", "conv", "relu", "conv_transpose"]
     assert g.nodes[0].attrs["group"] == 3

@@ -6,7 +6,7 @@ PyTorch QAT export or the tree frontend gets the same clean-up:
 * :func:`drop_dead` removes nodes whose outputs reach no graph output;
 * :func:`fold_affine` folds import-time ``affine`` nodes (``x*scale + shift``
   with constant, full-shape operands: BatchNorm, ``Mul``/``Add`` by a
-  constant, HardSigmoid's scale) into the dense/conv/batchnorm before them
+  constant, HardSigmoid's scale) into the dense/conv/conv_transpose/batchnorm before them
   when that layer has no other consumer, else turns them into a per-channel
   ``batchnorm``; a trained type the fold changes is dropped.
 
@@ -21,7 +21,7 @@ from lightspeed.errors import UnsupportedOpError
 from lightspeed.ir.graph import Graph, Node
 from lightspeed.ir.shapes import infer_shapes
 
-_FOLD_INTO = ("dense", "conv", "batchnorm")
+_FOLD_INTO = ("dense", "conv", "conv_transpose", "batchnorm")
 
 
 def drop_dead(graph: Graph) -> Graph:
@@ -54,9 +54,11 @@ def _fold(prod: Node, s: np.ndarray, b: np.ndarray) -> None:
         prod.params["shift"] = prod.params["shift"] * s + b
     else:
         w = prod.params["weight"]
-        wshape = (1, -1) if prod.op == "dense" else (-1,) + (1,) * (w.ndim - 1)
+        out_axis = 1 if prod.op in ("dense", "conv_transpose") else 0  # (C_in, C_out, *k)
+        wshape = [1] * w.ndim
+        wshape[out_axis] = -1
         prod.params["weight"] = w * s.reshape(wshape)
-        n_out = w.shape[1] if prod.op == "dense" else w.shape[0]
+        n_out = w.shape[out_axis]
         prod.params["bias"] = prod.params.get("bias", np.zeros(n_out)) * s + b
     # values changed: the trained types no longer describe them
     changed = ("weight", "bias") if not np.all(s == 1.0) else ("bias",) if np.any(b != 0.0) else ()

@@ -5,7 +5,8 @@ Each casts its (clamped) input to its own ``result`` type, like hls4ml.
 HardSwish (ONNX ``x * relu6(x + 3) / 6``) is exact arithmetic with one
 quantized constant: ``x <= -3``: 0; ``x >= 3``: ``(result) x``; otherwise
 ``(result)(x * (x + 3) * k)``, the exact product with ``k = 1/6`` quantized
-to the ``param`` type (``weight_bits`` bits in auto mode).
+to the ``param`` type (``weight_bits`` bits in auto mode, 16 in trained mode,
+where the result is the exact type of all three branches).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from lightspeed.ops.base import (
     Precision,
     QParams,
     TrainedContext,
+    exact_type,
     merge,
     param_type,
     quantize_param,
@@ -285,6 +287,25 @@ def _hswish_auto(node: Node, ctx: AutoContext) -> Precision:
     return merge(ctx.fixed, auto)
 
 
+def _hswish_trained(node: Node, ctx: TrainedContext) -> Precision:
+    """k at 16 bits (unless trained) and the exact type of every branch: nothing is rounded."""
+    t = ctx.in_types[0]
+    k_t = ctx.fixed.get("param") or param_type(np.array([1.0 / 6.0]), 16)
+    k = int(quantize_param(np.array(1.0 / 6.0), k_t, f"{node.name} 1/6"))
+    f, big = t.frac, max(t.frac, 0)
+    frac = f + big + k_t.frac
+    lo, hi = hard_swish_bounds(f)
+    lo_m, hi_m = max(lo + 1, t.min_int), min(hi - 1, t.max_int)
+    vals = [0]
+    if t.max_int >= hi:  # x passes through
+        vals += [max(hi, t.min_int) << (frac - f), t.max_int << (frac - f)]
+    if lo_m <= hi_m:  # the quadratic: its ends and its vertex at x = -1.5
+        v = math.ldexp(-1.5, f)
+        for m in {lo_m, hi_m, *[min(max(c, lo_m), hi_m) for c in (math.floor(v), math.ceil(v))]}:
+            vals.append(m * ((m << (big - f)) + (3 << big)) * k)
+    return merge(ctx.fixed, {"param": k_t, "result": exact_type(min(vals), max(vals), frac)})
+
+
 def _hswish_cost(node: Node, ctx: CostContext) -> Cost:
     n = int(np.prod(ctx.in_shapes[0]))
     w = ctx.in_types[0].width
@@ -324,7 +345,7 @@ HARD_SWISH = Op(
     auto_precision=_hswish_auto,
     quantize_params=_hswish_qparams,
     cost=_hswish_cost,
-    trained_precision=None,
+    trained_precision=_hswish_trained,
     onnx_import={"HardSwish": unary("hard_swish")},
     onnx_rewrite=_fuse_hard_swish,
     onnx_export=_hswish_export,

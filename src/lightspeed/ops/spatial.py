@@ -208,10 +208,19 @@ def _pad_import(onode, st: ImportState, a: dict, name: str) -> None:
         begin[ax], end[ax] = raw[i], raw[i + n]
     if begin[0] or end[0]:
         raise unsupported("Pad", name, "padding of the batch axis")
-    if min(begin + end) < 0:
-        raise unsupported("Pad", name, "negative pads (cropping); use Slice")
-    pads = begin[1:] + end[1:]
-    st.emit(Node(name, "pad", [x], [onode.output[0]], attrs={"pads": pads}))
+    out = onode.output[0]
+    if min(begin + end) < 0:  # negative pads crop: a slice first
+        ends = [d - max(-e, 0) for d, e in zip(shape, end[1:], strict=True)]
+        crop = {"starts": [max(-b, 0) for b in begin[1:]], "ends": ends, "steps": [1] * len(shape)}
+        if max(begin + end) <= 0:
+            st.emit(Node(name, "slice", [x], [out], attrs=crop))
+            return
+        x_crop = f"{out}__crop"
+        st.uses[x_crop] = 1
+        st.emit(Node(f"{name}_crop", "slice", [x], [x_crop], attrs=crop))
+        x = x_crop
+    pads = [max(p, 0) for p in begin[1:] + end[1:]]
+    st.emit(Node(name, "pad", [x], [out], attrs={"pads": pads}))
 
 
 def _slice_import(onode, st: ImportState, a: dict, name: str) -> None:
