@@ -102,7 +102,7 @@ def test_fixed_contract_matches_literal_reference(op, res):
 
 def test_defaults():
     defaults = {"elu": (-8.0, 0.0), "selu": (-8.0, 0.0), "softplus": (-8.0, 8.0)}
-    defaults |= {"softsign": (-16.0, 16.0), "gelu": (-8.0, 8.0)}
+    defaults |= {"softsign": (-16.0, 16.0), "gelu": (-4.0, 4.0)}
     for op, rng in defaults.items():
         node = Node("n", op, ["x"], ["y"])
         prec = {"table": FixedType(18, 3, True, "RND", "SAT"), "param": FixedType(16, 1, False)}

@@ -20,9 +20,10 @@ reads entry 0); the entry is the function at the bin centre, rounded to the
   entries ``log1p(exp(c))``.
 - ``softsign`` (default range (-16, 16)): ``(result) TABLE[idx(x)]`` with
   entries ``c / (1 + |c|)``, no pass-through (inputs beyond the range read the
-  end entries, within 1/17 of the limits +-1).
+  end entries, within 1/17 of the limits +-1; softsign saturates slowly, so a
+  uniform table trades resolution near 0, 2**-6 here, against the tail).
 - ``gelu`` (attr ``approximate`` "none" or "tanh", ONNX ``Gelu``; default
-  range (-8, 8)): ``x >= hi``: ``(result) x`` (gelu(x) - x < 2**-50 there);
+  range (-4, 4)): ``x >= hi``: ``(result) x`` (x - gelu(x) < 2**-12 there);
   else ``(result) TABLE[idx(x)]`` with entries ``c * Phi(c)`` (``Phi`` the
   normal CDF, or its tanh approximation).
 
@@ -67,7 +68,7 @@ DEFAULT_RANGE = {
     "selu": (-8.0, 0.0),
     "softplus": (-8.0, 8.0),
     "softsign": (-16.0, 16.0),
-    "gelu": (-8.0, 8.0),
+    "gelu": (-4.0, 4.0),
 }
 _ERF = np.frompyfunc(math.erf, 1, 1)
 
