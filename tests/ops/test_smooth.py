@@ -295,3 +295,31 @@ def test_partial_erf_pattern_is_not_fused():
 
     with pytest.raises(UnsupportedOpError, match="Erf"):
         load_model(m)
+
+
+def test_other_operand_orders_are_fused():
+    # the orders tf2onnx/Keras write: (0.5*x) * (1 + erf(x*0.7071)); x^3 by Pow; constants first
+    f32 = np.float32
+    nodes = [
+        helper.make_node("Mul", ["x", "r"], ["d"]),
+        helper.make_node("Erf", ["d"], ["e"]),
+        helper.make_node("Add", ["one", "e"], ["a"]),
+        helper.make_node("Mul", ["half", "x"], ["h"]),
+        helper.make_node("Mul", ["h", "a"], ["y1"]),
+        helper.make_node("Pow", ["x", "three"], ["c"]),
+        helper.make_node("Mul", ["k", "c"], ["kc"]),
+        helper.make_node("Add", ["kc", "x"], ["s"]),
+        helper.make_node("Mul", ["s", "g"], ["sg"]),
+        helper.make_node("Tanh", ["sg"], ["t"]),
+        helper.make_node("Add", ["t", "one"], ["a2"]),
+        helper.make_node("Mul", ["a2", "half"], ["a2h"]),
+        helper.make_node("Mul", ["x", "a2h"], ["y2"]),
+        helper.make_node("Concat", ["y1", "y2"], ["y"], axis=1),
+    ]
+    inits = {"r": f32(1 / math.sqrt(2)), "one": f32(1), "half": f32(0.5), "three": f32(3),
+             "k": f32(0.044715), "g": f32(math.sqrt(2 / math.pi))}  # fmt: skip
+    m = make_model(nodes, {"x": [None, 4]}, {"y": [None, 8]}, inits)
+    x = np.random.default_rng(5).normal(0, 2, (40, 4)).astype(np.float32)
+    g = check_against_ort(m, {"x": x})
+    assert [n.op for n in g.nodes] == ["gelu", "gelu", "concat"]
+    assert [n.attrs["approximate"] for n in g.nodes[:2]] == ["none", "tanh"]
