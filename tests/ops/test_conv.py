@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import lightspeed
-from lightspeed.errors import UnsupportedOpError
 from lightspeed.fixed import FixedType
 from lightspeed.ir import Graph, Node, infer_shapes
 from lightspeed.ops import get_op
@@ -24,20 +23,25 @@ from tests.ops.test_smooth import ref_cast  # noqa: E402
 # -- (1) the fixed contract against the literal scatter definition
 
 
-def ref_transpose(x, w, b, strides, pads, out_pad, dil, out_shape):
-    """y[co, o] = b[co] + sum over (ci, i, j) with o = i*s + j*d - pad_begin of x[ci, i] w[ci, co, j]."""
+def ref_transpose(x, w, b, strides, pads, out_pad, dil, out_shape, group=1):
+    """y[co, o] = b[co] + sum over (ci, i, j) with o = i*s + j*d - pad_begin of x[ci, i] w[ci, co, j]
+
+    (ci and co in the same group; w's second axis counts the group's outputs)."""
     nd = len(strides)
     y = {}
-    cout = w.shape[1]
+    cin_g, cout_g = w.shape[0] // group, w.shape[1]
+    cout = cout_g * group
     for co in range(cout):
         for o in itertools.product(*[range(n) for n in out_shape]):
             y[(co, *o)] = b[co]
     for ci, co in itertools.product(range(w.shape[0]), range(cout)):
+        if ci // cin_g != co // cout_g:
+            continue
         for i in itertools.product(*[range(n) for n in x.shape[1:]]):
             for j in itertools.product(*[range(n) for n in w.shape[2:]]):
                 o = tuple(i[a] * strides[a] + j[a] * dil[a] - pads[a] for a in range(nd))
                 if all(0 <= o[a] < out_shape[a] for a in range(nd)):
-                    y[(co, *o)] += x[(ci, *i)] * w[(ci, co, *j)]
+                    y[(co, *o)] += x[(ci, *i)] * w[(ci, co % cout_g, *j)]
     return y
 
 
@@ -45,6 +49,7 @@ CASES = [
     ({"strides": [2], "pads": [1, 0], "output_padding": [1], "dilations": [1]}, (2, 5), (2, 3, 3)),
     ({"strides": [2, 3], "pads": [1, 0, 2, 1], "output_padding": [1, 0], "dilations": [1, 2]}, (2, 3, 4), (2, 2, 3, 2)),
     ({"strides": [1, 1], "pads": [0, 0, 0, 0]}, (1, 2, 2), (1, 2, 2, 2)),
+    ({"strides": [3], "pads": [0, 2], "group": 2}, (4, 4), (4, 3, 3)),
 ]  # fmt: skip
 
 
@@ -55,7 +60,7 @@ def test_fixed_contract_matches_literal_reference(attrs, xshape, wshape):
     acc = FixedType(24, 10, True)  # exact: no rounding, no overflow, order irrelevant
     res = FixedType(7, 3, True, "RND", "SAT")
     w = rng.normal(0, 0.6, wshape)
-    b = rng.normal(0, 0.5, wshape[1])
+    b = rng.normal(0, 0.5, wshape[1] * attrs.get("group", 1))
     node = Node("t", "conv_transpose", ["x"], ["y"], dict(attrs), {"weight": w, "bias": b})
     (out_shape,) = get_op("conv_transpose").infer_shape(node, [xshape])
     prec = {"weight": w_t, "bias": b_t, "accum": acc, "result": res}
@@ -81,6 +86,7 @@ def test_fixed_contract_matches_literal_reference(attrs, xshape, wshape):
             full["output_padding"],
             full["dilations"],
             out_shape[1:],
+            attrs.get("group", 1),
         )
         for idx, v in ref.items():
             assert int(y.m[(s, *idx)]) == ref_cast(v, res), (s, idx)
@@ -112,14 +118,43 @@ def test_float_matches_onnxruntime(case):
     assert [n.op for n in g.nodes] == ["conv_transpose"]
 
 
-def test_grouped_transpose_is_refused():
-    w = np.ones((4, 1, 3, 3), np.float32)
-    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], group=2)
-    model = make_model([node], {"x": [None, 4, 5, 5]}, {"y": None}, {"w": w})
-    from lightspeed.frontends import load_model
+def test_grouped_transpose_with_batchnorm():
+    rng = np.random.default_rng(6)
+    w = rng.normal(0, 1, (4, 3, 3, 3)).astype(np.float32)  # 2 groups: 2 -> 3 channels each
+    bn = {n: rng.uniform(0.5, 1.5, 6).astype(np.float32) for n in ("s", "b", "m", "v")}
+    nodes = [
+        helper.make_node(
+            "ConvTranspose", ["x", "w"], ["c"], group=2, strides=[2, 1], pads=[1, 0, 0, 1]
+        ),
+        helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["y"]),
+    ]
+    model = make_model(nodes, {"x": [None, 4, 5, 5]}, {"y": None}, {"w": w, **bn})
+    x = rng.normal(0, 1, (6, 4, 5, 5)).astype(np.float32)
+    g = check_against_ort(model, {"x": x}, atol=1e-4)
+    assert [n.op for n in g.nodes] == ["conv_transpose"]  # the BatchNorm folded in
+    assert g.nodes[0].attrs["group"] == 2
 
-    with pytest.raises(UnsupportedOpError, match="group"):
-        load_model(model)
+
+def test_depthwise_transpose_is_bit_exact_in_firmware(tmp_path):
+    _skip_without("find_ap_types", "find_cxx")
+    from lightspeed import firmware
+    from tests.firmware.models import random_vectors
+
+    rng = np.random.default_rng(7)
+    node = Node(
+        "dt",
+        "conv_transpose",
+        ["x"],
+        ["y"],
+        {"strides": [2], "group": 3},
+        {"weight": rng.normal(0, 0.5, (3, 1, 3)), "bias": rng.normal(0, 0.1, 3)},
+    )
+    g = infer_shapes(Graph("dwt", {"x": (3, 6)}, ["y"], [node]))
+    q = lightspeed.quantize(g, "auto", rng.normal(0, 1, (200, 3, 6)))
+    for target in ("hls", "verilog"):
+        fw = firmware.generate(q, tmp_path / target, target=target)
+        r = firmware.check(fw, random_vectors(q, n=500), q=q)
+        assert r["exact"], r["mismatches"]
 
 
 def test_torch_transpose_and_separable():

@@ -54,11 +54,16 @@ def _fold(prod: Node, s: np.ndarray, b: np.ndarray) -> None:
         prod.params["shift"] = prod.params["shift"] * s + b
     else:
         w = prod.params["weight"]
-        out_axis = 1 if prod.op in ("dense", "conv_transpose") else 0  # (C_in, C_out, *k)
-        wshape = [1] * w.ndim
-        wshape[out_axis] = -1
-        prod.params["weight"] = w * s.reshape(wshape)
-        n_out = w.shape[out_axis]
+        if prod.op == "conv_transpose":  # (C_in, C_out/g, *k): group i feeds outputs i*C_out/g...
+            g = int(prod.attrs.get("group", 1))
+            blocks = w.reshape(g, w.shape[0] // g, *w.shape[1:])
+            scale = s.reshape(g, 1, w.shape[1], *([1] * (w.ndim - 2)))
+            prod.params["weight"] = (blocks * scale).reshape(w.shape)
+            n_out = g * w.shape[1]
+        else:
+            wshape = (1, -1) if prod.op == "dense" else (-1,) + (1,) * (w.ndim - 1)
+            prod.params["weight"] = w * s.reshape(wshape)
+            n_out = w.shape[1] if prod.op == "dense" else w.shape[0]
         prod.params["bias"] = prod.params.get("bias", np.zeros(n_out)) * s + b
     # values changed: the trained types no longer describe them
     changed = ("weight", "bias") if not np.all(s == 1.0) else ("bias",) if np.any(b != 0.0) else ()

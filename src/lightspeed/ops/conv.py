@@ -6,13 +6,14 @@ a multiply-accumulate over its patch in (kernel..., channel) order -- hls4ml's
 channels-last im2col order, which only matters for saturating accumulators --
 with the dense layer's semantics (see :mod:`lightspeed.ops.mac`); padding adds zeros.
 
-``conv_transpose`` (ONNX ``ConvTranspose``, group 1; Keras Conv1D/2DTranspose)
-attributes: ``strides``, ``pads``, ``output_padding``, ``dilations``; the
-weight is (C_in, C_out, *kernel). Its contract is the equivalent ``conv``
+``conv_transpose`` (ONNX ``ConvTranspose``; Keras Conv1D/2DTranspose)
+attributes: ``strides``, ``pads``, ``output_padding``, ``dilations``,
+``group``; the weight is (C_in, C_out / group, *kernel). Its contract is the equivalent ``conv``
 (:func:`transpose_equivalent`): the input with ``stride - 1`` zeros inserted
 between neighbours, padded by ``d*(k-1) - pad_begin`` before and ``d*(k-1) -
 pad_end + output_padding`` after (negative: cropped), convolved with stride 1,
-dilation ``d`` and the kernel flipped in space with in/out channels swapped.
+dilation ``d``, the same groups and the kernel flipped in space with in/out
+channels swapped within each group.
 Inserted zeros count like padding: they add nothing to the accumulator.
 """
 
@@ -271,20 +272,31 @@ def transpose_attrs(
     return k, strides, pads, out_pad, dil
 
 
-def transpose_weight(w: np.ndarray) -> np.ndarray:
-    """(C_in, C_out, *k) -> the equivalent conv's (C_out, C_in, *k), kernel flipped (exact)."""
+def transpose_weight(w: np.ndarray, group: int = 1) -> np.ndarray:
+    """(C_in, C_out/g, *k) -> the equivalent conv's (C_out, C_in/g, *k), kernels flipped (exact).
+
+    Group ``i`` maps input channels ``i*C_in/g ...`` to output channels ``i*C_out/g ...``.
+    """
     nd = w.ndim - 2
-    return np.ascontiguousarray(np.flip(w, axis=tuple(range(2, 2 + nd))).swapaxes(0, 1))
+    flipped = np.flip(w, axis=tuple(range(2, 2 + nd)))
+    cin_g = w.shape[0] // group
+    blocks = [flipped[i * cin_g : (i + 1) * cin_g].swapaxes(0, 1) for i in range(group)]
+    return np.ascontiguousarray(np.concatenate(blocks, axis=0))
+
+
+def transpose_group(node: Node) -> int:
+    return int(node.attrs.get("group", 1))
 
 
 def transpose_equivalent(node: Node) -> Node:
     """The stride-1 ``conv`` that :func:`expand` turns a conv_transpose into."""
     _, _, _, _, dil = transpose_attrs(node)
     nd = len(dil)
-    params = {"weight": transpose_weight(node.params["weight"])}
+    group = transpose_group(node)
+    params = {"weight": transpose_weight(node.params["weight"], group)}
     if "bias" in node.params:
         params["bias"] = node.params["bias"]
-    attrs = {"strides": [1] * nd, "pads": [0] * (2 * nd), "dilations": dil, "group": 1}
+    attrs = {"strides": [1] * nd, "pads": [0] * (2 * nd), "dilations": dil, "group": group}
     return Node(node.name, "conv", node.inputs, node.outputs, attrs=attrs, params=params)
 
 
@@ -329,8 +341,11 @@ def _t_shape(node: Node, ins: list[Shape]) -> list[Shape]:
     x = ins[0]
     if len(x) != nd + 1:
         raise ShapeError(f"conv_transpose{nd}d expects (channels, {nd} spatial dims), got {x}")
-    if x[0] != w.shape[0]:
-        raise ShapeError(f"input has {x[0]} channels but the weight expects {w.shape[0]}")
+    group = transpose_group(node)
+    if x[0] != w.shape[0] or x[0] % group:
+        raise ShapeError(
+            f"input has {x[0]} channels; the weight expects {w.shape[0]} in {group} group(s)"
+        )
     out = []
     for i in range(nd):
         if out_pad[i] >= max(strides[i], dil[i]) or min(pads) < 0:
@@ -346,7 +361,7 @@ def _t_shape(node: Node, ins: list[Shape]) -> list[Shape]:
         if o <= 0:
             raise ShapeError(f"pads {pads} leave no output for input {x}")
         out.append(o)
-    return [(int(w.shape[1]), *out)]
+    return [(int(w.shape[1]) * group, *out)]
 
 
 def _t_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -357,15 +372,15 @@ def _t_qparams(node: Node, prec: Precision) -> QParams:
     return _qparams(node, prec)
 
 
-def equivalent_qparams(q: QParams) -> QParams:
+def equivalent_qparams(q: QParams, node: Node) -> QParams:
     """The equivalent conv's integer params (the weight permuted exactly)."""
-    return {**q, "weight": transpose_weight(q["weight"])}
+    return {**q, "weight": transpose_weight(q["weight"], transpose_group(node))}
 
 
 def _t_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
     x = xs[0]
     return _fixed(
-        transpose_equivalent(node), [Fx(expand(x.m, node), x.t)], prec, equivalent_qparams(q)
+        transpose_equivalent(node), [Fx(expand(x.m, node), x.t)], prec, equivalent_qparams(q, node)
     )
 
 
@@ -380,17 +395,21 @@ def _t_trained(node: Node, ctx: TrainedContext) -> Precision:
 def _t_cost(node: Node, ctx: CostContext) -> Cost:
     """Like conv, but only the products with real (not inserted or padded) inputs count."""
     eq = transpose_equivalent(node)
-    wq = transpose_weight(ctx.qparams["weight"])
-    wm = weight_matrix(wq, 1, 0)  # (P, C_out)
-    shape = ctx.in_shapes[0]
-    real = expand(np.ones((1, *shape), dtype=np.int64), node)
+    group = transpose_group(node)
+    wq = transpose_weight(ctx.qparams["weight"], group)
+    cin_g = wq.shape[1]
+    real = expand(np.ones((1, *ctx.in_shapes[0]), dtype=np.int64), node)
     pt = patches(real, eq)[0]  # (*O, *k, C): 1 where a real input sits
-    uses = pt.reshape(-1, wm.shape[0]).sum(axis=0)  # how often each weight row meets an input
+    mults = adds = 0
+    for g in range(group):
+        wm = weight_matrix(wq, group, g)  # (P, C_out/g)
+        # how often each weight row meets a real input
+        uses = pt[..., g * cin_g : (g + 1) * cin_g].reshape(-1, wm.shape[0]).sum(axis=0)
+        mults += int(uses @ (~is_pow2(wm)).sum(axis=1))
+        adds += int(uses @ (wm != 0).sum(axis=1))
     w_t, acc_t, x_t = ctx.prec["weight"], ctx.prec["accum"], ctx.in_types[0]
-    nonzero = (wm != 0).sum(axis=1)
-    mults = int(uses @ (~is_pow2(wm)).sum(axis=1))
     n_out = int(np.prod(ctx.out_shapes[0]))
-    adds = int(uses @ nonzero) + (n_out if "bias" in ctx.qparams else 0)
+    adds += n_out if "bias" in ctx.qparams else 0
     params = int(wq.size) + (int(ctx.qparams["bias"].size) if "bias" in ctx.qparams else 0)
     return Cost(
         params=params,
@@ -408,8 +427,6 @@ def _t_import(onode, st: ImportState, a: dict, name: str) -> None:
     nd = w.ndim - 2
     if nd not in (1, 2):
         raise unsupported("ConvTranspose", name, f"{nd}-D (only 1-D and 2-D)")
-    if int(a.get("group", 1)) != 1:
-        raise unsupported("ConvTranspose", name, f"group={a['group']} (only group 1)")
     shape = st.shapes[x]
     if len(shape) != nd + 1:
         raise ShapeError(f"node {name!r} (ConvTranspose): input {shape} is not (C, {nd} spatial)")
@@ -445,6 +462,7 @@ def _t_import(onode, st: ImportState, a: dict, name: str) -> None:
     else:
         p = [int(v) for v in a.get("pads", [0] * (2 * nd))]
     attrs = {"strides": strides, "pads": p, "output_padding": out_pad, "dilations": dil}
+    attrs["group"] = int(a.get("group", 1))
     node = Node(name, "conv_transpose", [x], [onode.output[0]], attrs=attrs, params={"weight": w})
     b = opt_const(st, onode, 2)
     if b is not None:
@@ -462,7 +480,7 @@ def _t_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, 
     k, strides, pads, out_pad, dil = transpose_attrs(node)
     b.node(
         "ConvTranspose", inputs, [out], key, kernel_shape=list(k), strides=strides, pads=pads,
-        output_padding=out_pad, dilations=dil,
+        output_padding=out_pad, dilations=dil, group=transpose_group(node),
     )  # fmt: skip
 
 
@@ -479,5 +497,5 @@ CONV_TRANSPOSE = Op(
     auto_precision=_t_auto,
     quantize_params=_t_qparams,
     cost=_t_cost,
-    doc="1D/2D transposed convolution (ONNX ConvTranspose, group 1); weight (C_in, C_out, *kernel)",
+    doc="1D/2D transposed convolution (ONNX ConvTranspose); weight (C_in, C_out/group, *kernel)",
 )

@@ -34,7 +34,7 @@ def emit_conv(ctx: EmitContext) -> list[str]:
 def emit_conv_transpose(ctx: EmitContext) -> list[str]:
     xshape = ctx.in_shapes[0]
     flat_idx = np.arange(flat_size(xshape)).reshape(xshape) + 1  # 0 marks padding
-    wq = equivalent_qparams(ctx.qparams)["weight"]
+    wq = equivalent_qparams(ctx.qparams, ctx.node)["weight"]
     return _conv_lines(ctx, transpose_equivalent(ctx.node), wq, expand(flat_idx[None], ctx.node)[0])
 
 

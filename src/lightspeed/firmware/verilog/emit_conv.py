@@ -62,5 +62,7 @@ def emit_conv(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
 
 @register("conv_transpose")
 def emit_conv_transpose(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
-    eq = replace(ctx, node=transpose_equivalent(ctx.node), qparams=equivalent_qparams(ctx.qparams))
+    eq = replace(
+        ctx, node=transpose_equivalent(ctx.node), qparams=equivalent_qparams(ctx.qparams, ctx.node)
+    )
     return emit_conv(eq, [expand(ins[0][None], ctx.node)[0]])
