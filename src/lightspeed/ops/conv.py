@@ -461,8 +461,14 @@ def _t_import(onode, st: ImportState, a: dict, name: str) -> None:
         p = [0] * (2 * nd)
     else:
         p = [int(v) for v in a.get("pads", [0] * (2 * nd))]
-    attrs = {"strides": strides, "pads": p, "output_padding": out_pad, "dilations": dil}
-    attrs["group"] = int(a.get("group", 1))
+    group = int(a.get("group", 1))
+    attrs = {
+        "strides": strides,
+        "pads": p,
+        "output_padding": out_pad,
+        "dilations": dil,
+        "group": group,
+    }
     node = Node(name, "conv_transpose", [x], [onode.output[0]], attrs=attrs, params={"weight": w})
     b = opt_const(st, onode, 2)
     if b is not None:
