@@ -43,6 +43,9 @@ def test_pad_slice_resize_literal():
     assert y.shape == (2, 3, 2, 2)
     for b, c, h, w in np.ndindex(*y.shape):
         assert y[b, c, h, w] == x[b, 2 - c, 2 * h, 4 - 3 * w]
+    # axes and steps are optional: listed axes only, step 1 (as the Keras frontend writes Cropping)
+    node = Node("s", "slice", ["x"], ["y"], {"starts": [1], "ends": [4], "axes": [2]})
+    np.testing.assert_array_equal(_run(node, x), x[:, :, :, 1:4])
     y = _run(Node("r", "resize", ["x"], ["y"], {"scales": [1, 3, 2]}), x)
     assert y.shape == (2, 3, 12, 10)
     for b, c, h, w in np.ndindex(*y.shape):

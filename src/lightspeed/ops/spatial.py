@@ -9,10 +9,11 @@ channels-first, Keras channels-last: the frontend gives the axes).
 
 - ``pad`` (attr ``pads``: begin of each axis, then end of each axis, >= 0):
   zero padding (ONNX ``Pad`` mode constant with value 0; Keras ZeroPadding).
-- ``slice`` (attrs ``starts``, ``ends``, ``steps``, one per axis): axis ``a``
-  keeps the input indices ``range(starts[a], ends[a], steps[a])``, all inside
-  the axis (ONNX ``Slice`` with constant operands, normalized on import;
-  Keras Cropping).
+- ``slice`` (attrs ``starts``, ``ends``, optional ``steps`` (default 1) and
+  ``axes`` (default every axis), one entry per listed axis): axis ``a`` keeps
+  the input indices ``range(start, end, step)``, all inside the axis; axes
+  not listed are kept whole (ONNX ``Slice`` with constant operands,
+  normalized on import; Keras Cropping).
 - ``resize`` (attr ``scales``, one integer >= 1 per axis): nearest-neighbour
   upsampling, output index ``i`` reads input index ``i // scale`` (ONNX
   ``Resize``/``Upsample`` mode nearest where its coordinate rule gives exactly
@@ -58,22 +59,34 @@ def _pad_map(node: Node, idx: np.ndarray) -> np.ndarray:
     pads = [int(p) for p in node.attrs["pads"]]
     if len(pads) != 2 * r or min(pads) < 0:
         raise ShapeError(f"pads {pads} must be {2 * r} non-negative values (begins, then ends)")
+    if (
+        float(node.attrs.get("value", 0.0)) != 0.0
+        or node.attrs.get("mode", "constant") != "constant"
+    ):
+        raise ShapeError("pad supports constant zero padding only (mode 'constant', value 0)")
     return np.pad(idx, [(pads[a], pads[a + r]) for a in range(r)], constant_values=-1)
 
 
 def slice_indices(node: Node, shape: Shape) -> list[np.ndarray]:
     """The kept input indices of every axis."""
     r = len(shape)
-    starts, ends = _per_axis(node, "starts", r), _per_axis(node, "ends", r)
-    steps = _per_axis(node, "steps", r)
+    axes = [int(a) for a in node.attrs.get("axes", range(r))]
+    if sorted(set(axes)) != sorted(axes) or not all(0 <= a < r for a in axes):
+        raise ShapeError(f"slice axes {axes} are not distinct axes of a rank-{r} tensor")
+    n = len(axes)
+    starts, ends = _per_axis(node, "starts", n), _per_axis(node, "ends", n)
+    steps = _per_axis(node, "steps", n) if "steps" in node.attrs else [1] * n
+    lo, hi, step = [0] * r, list(shape), [1] * r
+    for i, a in enumerate(axes):
+        lo[a], hi[a], step[a] = starts[i], ends[i], steps[i]
     out = []
     for a in range(r):
-        if steps[a] == 0:
+        if step[a] == 0:
             raise ShapeError("slice step 0")
-        keep = np.arange(starts[a], ends[a], steps[a])
+        keep = np.arange(lo[a], hi[a], step[a])
         if keep.size == 0 or keep.min() < 0 or keep.max() >= shape[a]:
             raise ShapeError(
-                f"slice {starts[a]}:{ends[a]}:{steps[a]} of axis {a} (size {shape[a]}) "
+                f"slice {lo[a]}:{hi[a]}:{step[a]} of axis {a} (size {shape[a]}) "
                 "is empty or leaves the axis"
             )
         out.append(keep)
@@ -359,16 +372,19 @@ def _pad_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec
 
 def _slice_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes):
     in_shape = shapes[node.inputs[0]]
-    ends = [
-        -d - 1 if e == -1 else e for e, d in zip(node.attrs["ends"], in_shape, strict=True)
-    ]  # end -1 of a negative step: "before index 0", which ONNX spells below -size
+    keep = slice_indices(node, in_shape)
+    starts = [int(k[0]) for k in keep]
+    steps = [int(k[1] - k[0]) if len(k) > 1 else 1 for k in keep]
+    # one past the last kept index; below -size means "before index 0" for a negative step
+    ends = [int(k[-1]) + st if int(k[-1]) + st >= 0 else -d - 1
+            for k, st, d in zip(keep, steps, in_shape, strict=True)]  # fmt: skip
     args = [
         b.const(f"{key}_{n}", np.array(v), dtype=np.int64)
         for n, v in (
-            ("starts", node.attrs["starts"]),
+            ("starts", starts),
             ("ends", ends),
             ("axes", list(range(1, len(in_shape) + 1))),
-            ("steps", node.attrs["steps"]),
+            ("steps", steps),
         )
     ]
     b.node("Slice", [ins[0], *args], [out], key)
