@@ -167,3 +167,33 @@ def test_firmware_bit_exact(target, tmp_path):
     r = firmware.check(fw, X, q=q)
     assert r["vectors"] == 3000
     assert r["exact"], r["mismatches"]
+
+
+def test_trained_torch_model_argmax_agreement():
+    """A small trained torch MLP with GELU, Hardswish and Softsign: auto precision keeps >= 99%."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (3000, 8)).astype(np.float32)
+    mix = np.tanh(x) @ rng.normal(0, 1, (8, 4)) + 0.3 * (x**2) @ rng.normal(0, 1, (8, 4))
+    labels = torch.from_numpy(np.argmax(mix, 1)[:2000])
+    model = torch.nn.Sequential(
+        torch.nn.Linear(8, 24), torch.nn.GELU(), torch.nn.Linear(24, 16), torch.nn.Hardswish(),
+        torch.nn.Linear(16, 16), torch.nn.Softsign(), torch.nn.Linear(16, 4),
+    )  # fmt: skip
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    xt = torch.from_numpy(x[:2000])
+    for _ in range(15):
+        for i in range(0, 2000, 200):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(
+                model(xt[i : i + 200]), labels[i : i + 200]
+            ).backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x[2000:])).numpy()
+    g = lightspeed.load(model, input_shape=(8,))
+    assert [n.op for n in g.nodes][1::2] == ["gelu", "hard_swish", "softsign"]
+    q = lightspeed.quantize(g, "auto", x[:500])
+    assert (q.predict(x[2000:]).argmax(1) == ref.argmax(1)).mean() >= 0.99
