@@ -55,6 +55,13 @@ def quantize(
     cfg = make_config(precision, config, options)
     if cfg.mode != "search":
         return _quantize_typed(graph, calibration=calibration, config=cfg, input_types=input_types)
+    if input_types:
+        from lightspeed.errors import ConfigError
+
+        raise ConfigError(
+            "input types (--input-type, input_types=) do not apply to precision='search', which "
+            "chooses the input widths itself; leave them out or use --precision trained/auto"
+        )
     from lightspeed.search import search_graph
 
     res = search_graph(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
 import pytest
 
-from lightspeed.bench.report import collect, demo_report, write_report
+from lightspeed.bench.demo_page import demo_report
+from lightspeed.bench.report import collect, write_report
 from lightspeed.errors import InputError
 
 
@@ -122,13 +124,83 @@ def test_report_is_self_contained(results_dir, tmp_path):
     assert not re.search(r'(src|href)="(http|//|file:)', text)
     # Tables carry the numbers.
     assert "MLPerf LoadGen scenarios" in text and "SONIC capacity study" in text
-    assert "Firmware resources" in text and "1,234" in text  # LUT estimate
+    assert "Demo run" in text and "LUT (estimate)" in text and "1,234" in text
     assert "sustains about <b>4</b> clients" in text
 
 
 def test_demo_report(results_dir):
     out = demo_report(results_dir)
-    assert out == results_dir / "report.html" and "lightspeed demo report" in out.read_text()
+    text = out.read_text()
+    assert out == results_dir / "report.html" and "by <code>lightspeed demo" in text
+    assert "bench report" not in text  # the user ran demo
+    assert "1,234" in text and "9 cycles" not in text and "11 cycles = 55 ns" in text
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """A real ``lightspeed demo`` run (compile + emulation; firmware is tested elsewhere)."""
+    from rich.console import Console
+
+    from lightspeed.demo import run_demo
+
+    work = tmp_path_factory.mktemp("demo")
+    run_demo(work, firmware=False, console=Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    return work
+
+
+def test_demo_page_is_a_report_for_people(demo_run):
+    results = json.loads((demo_run / "demo_results.json").read_text())
+    text = (demo_run / "report.html").read_text()
+    # per-layer table with the terminal's columns, every layer of the model
+    for col in ("types", "mults", "BOPs", "max |float-fixed|"):
+        assert col in text
+    for layer in results["compile"]["report"]["layers"]:
+        assert f">{layer['name']}<" in text
+    # human labels, not JSON keys; the data the error is measured on is named
+    for key in ("emulation_rate_per_s", "accuracy_fixed", "max_abs_error", "exact: yes"):
+        assert key not in text
+    assert f"{results['compile']['test_jets']:,} test jets" in text
+    # every number has the command that reproduces it, and the commands work as printed
+    for verb in ("compile", "report", "predict"):
+        assert results["commands"][verb] in text.replace("&#x27;", "'")
+    assert "--calibration" in results["commands"]["compile"]
+    assert (demo_run / "calibration.npy").exists() and (demo_run / "test_inputs.npy").exists()
+
+
+def test_demo_page_resources_against_the_part():
+    from lightspeed.bench.demo_page import render_demo
+
+    fw = {
+        "latency_cycles": 9, "clock_period_ns": 5.0,
+        "estimate": {"lut": 11_822, "ff": 100, "dsp": 68},
+        "part": {"name": "xcvu9p", "description": "VU9P", "lut": 1_182_240, "ff": 2_364_480,
+                 "dsp": 6_840},
+        "simulation": {"vectors": 10, "exact": True, "ii": 1.0},
+    }  # fmt: skip
+    text = render_demo({"compile": {"model": "m"}, "firmware": fw})
+    assert "1.00%" in text and "0.99%" in text  # LUT and DSP utilisation of the part
+    assert 'style="width:1.00%"' in text  # the utilisation bar
+    assert "45 ns" in text and "every output bit equals the emulator" in text
+
+
+def test_demo_page_renders_in_headless_chromium(demo_run, tmp_path):
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("headless Chromium not installed (apt-get install chromium)")
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,1600",
+         f"--screenshot={shot}", (demo_run / "report.html").as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(shot)
+    assert img.shape[:2] == (1600, 1200)
+    assert img[..., :3].std() > 0.05  # not a blank page: text, tables and the chart drew
 
 
 def test_report_bad_input(tmp_path):

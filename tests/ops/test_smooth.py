@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import lightspeed
-from lightspeed.errors import UnsupportedOpError
 from lightspeed.fixed import FixedType
 from lightspeed.ir import Graph, Node, infer_shapes
 from lightspeed.ops import get_op
@@ -198,17 +197,38 @@ def test_qonnx_round_trip_bit_exact(tmp_path):
 
 
 @pytest.mark.parametrize("op", sorted(CASES))
-def test_trained_mode_is_refused(op):
+def test_trained_mode_gives_default_types(op):
+    """No calibration: auto's table type, a result holding both branches exactly."""
     g = infer_shapes(Graph("t", {"x": (4,)}, ["y"], [Node(f"my_{op}", op, ["x"], ["y"])]))
-    with pytest.raises(UnsupportedOpError, match=f"my_{op}"):
-        lightspeed.quantize(g, "trained", input_types={"x": "ap_fixed<8,3>"})
+    q = lightspeed.quantize(g, "trained", input_types={"x": "ap_fixed<8,3>"})
+    res = q.precision[f"my_{op}"]["result"]
+    assert q.precision[f"my_{op}"]["table"].width == 18
+    x = (np.arange(-128, 128).reshape(64, 4) / 32.0).astype(np.float64)  # every ap_fixed<8,3>
+    y = q.predict(x)
+    assert np.all(y * 2.0**res.frac == np.round(y * 2.0**res.frac))
+    pos = x > 0 if op != "softplus" else x >= 8.0
+    if op == "selu":
+        g_q = float(q.qparams[f"my_{op}"]["gamma"]) * q.precision[f"my_{op}"]["param"].lsb
+        np.testing.assert_array_equal(y[pos], x[pos] * g_q)  # the exact product
+    else:
+        np.testing.assert_array_equal(y[pos], x[pos])
+    np.testing.assert_allclose(y, q.predict_float(x), atol=0.02)
 
 
 @pytest.mark.parametrize("op", ["gelu", "softsign"])
-def test_trained_mode_is_refused_for_new_tables(op):
+def test_trained_defaults_for_new_tables(op):
+    """gelu: auto's table, a result holding the table and x >= 4 exactly; softsign: the table."""
     g = infer_shapes(Graph("t", {"x": (4,)}, ["y"], [Node(f"my_{op}", op, ["x"], ["y"])]))
-    with pytest.raises(UnsupportedOpError, match=f"my_{op}"):
-        lightspeed.quantize(g, "trained", input_types={"x": "ap_fixed<8,3>"})
+    q = lightspeed.quantize(g, "trained", input_types={"x": "ap_fixed<8,3>"})
+    prec = q.precision[f"my_{op}"]
+    assert prec["table"].width == 18
+    x = (np.arange(-128, 128).reshape(64, 4) / 32.0).astype(np.float64)  # every ap_fixed<8,3>
+    y = q.predict(x)
+    if op == "softsign":
+        assert prec["result"] == prec["table"]
+    else:
+        np.testing.assert_array_equal(y[x >= 4.0], x[x >= 4.0])  # the exact pass-through
+    np.testing.assert_allclose(y, q.predict_float(x), atol=0.02)
 
 
 # -- (5) RTL and (6) HLS: one small model with every op of the module
@@ -300,6 +320,7 @@ def test_partial_erf_pattern_is_not_fused():
         {"y": [None, 4]},
         {"r2": np.float32(math.sqrt(2)), "one": np.float32(1)},
     )
+    from lightspeed.errors import UnsupportedOpError
     from lightspeed.frontends import load_model
 
     with pytest.raises(UnsupportedOpError, match="Erf"):

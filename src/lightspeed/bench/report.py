@@ -398,42 +398,36 @@ def _sonic_section(sonic: list[dict[str, Any]]) -> str:
     )
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out += _flatten(v, key + ".")
-        elif not isinstance(v, list):
-            out.append((key, v))
-    return out
+_DEMO_LABELS = (
+    ("model", "model"),
+    ("test_jets", "test jets"),
+    ("accuracy_float", "accuracy, float model"),
+    ("accuracy_fixed", "accuracy, fixed point"),
+    ("argmax_agreement", "argmax agreement float vs fixed"),
+    ("max_abs_error", "largest |float - fixed| on the test jets"),
+    ("emulation_rate_per_s", "emulator throughput (jets/s)"),
+    ("compile_seconds", "compile time (s)"),
+)
 
 
 def _demo_section(demo: list[dict[str, Any]]) -> str:
+    """A demo run's headline numbers (``lightspeed demo`` writes the full page itself)."""
     parts = []
     for d in demo:
         c = d.get("compile") or {}
-        if c:
-            parts.append(
-                f"<h3>Compile + emulation ({html.escape(d['_source'])})</h3>"
-                + _table(["quantity", "value"], [[k, v] for k, v in _flatten(c)])
-            )
+        rows = [[label, c[key]] for key, label in _DEMO_LABELS if key in c]
         fw = d.get("firmware") or {}
-        if fw:
-            est = fw.get("estimate") or {}
-            res_rows = [[k.upper(), v] for k, v in est.items() if v is not None]
-            for key in ("latency_cycles", "latency_ns", "clock_period_ns"):
-                if key in fw:
-                    res_rows.append([key, fw[key]])
-            synth = fw.get("synthesis") or fw.get("resources") or {}
-            res_rows += [[f"synthesis {k}", v] for k, v in _flatten(synth)]
-            sim = fw.get("simulation") or {}
-            res_rows += [[f"RTL simulation {k}", v] for k, v in _flatten(sim)]
+        est = fw.get("estimate") or {}
+        sim = fw.get("simulation") or {}
+        if "latency_ns" in fw:
+            rows.append(["latency", f"{fw['latency_cycles']} cycles = {fw['latency_ns']:g} ns"])
+        rows += [[f"{k.upper()} (estimate)", v] for k, v in est.items() if v is not None]
+        if "exact" in sim:
+            rows.append(["RTL simulation vs emulator", "bit-exact" if sim["exact"] else "differs"])
+        if rows:
             parts.append(
-                "<h3>Firmware resources</h3>"
-                + _table(["resource / property", "value"], res_rows)
-                + '<p class="note">LUT/FF/DSP are the analytic estimate unless a synthesis '
-                "entry is listed.</p>"
+                f"<h3>Demo run ({html.escape(d['_source'])})</h3>"
+                + _table(["quantity", "value"], rows)
             )
     return "<h2>Demo run</h2>" + "".join(parts) if parts else ""
 
@@ -530,11 +524,3 @@ def write_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(res, title, str(results_dir)), encoding="utf-8")
     return out
-
-
-def demo_report(workdir: str | Path) -> Path:
-    """The report for a ``lightspeed demo`` run: ``workdir/report.html`` from its results."""
-    workdir = Path(workdir)
-    if not (workdir / "demo_results.json").exists():
-        raise InputError(f"'{workdir}' holds no demo_results.json; run `lightspeed demo` first")
-    return write_report(workdir, workdir / "report.html", title="lightspeed demo report")

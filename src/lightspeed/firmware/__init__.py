@@ -24,6 +24,7 @@ from lightspeed.errors import InputError
 # load the submodule first: otherwise its later import would shadow the estimate() function
 from lightspeed.firmware import estimate as _estimate_module  # noqa: F401
 from lightspeed.firmware.config import FirmwareOptions, parse_clock
+from lightspeed.firmware.parts import get_part
 from lightspeed.firmware.project import FirmwareDir, load_fwdir
 from lightspeed.firmware.project import generate as _generate
 
@@ -36,9 +37,22 @@ def generate(
     multipliers: str = "auto",
     top: str = "lightspeed_top",
     overwrite: bool = True,
+    part: str | None = "xcvu9p",
+    force: bool = False,
 ) -> FirmwareDir:
-    """Write Verilog (``target="verilog"``) or a Vitis HLS project (``"hls"``) for ``q``."""
+    """Write Verilog (``target="verilog"``) or a Vitis HLS project (``"hls"``) for ``q``.
+
+    First a graph-level estimate (:mod:`lightspeed.firmware.fit`, well under a second)
+    checks the design against ``part``; one that cannot fit raises ``ConfigError`` with
+    the numbers and the ways out, unless ``force`` (or ``part=None``).
+    """
     opts = FirmwareOptions(clock_period=parse_clock(clock_period), multipliers=multipliers, top=top)
+    if part is not None and not force:
+        from lightspeed.firmware.fit import quick_estimate, refusal
+
+        report = quick_estimate(q, get_part(part), opts)
+        if not report.fits:
+            raise refusal(report)
     return _generate(q, outdir, target=target, options=opts, overwrite=overwrite)
 
 
@@ -194,12 +208,21 @@ def demo_step(
     workdir = Path(workdir)
     fw = generate(q, workdir / "firmware", target="verilog")
     est = fw.manifest.get("estimate", {})
+    part = get_part("xcvu9p")
     out: dict[str, Any] = {
         "fwdir": str(fw.path),
         "latency_cycles": fw.latency,
         "latency_ns": fw.latency * fw.clock_period,
         "clock_period_ns": fw.clock_period,
         "estimate": {k: est.get(k) for k in ("lut", "ff", "dsp", "carry")},
+        "estimate_per_layer": est.get("per_layer", {}),
+        "part": {
+            "name": part.name,
+            "description": part.description,
+            "lut": part.lut,
+            "ff": part.ff,
+            "dsp": part.dsp,
+        },
     }
     say(
         f"firmware: Verilog in {fw.path}/rtl ({fw.latency} cycles = {fw.latency * fw.clock_period:g} ns "
@@ -218,6 +241,8 @@ def demo_step(
         for p in fw.inputs:
             lo, hi = p.type.min_value, p.type.max_value
             X[p.tensor] = rng.uniform(lo, hi, (n_vectors, *p.shape))
+    if len(X) == 1:  # what `lightspeed sim --input` takes to reproduce the check
+        np.save(workdir / "rtl_vectors.npy", next(iter(X.values())))
     r = check(fw, X, q=q)
     out["simulation"] = {
         "vectors": r["vectors"],
@@ -226,6 +251,7 @@ def demo_step(
         "latency_cycles": r["latency"],
         "ii": r["ii"],
         "build_seconds": round(r["build_seconds"], 1),
+        "vectors_source": "uniform random over the input type's range",
     }
     say(
         f"RTL simulation (Verilator): {r['vectors']} vectors, "

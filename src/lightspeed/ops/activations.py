@@ -19,6 +19,7 @@ from lightspeed.fixed import FixedType, as_exact, cast, overflow, requantize, to
 from lightspeed.ir.graph import Node
 from lightspeed.ops.base import (
     AutoContext,
+    AutoOptions,
     Cost,
     CostContext,
     Fx,
@@ -26,7 +27,7 @@ from lightspeed.ops.base import (
     Precision,
     QParams,
     TrainedContext,
-    exact_type,
+    exact_capped,
     merge,
     param_type,
     quantize_param,
@@ -119,6 +120,18 @@ def _leaky_auto(node: Node, ctx: AutoContext) -> Precision:
     return merge(ctx.fixed, auto)
 
 
+def _leaky_trained(node: Node, ctx: TrainedContext) -> Precision:
+    """alpha in 16 bits (exact for alpha = 2**-k); the result holds x and alpha*x exactly."""
+    x_t = ctx.in_types[0]
+    a = np.array(float(node.attrs.get("alpha", 0.01)))
+    p_t = ctx.fixed.get("param") or param_type(a, AutoOptions().weight_bits)
+    a_i = int(quantize_param(a, p_t, f"{node.name} alpha"))
+    neg = [x_t.min_int * a_i, 0] if x_t.signed else [0]
+    pos = x_t.max_int << max(p_t.frac, 0)
+    lo, hi = min(*neg, 0), max(*neg, pos, 0)
+    return merge(ctx.fixed, {"param": p_t, "result": exact_capped(lo, hi, x_t.frac + p_t.frac)})
+
+
 def _leaky_cost(node: Node, ctx: CostContext) -> Cost:
     n = int(np.prod(ctx.in_shapes[0]))
     w = ctx.prec["param"].width * ctx.in_types[0].width
@@ -156,6 +169,8 @@ LEAKY_RELU = Op(
     run_float=_leaky_float,
     run_fixed=_leaky_fixed,
     auto_precision=_leaky_auto,
+    trained_precision=_leaky_trained,
+    trained_default=True,
     quantize_params=_leaky_qparams,
     cost=_leaky_cost,
     doc="x if x > 0 else alpha*x; alpha quantized to the 'param' type",
@@ -303,7 +318,7 @@ def _hswish_trained(node: Node, ctx: TrainedContext) -> Precision:
         v = math.ldexp(-1.5, f)
         for m in {lo_m, hi_m, *[min(max(c, lo_m), hi_m) for c in (math.floor(v), math.ceil(v))]}:
             vals.append(m * ((m << (big - f)) + (3 << big)) * k)
-    return merge(ctx.fixed, {"param": k_t, "result": exact_type(min(vals), max(vals), frac)})
+    return merge(ctx.fixed, {"param": k_t, "result": exact_capped(min(vals), max(vals), frac)})
 
 
 def _hswish_cost(node: Node, ctx: CostContext) -> Cost:
@@ -346,6 +361,7 @@ HARD_SWISH = Op(
     quantize_params=_hswish_qparams,
     cost=_hswish_cost,
     trained_precision=_hswish_trained,
+    trained_default=True,
     onnx_import={"HardSwish": unary("hard_swish")},
     onnx_rewrite=_fuse_hard_swish,
     onnx_export=_hswish_export,

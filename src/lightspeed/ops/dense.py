@@ -20,6 +20,7 @@ from lightspeed.ops.base import (
     quantize_param,
 )
 from lightspeed.ops.mac import dense_cast, linear_precision, mac, trained_mac_precision
+from lightspeed.ops.matmul import matmul_node
 from lightspeed.ops.onnx_export import Builder
 from lightspeed.ops.onnx_import import (
     ImportState,
@@ -125,7 +126,10 @@ def _matmul(onode, st: ImportState, a: dict, name: str) -> None:
         raise unsupported("MatMul", name, "constant left operand; use x @ W with constant W")
     x = dyn(st, onode.input[0], "MatMul", name)
     if not st.is_const(onode.input[1]):
-        raise unsupported("MatMul", name, "product of two non-constant tensors")
+        # two activations (attention scores, weighted values): the matmul op
+        y = dyn(st, onode.input[1], "MatMul", name)
+        st.emit(matmul_node(name, x, y, onode.output[0], st.shapes[x][-1] if st.shapes[x] else 1))
+        return
     w = f64(st.const(onode.input[1]))
     if w.ndim != 2:
         raise unsupported("MatMul", name, f"weight of rank {w.ndim} (only 2-D constant weights)")

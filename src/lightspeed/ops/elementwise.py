@@ -24,6 +24,7 @@ from lightspeed.ops.base import (
     Precision,
     QParams,
     TrainedContext,
+    exact_capped,
     exact_type,
     merge,
     param_type,
@@ -31,7 +32,14 @@ from lightspeed.ops.base import (
     result_type,
 )
 from lightspeed.ops.onnx_export import Builder
-from lightspeed.ops.onnx_import import ImportState, affine, dyn, full_const, unsupported
+from lightspeed.ops.onnx_import import (
+    ImportState,
+    affine,
+    dyn,
+    full_const,
+    trained,
+    unsupported,
+)
 
 
 def _broadcast(node: Node, ins: list[Shape]) -> list[Shape]:
@@ -92,17 +100,22 @@ def _binary(onode, st: ImportState, a: dict, name: str) -> None:
     x = dyn(st, t1 if c0 else t0, op, name)
     c = full_const(st.const(t0 if c0 else t1), st.shapes[x], op, name)
     ones, zeros = np.ones_like(c), np.zeros_like(c)
+    # a trained (QONNX Quant) operand keeps its type through folding: a bias after MatMul
+    c_type = trained(st, t0 if c0 else t1)
+    types: dict[str, FixedType] = {}
     if op == "Add":
         scale, shift = ones, c
+        types = {"shift": c_type} if c_type else {}
     elif op == "Mul":
         scale, shift = c, zeros
+        types = {"scale": c_type} if c_type else {}
     elif op == "Sub":
         scale, shift = (-ones, c) if c0 else (ones, -c)
     else:  # Div
         if c0:
             raise unsupported("Div", name, "division by a non-constant tensor")
         scale, shift = 1.0 / c, zeros
-    affine(st, x, out, scale, shift, name, op)
+    affine(st, x, out, scale, shift, name, op, types)
 
 
 def _add_export(
@@ -430,7 +443,7 @@ def _mean_trained(node: Node, ctx: TrainedContext) -> Precision:
     k_t = ctx.fixed.get("param") or mean_k_type(len(ctx.in_types), 16)
     k = int(quantize_param(np.array(1.0 / len(ctx.in_types)), k_t, f"{node.name} 1/N"))
     s = _add_auto(node, TrainedContext(ctx.in_types, {}))["result"]
-    res = exact_type(s.min_int * k, s.max_int * k, s.frac + k_t.frac)
+    res = exact_capped(s.min_int * k, s.max_int * k, s.frac + k_t.frac)
     return merge(ctx.fixed, {"param": k_t, "result": res})
 
 
@@ -461,6 +474,7 @@ def _mean_export(
 MEAN = Op(
     name="mean",
     trained_precision=_mean_trained,
+    trained_default=True,
     onnx_import={"Mean": _mean_import},
     onnx_export=_mean_export,
     roles=("param", "result"),

@@ -49,6 +49,8 @@ ADVICE = {
     "Einsum": "MatMul with a constant weight",
     "Abs": "Relu",
     "Neg": "Mul by a constant",
+    "DepthToSpace": "nothing yet: DepthToSpace (pixel shuffle) is not supported",
+    "SpaceToDepth": "nothing yet: SpaceToDepth is not supported; a strided Conv downsamples",
 }
 
 
@@ -75,8 +77,19 @@ def unsupported(op_type: str, node_name: str, why: str = "") -> UnsupportedOpErr
             f"node {node_name!r}: ONNX {op_type} is supported, but not in this form"
             f"{f' ({why})' if why else ''}"
         )
-    alt = ADVICE.get(op_type, f"one of the supported ops ({', '.join(supported_onnx_types())})")
     detail = f" ({why})" if why else ""
+    if "." in op_type:  # domain.op: a custom op, never one of ours whatever its short name
+        detail = "" if why == "custom domain" else detail
+        return UnsupportedOpError(
+            f"node {node_name!r}: {op_type} is a custom-domain op{detail}; lightspeed reads "
+            "standard ONNX ops plus QONNX Quant/BipolarQuant: export the model without it"
+        )
+    alt = ADVICE.get(op_type, f"one of the supported ops ({', '.join(supported_onnx_types())})")
+    if alt.startswith("nothing yet: "):
+        return UnsupportedOpError(
+            f"node {node_name!r}: ONNX op {op_type}{detail} is not supported yet; "
+            f"{alt.removeprefix('nothing yet: ')}"
+        )
     return UnsupportedOpError(
         f"node {node_name!r}: ONNX op {op_type}{detail} is not supported; nearest supported: {alt}"
     )
@@ -208,12 +221,23 @@ def set_trained(node: Node, role: str, t: FixedType | None) -> None:
 
 
 def affine(
-    st: ImportState, x: str, out: str, scale: np.ndarray, shift: np.ndarray, name: str, op: str
+    st: ImportState,
+    x: str,
+    out: str,
+    scale: np.ndarray,
+    shift: np.ndarray,
+    name: str,
+    op: str,
+    types: dict[str, FixedType] | None = None,
 ) -> None:
-    """Emit ``out = x*scale + shift`` (full-shape constants) for :func:`ir.passes.fold_affine`."""
+    """Emit ``out = x*scale + shift`` (full-shape constants) for :func:`ir.passes.fold_affine`.
+
+    ``types`` holds the trained types of the constants (``scale``/``shift``: a
+    QONNX ``Quant`` on the operand of ``Mul``/``Add``), which folding keeps.
+    """
     node = Node(
         name, "affine", [x], [out], attrs={"onnx_op": op, "origin": name},
-        params={"scale": f64(scale), "shift": f64(shift)},
+        params={"scale": f64(scale), "shift": f64(shift)}, types=dict(types or {}),
     )  # fmt: skip
     st.emit(node)
 

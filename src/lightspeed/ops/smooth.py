@@ -31,7 +31,9 @@ Automatic precision: the ``table`` type has ``AutoOptions.table_bits`` bits,
 integer bits just holding the largest entry, signed where entries are
 negative; ``result`` is sized from the calibrated range (``result_type``) but
 covers at least the table type; SELU's ``param`` has ``weight_bits`` bits.
-The tables need calibration: these ops are refused in trained mode.
+Trained mode (a documented default, no calibration): the same table and
+``param`` types, and a ``result`` that holds both branches exactly (the
+table entries and the pass-through ``x``, or ``x * gamma_q``).
 """
 
 from __future__ import annotations
@@ -45,12 +47,15 @@ from lightspeed.fixed import FixedType, quantize_float, requantize
 from lightspeed.ir.graph import Node
 from lightspeed.ops.base import (
     AutoContext,
+    AutoOptions,
     Cost,
     CostContext,
     Fx,
     Op,
     Precision,
     QParams,
+    TrainedContext,
+    exact_capped,
     merge,
     param_type,
     quantize_param,
@@ -169,6 +174,26 @@ def _auto(node: Node, ctx: AutoContext) -> Precision:
     return merge(ctx.fixed, auto)
 
 
+def _trained(node: Node, ctx: TrainedContext) -> Precision:
+    """Default table (and SELU gamma) types as auto's; a result holding both branches exactly."""
+    opts = AutoOptions()
+    x_t = ctx.in_types[0]
+    tt = ctx.fixed.get("table") or param_type(_table_values(node), opts.table_bits)
+    prec: Precision = {"table": tt}
+    if direct_branch(node.op) is None:  # softsign: the table entry is the result
+        return merge(ctx.fixed, {**prec, "result": tt})
+    pos_frac, pos_hi = x_t.frac, x_t.max_int  # the pass-through branch (x > 0, or x >= hi)
+    if node.op == "selu":
+        prec["param"] = ctx.fixed.get("param") or param_type(np.array([_gamma(node)]), 16)
+        g = int(quantize_param(np.array(_gamma(node)), prec["param"], "gamma"))
+        pos_frac, pos_hi = x_t.frac + prec["param"].frac, x_t.max_int * g
+    frac = max(pos_frac, tt.frac)
+    lo = min(tt.min_int << (frac - tt.frac), 0)
+    hi = max(pos_hi << (frac - pos_frac), tt.max_int << (frac - tt.frac), 0)
+    prec["result"] = exact_capped(lo, hi, frac)
+    return merge(ctx.fixed, prec)
+
+
 def _cost(node: Node, ctx: CostContext) -> Cost:
     size = int(node.attrs.get("table_size", 1024))
     c = Cost(params=size, table_bits=size * ctx.prec["table"].width)
@@ -229,7 +254,8 @@ def _op(name: str, onnx_type: str, attrs_fn, doc: str, rewrite=None) -> Op:
         auto_precision=_auto,
         quantize_params=_qparams,
         cost=_cost,
-        trained_precision=None,
+        trained_precision=_trained,
+        trained_default=True,
         onnx_import={onnx_type: unary(name, attrs_fn)},
         onnx_export=_export,
         onnx_rewrite=rewrite,

@@ -118,10 +118,10 @@ import json
 import os
 import sys
 
-# The Triton python stub ignores PYTHONPATH: add the site-packages holding onnxruntime.
-for _p in os.environ.get("LIGHTSPEED_SITE_PACKAGES", "").split(os.pathsep) + {site_packages!r}:
-    if _p and os.path.isdir(_p) and _p not in sys.path:
-        sys.path.insert(0, _p)
+# The Triton python stub ignores PYTHONPATH: add the site-packages holding onnxruntime,
+# LIGHTSPEED_SITE_PACKAGES first (the server's own, whose numpy matches the stub's build)
+_wanted = os.environ.get("LIGHTSPEED_SITE_PACKAGES", "").split(os.pathsep) + {site_packages!r}
+sys.path[0:0] = [_p for _p in dict.fromkeys(_wanted) if _p and os.path.isdir(_p) and _p not in sys.path]
 
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402

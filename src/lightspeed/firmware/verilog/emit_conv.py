@@ -11,7 +11,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from lightspeed.firmware.verilog.arith import mac
+from lightspeed.firmware.verilog.arith import finish_mac, plan_mac
+from lightspeed.firmware.verilog.emit_dense import share
 from lightspeed.firmware.verilog.lowering import EmitContext, register
 from lightspeed.ops.conv import (
     conv_attrs,
@@ -44,19 +45,23 @@ def emit_conv(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
         for o in np.ndindex(*out_sp):
             patch = pt[o][..., g * cin_g : (g + 1) * cin_g].reshape(-1)
             xs = [_sig_or_none(v) for v in patch]
-            for j in range(cout_g):
-                c = g * cout_g + j
-                y[(c, *o)] = mac(
+            plans = [
+                plan_mac(
                     ctx.nl,
                     xs,
                     wm[:, j],
                     p["weight"],
-                    None if bias is None else bias[c],
+                    None if bias is None else bias[g * cout_g + j],
                     p.get("bias"),
                     p["accum"],
                     p["result"],
                     ctx.opts,
                 )
+                for j in range(cout_g)
+            ]
+            share(ctx, plans)  # one position's outputs share its patch
+            for j, plan in enumerate(plans):
+                y[(g * cout_g + j, *o)] = finish_mac(ctx.nl, plan)
     return [y]
 
 
