@@ -301,36 +301,27 @@ def transpose_equivalent(node: Node) -> Node:
 
 
 def expand(x: np.ndarray, node: Node, fill: Any = 0) -> np.ndarray:
-    """(B, C, *S): zeros inserted between neighbours (stride - 1), then padded or cropped."""
+    """(B, C, *S): zeros inserted between neighbours (stride - 1), then padded or cropped.
+
+    Input element ``j`` of an axis lands at ``d*(k-1) - pad_begin + j*stride``; the
+    axis is ``d*(k-1)`` longer than the zero-inserted input at each end, less the pads,
+    plus ``output_padding`` at the end. Works for floats, integers and signal arrays.
+    """
     k, strides, pads, out_pad, dil = transpose_attrs(node)
     nd = len(k)
-    b, c, sp = x.shape[0], x.shape[1], x.shape[2:]
-    big = np.full((b, c, *[(n - 1) * s + 1 for n, s in zip(sp, strides, strict=True)]), fill,
-                  dtype=x.dtype)  # fmt: skip
-    big[(slice(None), slice(None), *[slice(None, None, s) for s in strides])] = x
-    for i in range(nd):
+    sizes, src, dst = [], [], []
+    for i, n in enumerate(x.shape[2:]):
         before = dil[i] * (k[i] - 1) - pads[i]
         after = dil[i] * (k[i] - 1) - pads[i + nd] + out_pad[i]
-        ax = 2 + i
-        if before < 0:
-            big = np.take(big, range(-before, big.shape[ax]), axis=ax)
-            before = 0
-        if after < 0:
-            big = np.take(big, range(big.shape[ax] + after), axis=ax)
-            after = 0
-        width = [(0, 0)] * big.ndim
-        width[ax] = (before, after)
-        if before or after:
-            big = np.pad(big, width, constant_values=fill) if x.dtype != object else _pad_obj(
-                big, width, fill)  # fmt: skip
-    return big
-
-
-def _pad_obj(a: np.ndarray, width: list[tuple[int, int]], fill: Any) -> np.ndarray:
-    out = np.full(
-        [n + lo + hi for n, (lo, hi) in zip(a.shape, width, strict=True)], fill, dtype=object
-    )
-    out[tuple(slice(lo, lo + n) for n, (lo, _) in zip(a.shape, width, strict=True))] = a
+        length = (n - 1) * strides[i] + 1 + before + after
+        pos = before + np.arange(n) * strides[i]
+        keep = (pos >= 0) & (pos < length)
+        sizes.append(length)
+        src.append(np.nonzero(keep)[0])
+        dst.append(pos[keep])
+    out = np.full((*x.shape[:2], *sizes), fill, dtype=x.dtype)
+    lead = (slice(None), slice(None))
+    out[lead + np.ix_(*dst)] = x[lead + np.ix_(*src)]
     return out
 
 
