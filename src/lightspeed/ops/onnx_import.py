@@ -295,15 +295,23 @@ class OnnxGraph:
                 v = _constant_value(n)
                 if v is not None:
                     self.consts[n.output[0]] = v
+        self._index()
+
+    def _index(self) -> None:
+        self._producer = {t: n for n in self.nodes for t in n.output if t}
+        self._consumers: dict[str, list[Any]] = {}
+        for n in self.nodes:
+            for t in n.input:
+                self._consumers.setdefault(t, []).append(n)
 
     def of_type(self, op_type: str) -> list[Any]:
         return [n for n in self.nodes if n.op_type == op_type]
 
     def producer(self, t: str) -> Any | None:
-        return next((n for n in self.nodes if t in n.output), None)
+        return self._producer.get(t)
 
     def consumers(self, t: str) -> list[Any]:
-        return [n for n in self.nodes if t in n.input]
+        return list(self._consumers.get(t, []))
 
     def single_use(self, t: str) -> bool:
         return t not in self.outputs and len(self.consumers(t)) == 1
@@ -331,7 +339,7 @@ class OnnxGraph:
             return None
         for i, t in enumerate(node.input):
             c = self.scalar(t)
-            if c is None or (t in self.consts and node.input[1 - i] in self.consts):
+            if c is None or node.input[1 - i] in self.consts:  # x must be computed
                 continue
             if node.op_type == "Div" and i == 0:
                 continue
@@ -391,6 +399,7 @@ class OnnxGraph:
         self.nodes.insert(pos + 1, new)
         ids = {id(n) for n in old}
         self.nodes = [n for n in self.nodes if id(n) not in ids]
+        self._index()
 
 
 def _constant_value(onode: Any) -> np.ndarray | None:
