@@ -90,6 +90,9 @@ def _i64(*v):
 
 ONNX_CASES = {
     "pad": ([helper.make_node("Pad", ["x", "pads"], ["y"], mode="constant")], {"pads": _i64(0, 0, 1, 2, 0, 1, 0, 0)}, 13),
+    "pad_reflect": ([helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect")], {"pads": _i64(0, 0, 2, 1, 0, 1, 3, 0)}, 13),
+    "pad_edge": ([helper.make_node("Pad", ["x", "pads"], ["y"], mode="edge")], {"pads": _i64(0, 1, 0, 2, 0, 0, 3, 1)}, 13),
+    "pad_wrap": ([helper.make_node("Pad", ["x", "pads"], ["y"], mode="wrap")], {"pads": _i64(0, 0, 2, 1, 0, 0, 3, 2)}, 19),
     "pad_crop": ([helper.make_node("Pad", ["x", "pads"], ["y"])], {"pads": _i64(0, 0, -1, 2, 0, 1, 0, -3)}, 13),
     "crop_only": ([helper.make_node("Pad", ["x", "pads"], ["y"])], {"pads": _i64(0, -1, 0, -2, 0, 0, -3, 0)}, 13),
     "pad_axes": ([helper.make_node("Pad", ["x", "pads", "", "axes"], ["y"])], {"pads": _i64(1, 2, 3, 0), "axes": _i64(-1, 2)}, 18),
@@ -117,7 +120,7 @@ def test_float_matches_onnxruntime(case):
 @pytest.mark.parametrize(
     ("node", "inits", "match"),
     [
-        (helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect"), {"pads": _i64(0, 0, 1, 1, 0, 0, 1, 1)}, "reflect"),
+        (helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect"), {"pads": _i64(0, 0, -1, 1, 0, 0, 1, 1)}, "negative pads"),
         (helper.make_node("Pad", ["x", "pads", "v"], ["y"]), {"pads": _i64(0, 0, 1, 1, 0, 0, 1, 1), "v": np.float32(1)}, "zero padding"),
         (helper.make_node("Pad", ["x", "pads"], ["y"]), {"pads": _i64(1, 0, 0, 0, 0, 0, 0, 0)}, "batch"),
         (helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="linear"), {"sc": np.array([1, 1, 2, 2], np.float32)}, "linear"),
@@ -164,14 +167,15 @@ def _ir_model():
     nodes = [
         Node("conv", "conv", ["x"], ["c"], {"pads": [1, 1, 1, 1]}, {"weight": rng.normal(0, 0.5, (4, 2, 3, 3)), "bias": rng.normal(0, 0.1, 4)}),
         Node("pad", "pad", ["c"], ["p"], {"pads": [0, 1, 0, 0, 0, 1]}),
-        Node("slice", "slice", ["p"], ["s"], {"starts": [3, 0, 1], "ends": [-1, 5, 6], "steps": [-1, 1, 1]}),
+        Node("refl", "pad", ["p"], ["p2"], {"pads": [0, 0, 1, 0, 1, 0], "mode": "reflect"}),
+        Node("slice", "slice", ["p2"], ["s"], {"starts": [3, 0, 1], "ends": [-1, 5, 6], "steps": [-1, 1, 1]}),
         Node("up", "resize", ["s"], ["u"], {"scales": [1, 2, 2]}),
         Node("d2s", "depth_to_space", ["u"], ["d"], {"blocksize": 2, "mode": "CRD"}),
         Node("s2d", "space_to_depth", ["d"], ["e"], {"blocksize": 2, "mode": "DCR"}),
         Node("fc", "dense", ["f"], ["y"], {}, {"weight": rng.normal(0, 0.3, (400, 3)), "bias": np.zeros(3)}),
         Node("flat", "flatten", ["e"], ["f"]),
     ]  # fmt: skip
-    nodes = [*nodes[:6], nodes[7], nodes[6]]
+    nodes = [*nodes[:7], nodes[8], nodes[7]]
     return infer_shapes(Graph("spatial", {"x": (2, 4, 5)}, ["y"], nodes))
 
 
@@ -182,7 +186,7 @@ def test_types_pass_through_and_qonnx_round_trip(tmp_path):
     X = np.random.default_rng(2).normal(0, 1, (300, 2, 4, 5))
     q = lightspeed.quantize(g, "auto", X)
     tt = q.tensor_types
-    assert tt["c"] == tt["p"] == tt["s"] == tt["u"] == tt["d"] == tt["e"]
+    assert tt["c"] == tt["p"] == tt["p2"] == tt["s"] == tt["u"] == tt["d"] == tt["e"]
     np.testing.assert_allclose(q.predict(X), q.predict_float(X), atol=0.05)
     g2 = lightspeed.load(export_qonnx(q, tmp_path / "m.onnx"))
     assert {"pad", "slice", "resize", "depth_to_space", "space_to_depth"} <= {

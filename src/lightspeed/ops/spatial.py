@@ -7,8 +7,10 @@ every type), so these ops are pure wiring in firmware. Axes are IR axes
 (without the batch axis); layouts are whatever the tensor has (ONNX
 channels-first, Keras channels-last: the frontend gives the axes).
 
-- ``pad`` (attr ``pads``: begin of each axis, then end of each axis, >= 0):
-  zero padding (ONNX ``Pad`` mode constant with value 0; Keras ZeroPadding).
+- ``pad`` (attr ``pads``: begin of each axis, then end of each axis, >= 0;
+  attr ``mode``): ``constant`` zero padding (ONNX ``Pad`` with value 0; Keras
+  ZeroPadding), or ``reflect``/``edge``/``wrap`` (ONNX's modes, NumPy's
+  ``np.pad`` rules), which copy input elements.
 - ``slice`` (attrs ``starts``, ``ends``, optional ``steps`` (default 1) and
   ``axes`` (default every axis), one entry per listed axis): axis ``a`` keeps
   the input indices ``range(start, end, step)``, all inside the axis; axes
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -45,6 +47,12 @@ from lightspeed.ops.onnx_import import (
 )
 
 _BIG = 2**62  # "to the end" in ONNX Slice ends
+PAD_MODES = ("constant", "reflect", "edge", "wrap")
+_NP_MODES: dict[str, Literal["reflect", "edge", "wrap"]] = {
+    "reflect": "reflect",
+    "edge": "edge",
+    "wrap": "wrap",
+}
 
 
 def _per_axis(node: Node, key: str, rank: int) -> list[int]:
@@ -59,12 +67,17 @@ def _pad_map(node: Node, idx: np.ndarray) -> np.ndarray:
     pads = [int(p) for p in node.attrs["pads"]]
     if len(pads) != 2 * r or min(pads) < 0:
         raise ShapeError(f"pads {pads} must be {2 * r} non-negative values (begins, then ends)")
-    if (
-        float(node.attrs.get("value", 0.0)) != 0.0
-        or node.attrs.get("mode", "constant") != "constant"
-    ):
-        raise ShapeError("pad supports constant zero padding only (mode 'constant', value 0)")
-    return np.pad(idx, [(pads[a], pads[a + r]) for a in range(r)], constant_values=-1)
+    mode = str(node.attrs.get("mode", "constant"))
+    width = [(pads[a], pads[a + r]) for a in range(r)]
+    if mode == "constant":
+        if float(node.attrs.get("value", 0.0)) != 0.0:
+            raise ShapeError("constant padding supports the value 0 only")
+        return np.pad(idx, width, constant_values=-1)
+    if mode not in PAD_MODES:
+        raise ShapeError(f"pad mode {mode!r} (one of {', '.join(PAD_MODES)})")
+    if mode == "reflect" and any(max(w) >= n for w, n in zip(width, idx.shape, strict=True)):
+        raise ShapeError(f"reflect pads {pads} must be smaller than the axes {idx.shape}")
+    return np.pad(idx, width, mode=_NP_MODES[mode])  # ONNX's reflect/edge/wrap are NumPy's
 
 
 def slice_indices(node: Node, shape: Shape) -> list[np.ndarray]:
@@ -199,8 +212,8 @@ def _pad_import(onode, st: ImportState, a: dict, name: str) -> None:
     shape = st.shapes[x]
     rank = len(shape) + 1
     mode = decode_str(a.get("mode", "constant"))
-    if mode != "constant":
-        raise unsupported("Pad", name, f"mode {mode!r} (only constant zero padding)")
+    if mode not in PAD_MODES:
+        raise unsupported("Pad", name, f"mode {mode!r} (constant, reflect, edge or wrap)")
     if st.opset < 11:
         raw, value = [int(p) for p in a.get("pads", [])], float(a.get("value", 0.0))
         axes = None
@@ -213,7 +226,7 @@ def _pad_import(onode, st: ImportState, a: dict, name: str) -> None:
         value = 0.0 if vc is None or np.size(vc) == 0 else float(np.asarray(vc).reshape(-1)[0])
         ac = opt_const(st, onode, 3)
         axes = None if ac is None else _ints(ac)
-    if value != 0.0:
+    if value != 0.0 and mode == "constant":
         raise unsupported("Pad", name, f"constant value {value} (only zero padding)")
     n = len(raw) // 2
     begin, end = [0] * rank, [0] * rank
@@ -222,6 +235,8 @@ def _pad_import(onode, st: ImportState, a: dict, name: str) -> None:
     if begin[0] or end[0]:
         raise unsupported("Pad", name, "padding of the batch axis")
     out = onode.output[0]
+    if min(begin + end) < 0 and mode != "constant":
+        raise unsupported("Pad", name, f"negative pads with mode {mode!r}")
     if min(begin + end) < 0:  # negative pads crop: a slice first
         ends = [d - max(-e, 0) for d, e in zip(shape, end[1:], strict=True)]
         crop = {"starts": [max(-b, 0) for b in begin[1:]], "ends": ends, "steps": [1] * len(shape)}
@@ -233,7 +248,10 @@ def _pad_import(onode, st: ImportState, a: dict, name: str) -> None:
         st.emit(Node(f"{name}_crop", "slice", [x], [x_crop], attrs=crop))
         x = x_crop
     pads = [max(p, 0) for p in begin[1:] + end[1:]]
-    st.emit(Node(name, "pad", [x], [out], attrs={"pads": pads}))
+    attrs: dict[str, Any] = {"pads": pads}
+    if mode != "constant":
+        attrs["mode"] = mode
+    st.emit(Node(name, "pad", [x], [out], attrs=attrs))
 
 
 def _slice_import(onode, st: ImportState, a: dict, name: str) -> None:
@@ -367,7 +385,13 @@ def _pad_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec
     p = [int(v) for v in node.attrs["pads"]]
     r = len(p) // 2
     pads = b.const(f"{key}_pads", np.array([0, *p[:r], 0, *p[r:]]), dtype=np.int64)
-    b.node("Pad", [ins[0], pads], [out], key, mode="constant")
+    mode = str(node.attrs.get("mode", "constant"))
+    if mode == "wrap":
+        raise ModelError(
+            f"node {node.name!r}: pad mode 'wrap' needs ONNX opset 19; the QONNX export is "
+            "opset 13 (constant, reflect and edge export)"
+        )
+    b.node("Pad", [ins[0], pads], [out], key, mode=mode)
 
 
 def _slice_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes):
