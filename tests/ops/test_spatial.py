@@ -101,6 +101,8 @@ ONNX_CASES = {
     "resize": ([helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="nearest")], {"sc": np.array([1, 1, 2, 3], np.float32)}, 13),
     "resize_torch": ([helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")], {"sc": np.array([1, 1, 2, 2], np.float32)}, 13),
     "resize_sizes": ([helper.make_node("Resize", ["x", "", "", "sz"], ["y"], mode="nearest", nearest_mode="round_prefer_ceil")], {"sz": _i64(1, 4, 16, 6)}, 13),
+    "resize_axes": ([helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="nearest", axes=[3, -2])], {"sc": np.array([3, 2], np.float32)}, 18),
+    "resize_axes_sizes": ([helper.make_node("Resize", ["x", "", "", "sz"], ["y"], mode="nearest", axes=[2], nearest_mode="floor", coordinate_transformation_mode="asymmetric")], {"sz": _i64(16)}, 18),
     "d2s_dcr": ([helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2)], {}, 13),
     "d2s_crd": ([helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2, mode="CRD")], {}, 13),
     "s2d": ([helper.make_node("SpaceToDepth", ["x"], ["y"], blocksize=2)], {}, 13),

@@ -335,18 +335,23 @@ def _resize_import(onode, st: ImportState, a: dict, name: str) -> None:
     else:
         sc = opt_const(st, onode, 2)
         sizes = opt_const(st, onode, 3)
+        # opset 18: scales/sizes for the listed axes only, the others keep their size
+        axes = _axes(_ints(a["axes"]), len(full), 0) if "axes" in a else list(range(len(full)))
         if sc is not None and np.size(sc):
-            scales_f = [float(v) for v in np.asarray(sc).reshape(-1)]
+            given = [float(v) for v in np.asarray(sc).reshape(-1)]
         elif sizes is not None:
             sz = _ints(sizes)
             batches = {BATCH} | {b for b in st.batch.values() if b is not None}
-            if not sz or sz[0] not in batches:
+            if 0 in axes and sz[axes.index(0)] not in batches:
                 raise unsupported(op, name, f"sizes {sz} that change the batch size")
-            scales_f = [1.0] + [o / i for o, i in zip(sz[1:], shape, strict=False)]
+            given = [1.0 if ax == 0 else o / full[ax] for o, ax in zip(sz, axes, strict=False)]
         else:
             raise unsupported(op, name, "neither constant scales nor sizes")
-        if "axes" in a:
-            raise unsupported(op, name, "the axes attribute; give scales for every axis")
+        if len(given) != len(axes):
+            raise ShapeError(f"node {name!r} ({op}): {len(given)} scales for axes {axes}")
+        scales_f = [1.0] * len(full)
+        for ax, v in zip(axes, given, strict=True):
+            scales_f[ax] = v
         ctm = decode_str(a.get("coordinate_transformation_mode", "half_pixel"))
         nearest = decode_str(a.get("nearest_mode", "round_prefer_floor"))
     if len(scales_f) != len(full):
