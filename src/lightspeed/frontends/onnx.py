@@ -124,7 +124,8 @@ def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Gra
                 f"initializer {init.name!r} cannot be read ({exc}); keep external data next to "
                 "the model file"
             ) from None
-    for vi_node in g.node:
+    nodes = _rewritten(g, st)
+    for vi_node in nodes:
         for t in vi_node.input:
             st.uses[t] = st.uses.get(t, 0) + 1
     for o in g.output:
@@ -136,7 +137,7 @@ def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Gra
 
     from lightspeed.frontends import _convert
 
-    for onode in g.node:
+    for onode in nodes:
         _convert.convert_node(onode, st, model)
 
     outputs = []
@@ -155,6 +156,17 @@ def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Gra
     passes.standard(graph, exact=st.exact)
     _apply_metadata(st.meta, graph)  # after folding: the exported nodes exist as exported
     return passes.standard(graph)
+
+
+def _rewritten(g: Any, st: ImportState) -> list[Any]:
+    """The graph's nodes after every op's ONNX rewrite (fused float forms, e.g. GELU)."""
+    from lightspeed.ops.onnx_import import OnnxGraph
+    from lightspeed.ops.registry import onnx_rewrites
+
+    og = OnnxGraph(list(g.node), st.consts, [o.name for o in g.output])
+    for rewrite in onnx_rewrites():
+        rewrite(og)
+    return og.nodes
 
 
 def _lightspeed_metadata(model: Any) -> dict[str, Any]:

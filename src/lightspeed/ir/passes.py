@@ -6,7 +6,7 @@ PyTorch QAT export or the tree frontend gets the same clean-up:
 * :func:`drop_dead` removes nodes whose outputs reach no graph output;
 * :func:`fold_affine` folds import-time ``affine`` nodes (``x*scale + shift``
   with constant, full-shape operands: BatchNorm, ``Mul``/``Add`` by a
-  constant, HardSigmoid's scale) into the dense/conv/batchnorm before them
+  constant, HardSigmoid's scale) into the dense/conv/conv_transpose/batchnorm before them
   when that layer has no other consumer, else turns them into a per-channel
   ``batchnorm``. A fold that would change a trained type's values (a
   BatchNorm after a layer with trained weights) is not done: the affine
@@ -25,7 +25,7 @@ from lightspeed.fixed import FixedType
 from lightspeed.ir.graph import Graph, Node
 from lightspeed.ir.shapes import infer_shapes
 
-_FOLD_INTO = ("dense", "conv", "batchnorm")
+_FOLD_INTO = ("dense", "conv", "conv_transpose", "batchnorm")
 
 
 def drop_dead(graph: Graph) -> Graph:
@@ -60,9 +60,16 @@ def _fold(prod: Node, s: np.ndarray, b: np.ndarray, shift_type: FixedType | None
         prod.params["shift"] = prod.params["shift"] * s + b
     else:
         w = prod.params["weight"]
-        wshape = (1, -1) if prod.op == "dense" else (-1,) + (1,) * (w.ndim - 1)
-        prod.params["weight"] = w * s.reshape(wshape)
-        n_out = w.shape[1] if prod.op == "dense" else w.shape[0]
+        if prod.op == "conv_transpose":  # (C_in, C_out/g, *k): group i feeds outputs i*C_out/g...
+            g = int(prod.attrs.get("group", 1))
+            blocks = w.reshape(g, w.shape[0] // g, *w.shape[1:])
+            scale = s.reshape(g, 1, w.shape[1], *([1] * (w.ndim - 2)))
+            prod.params["weight"] = (blocks * scale).reshape(w.shape)
+            n_out = g * w.shape[1]
+        else:
+            wshape = (1, -1) if prod.op == "dense" else (-1,) + (1,) * (w.ndim - 1)
+            prod.params["weight"] = w * s.reshape(wshape)
+            n_out = w.shape[1] if prod.op == "dense" else w.shape[0]
         prod.params["bias"] = prod.params.get("bias", np.zeros(n_out)) * s + b
     # values changed: the trained types no longer describe them
     changed = ("weight", "bias") if not np.all(s == 1.0) else ("bias",) if np.any(b != 0.0) else ()

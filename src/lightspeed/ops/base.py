@@ -125,6 +125,9 @@ class Op:
     wiring: bool = False
     # ONNX import: handlers keyed by ONNX op type (see lightspeed.ops.onnx_import)
     onnx_import: dict[str, Any] = field(default_factory=dict)
+    # ONNX import: rewrites of the ONNX graph run before any handler, e.g. fusing the float
+    # form an exporter writes for this op (see lightspeed.ops.onnx_import.OnnxGraph)
+    onnx_rewrite: Callable[[Any], None] | None = None
     # QONNX export: writes this node as ONNX nodes (see lightspeed.ops.onnx_export); None: not exportable
     onnx_export: Callable[..., None] | None = None
     # an import-time form that passes rewrite away (never in a quantized model or the docs)
