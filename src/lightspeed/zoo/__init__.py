@@ -121,14 +121,14 @@ def quantize(
     from lightspeed.quantize import quantize
 
     mod = recipe(name)
-    precision = precision or getattr(mod, "PRECISION", "auto")
+    chosen: str = precision or str(getattr(mod, "PRECISION", "auto"))
     graph = load_model(Path(path) if path is not None else model_path(name))
-    if precision == "trained":
-        return quantize(graph, precision=precision)
+    if chosen == "trained":
+        return quantize(graph, precision=chosen)
     if calibration is None:
         calibration = default_split(name)[0]
     x = mod.inputs(calibration) if isinstance(calibration, JetSample) else calibration
-    return quantize(graph, precision=precision, calibration=x[:n_calibration])
+    return quantize(graph, precision=chosen, calibration=x[:n_calibration])
 
 
 def evaluate(

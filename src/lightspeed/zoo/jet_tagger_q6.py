@@ -86,9 +86,10 @@ def name_io(path: Path, inp: str = "features", out: str = "logits") -> Path:
 def evaluate(path: Path, sample: JetSample, predict: c.Predict | None = None) -> dict[str, float]:
     """Accuracy (and per-class AUC) of the compiled model at its trained precision."""
     if predict is None:
-        import lightspeed
+        from lightspeed.frontends import load_model
+        from lightspeed.quantize import quantize
 
-        predict = lightspeed.quantize(lightspeed.load(str(path)), precision=PRECISION).predict
+        predict = quantize(load_model(str(path)), precision=PRECISION).predict
     return float_recipe.evaluate(path, sample, predict)
 
 
