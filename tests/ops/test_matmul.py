@@ -159,3 +159,61 @@ def test_hls_csim_bit_exact(tmp_path):
     q = _fw_model()
     r = firmware.check(firmware.generate(q, tmp_path / "fw", target="hls"), _vectors(q, 2000), q=q)
     assert r["exact"], r["mismatches"]
+
+
+# -- fixed graphs: constant receiver/sender matrices on the left (interaction networks)
+
+
+def _interaction_network():
+    torch = pytest.importorskip("torch")
+
+    class IN(torch.nn.Module):
+        """JEDI-net-style: edges from fixed receiver/sender matrices, messages summed back."""
+
+        def __init__(self, n=4, p=3):
+            super().__init__()
+            pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+            rr, rs = torch.zeros(len(pairs), n), torch.zeros(len(pairs), n)
+            for e, (i, j) in enumerate(pairs):
+                rr[e, i], rs[e, j] = 1, 1
+            self.register_buffer("rr", rr)
+            self.register_buffer("rs", rs)
+            self.register_buffer("rrt", rr.t().contiguous())
+            self.register_buffer("ones", torch.ones(1, n))
+            lin = torch.nn.Linear
+            self.fr = torch.nn.Sequential(lin(2 * p, 8), torch.nn.ReLU(), lin(8, 4))
+            self.fo = torch.nn.Sequential(lin(p + 4, 8), torch.nn.ReLU(), lin(8, 5))
+
+        def forward(self, x):  # (B, objects, features)
+            e = self.fr(torch.cat([self.rr @ x, self.rs @ x], dim=-1))  # edge network
+            o = self.fo(torch.cat([x, self.rrt @ e], dim=-1))  # node network on aggregates
+            return (self.ones @ o).flatten(1)  # sum over objects
+
+    torch.manual_seed(0)
+    return torch, IN().eval()
+
+
+def test_interaction_network_with_a_fixed_graph():
+    from tests.frontends.helpers import run_ir
+
+    torch, m = _interaction_network()
+    g = lightspeed.load(m, input_shape=(4, 3))
+    x = np.random.default_rng(0).normal(0, 1, (300, 4, 3)).astype(np.float32)
+    with torch.no_grad():
+        want = m(torch.as_tensor(x)).numpy()
+    np.testing.assert_allclose(run_ir(g, {next(iter(g.inputs)): x})[0], want, atol=1e-5)
+    q = lightspeed.quantize(g, "auto", x)
+    assert (q.predict(x).argmax(1) == want.argmax(1)).mean() >= 0.99
+
+
+def test_interaction_network_rtl_bit_exact(tmp_path):
+    _skip_without("find_verilator", "find_make", "find_cxx")
+    from lightspeed import firmware
+    from lightspeed.quantize import AutoOptions
+
+    _, m = _interaction_network()
+    g = lightspeed.load(m, input_shape=(4, 3))
+    x = np.random.default_rng(1).normal(0, 1, (300, 4, 3))
+    q = lightspeed.quantize(g, "auto", x, options=AutoOptions(weight_bits=8, frac_bits=6))
+    r = firmware.check(firmware.generate(q, tmp_path / "fw"), _vectors(q, 1000), q=q)
+    assert r["exact"], r["mismatches"]

@@ -123,7 +123,8 @@ def _gemm(onode, st: ImportState, a: dict, name: str) -> None:
 
 def _matmul(onode, st: ImportState, a: dict, name: str) -> None:
     if st.is_const(onode.input[0]):
-        raise unsupported("MatMul", name, "constant left operand; use x @ W with constant W")
+        _const_left(onode, st, name)
+        return
     x = dyn(st, onode.input[0], "MatMul", name)
     if not st.is_const(onode.input[1]):
         # two activations (attention scores, weighted values): the matmul op
@@ -136,6 +137,31 @@ def _matmul(onode, st: ImportState, a: dict, name: str) -> None:
     node = Node(name, "dense", [x], [onode.output[0]], params={"weight": w})
     set_trained(node, "weight", trained(st, onode.input[1]))
     st.emit(node)
+
+
+def _const_left(onode, st: ImportState, name: str) -> None:
+    """``C @ x`` with constant C (M, N): a fixed graph's receiver/sender matrices acting on
+    the objects axis (interaction networks). Written as (x^T @ C^T)^T: a dense layer on the
+    transposed tensor between two wiring-only transposes."""
+    if st.is_const(onode.input[1]):
+        raise unsupported("MatMul", name, "two constant operands (fold it before export)")
+    c = f64(st.const(onode.input[0]))
+    x = dyn(st, onode.input[1], "MatMul", name)
+    shape = st.shapes[x]
+    if c.ndim != 2 or len(shape) < 2 or shape[-2] != c.shape[1]:
+        raise unsupported(
+            "MatMul",
+            name,
+            f"constant left operand of shape {list(c.shape)} on a tensor of shape {list(shape)} "
+            "(a 2-D constant acting on the second-to-last axis is supported)",
+        )
+    perm = [*range(len(shape) - 2), len(shape) - 1, len(shape) - 2]
+    xt, yt = f"{name}__xt", f"{name}__yt"
+    st.emit(Node(f"{name}_t_in", "transpose", [x], [xt], attrs={"perm": perm}))
+    node = Node(name, "dense", [xt], [yt], params={"weight": c.T.copy()})
+    set_trained(node, "weight", trained(st, onode.input[0]))
+    st.emit(node)
+    st.emit(Node(f"{name}_t_out", "transpose", [yt], [onode.output[0]], attrs={"perm": perm}))
 
 
 def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
