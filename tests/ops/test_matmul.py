@@ -187,7 +187,7 @@ def _interaction_network():
         def forward(self, x):  # (B, objects, features)
             e = self.fr(torch.cat([self.rr @ x, self.rs @ x], dim=-1))  # edge network
             o = self.fo(torch.cat([x, self.rrt @ e], dim=-1))  # node network on aggregates
-            return (self.ones @ o).flatten(1)  # sum over objects
+            return o.sum(dim=1)  # sum over objects (ONNX ReduceSum)
 
     torch.manual_seed(0)
     return torch, IN().eval()
@@ -217,3 +217,28 @@ def test_interaction_network_rtl_bit_exact(tmp_path):
     q = lightspeed.quantize(g, "auto", x, options=AutoOptions(weight_bits=8, frac_bits=6))
     r = firmware.check(firmware.generate(q, tmp_path / "fw"), _vectors(q, 1000), q=q)
     assert r["exact"], r["mismatches"]
+
+
+@pytest.mark.parametrize(("axes", "keep"), [([1], 1), ([2], 0), ([-1, 1], 1), ([1, 2], 0)])
+def test_reduce_sum_over_non_batch_axes(axes, keep):
+    m = make_model(
+        [helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=keep)],
+        {"x": [None, 3, 4, 5]},
+        {"y": None},
+        inits={"axes": np.array(axes, dtype=np.int64)},
+    )
+    g = check_against_ort(m, {"x": rnd(6, 3, 4, 5)})
+    assert {n.op for n in g.nodes} <= {"dense", "reshape", "transpose"}
+
+
+def test_reduce_sum_over_the_batch_is_refused():
+    from lightspeed.errors import UnsupportedOpError
+
+    m = make_model(
+        [helper.make_node("ReduceSum", ["x", "axes"], ["y"], name="rs")],
+        {"x": [None, 3]},
+        {"y": None},
+        inits={"axes": np.array([0], dtype=np.int64)},
+    )
+    with pytest.raises(UnsupportedOpError, match="rs.*batch axis"):
+        lightspeed.load(m)

@@ -24,6 +24,7 @@ from lightspeed.ops.matmul import matmul_node
 from lightspeed.ops.onnx_export import Builder
 from lightspeed.ops.onnx_import import (
     ImportState,
+    alias,
     dyn,
     f64,
     opt_const,
@@ -164,6 +165,45 @@ def _const_left(onode, st: ImportState, name: str) -> None:
     st.emit(Node(f"{name}_t_out", "transpose", [yt], [onode.output[0]], attrs={"perm": perm}))
 
 
+def _reduce_sum(onode, st: ImportState, a: dict, name: str) -> None:
+    """ReduceSum over non-batch axes as dense layers of ones (exact sums; in firmware the
+    ones are wires into an adder tree), one axis at a time, the axis moved last and back."""
+    x = dyn(st, onode.input[0], "ReduceSum", name)
+    rank = len(st.shapes[x]) + 1  # ONNX rank, batch included
+    axes_c = opt_const(st, onode, 1)
+    axes = [int(v) for v in (axes_c.reshape(-1) if axes_c is not None else a.get("axes", []))]
+    if not axes:
+        if a.get("noop_with_empty_axes", 0):
+            alias(st, onode.output[0], x)
+            return
+        axes = list(range(rank))
+    axes = sorted({ax + rank if ax < 0 else ax for ax in axes})
+    if 0 in axes:
+        raise unsupported("ReduceSum", name, "a sum over the batch axis")
+    keep = bool(a.get("keepdims", 1))
+    cur = x
+    for k, ax in enumerate(sorted(axes, reverse=True)):  # highest first: lower axes keep place
+        shape = st.shapes[cur]
+        i = ax - 1
+        n = shape[i]
+        perm = [j for j in range(len(shape)) if j != i] + [i]
+        last = cur
+        if i != len(shape) - 1:
+            last = f"{name}__t{k}"
+            st.emit(Node(f"{name}_t{k}", "transpose", [cur], [last], attrs={"perm": perm}))
+        summed = f"{name}__s{k}"
+        st.emit(
+            Node(f"{name}_sum{k}", "dense", [last], [summed], params={"weight": np.ones((n, 1))})
+        )
+        out_shape = [d for j, d in enumerate(shape) if j != i]
+        if keep:
+            out_shape.insert(i, 1)
+        done = k == len(axes) - 1
+        nxt = onode.output[0] if done else f"{name}__r{k}"
+        st.emit(Node(f"{name}_r{k}", "reshape", [summed], [nxt], attrs={"shape": out_shape}))
+        cur = nxt
+
+
 def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
     w = b.quant_const(f"{key}_weight", qp["weight"], prec["weight"])
     bias = b.quant_const(f"{key}_bias", qp["bias"], prec["bias"]) if "bias" in qp else None
@@ -181,7 +221,7 @@ def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp
 DENSE = Op(
     name="dense",
     trained_precision=_trained,
-    onnx_import={"Gemm": _gemm, "MatMul": _matmul},
+    onnx_import={"Gemm": _gemm, "MatMul": _matmul, "ReduceSum": _reduce_sum},
     onnx_export=_export,
     roles=("weight", "bias", "accum", "result"),
     param_roles=("weight", "bias"),
