@@ -240,5 +240,5 @@ def test_reduce_sum_over_the_batch_is_refused():
         {"y": None},
         inits={"axes": np.array([0], dtype=np.int64)},
     )
-    with pytest.raises(UnsupportedOpError, match="rs.*batch axis"):
+    with pytest.raises(UnsupportedOpError, match=r"rs.*batch axis"):
         lightspeed.load(m)
