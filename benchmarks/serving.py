@@ -22,7 +22,8 @@ Writes benchmarks/results/serving.json and serving.png and prints a Markdown tab
     python benchmarks/serving.py                 # full run (~4-5 min)
     python benchmarks/serving.py --quick         # 1 s per point
     python benchmarks/serving.py --concurrency 16 64   # only those points (while iterating)
-    python benchmarks/serving.py --concurrency 16 64 --baseline HEAD~3   # vs an older commit
+    python benchmarks/serving.py --concurrency 16 64 --baseline HEAD~3 --repeat 3 \
+        --out benchmarks/results/serving_regression.json   # vs an older commit, median of 3
 """
 
 from __future__ import annotations
@@ -508,7 +509,8 @@ def run(args) -> dict:
         points += [("facile 16000x15", "off", c) for c in (1, 4)]
         if args.concurrency:
             points = [p for p in points if p[2] in args.concurrency]
-        for workload, batching, conc in points:
+        # --repeat N: every point N times, the servers interleaved, the median kept
+        for workload, batching, conc in [p for p in points for _ in range(args.repeat)]:
             stream = "stream" in workload
             connections = 2 if workload == TWO_CONN else 1
             for server, (url, names, stats, pid) in servers.items():
@@ -558,6 +560,7 @@ def run(args) -> dict:
     finally:
         for proc in reversed(stack):
             proc.stop()
+    rows = median_rows(rows)
 
     return {
         "benchmark": "serving",
@@ -575,6 +578,23 @@ def run(args) -> dict:
         "baseline": args.baseline,
         "rows": rows,
     }
+
+
+def median_rows(rows: list[dict]) -> list[dict]:
+    """One row per (server, point): the run with the median throughput (``repeats`` kept)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["server"], r["workload"], r["batching"], r["concurrency"]), []).append(
+            r
+        )
+    out = []
+    for runs in groups.values():
+        runs = sorted(runs, key=lambda r: r["throughput_rps"])
+        mid = dict(runs[len(runs) // 2])
+        if len(runs) > 1:
+            mid["repeats_rps"] = [round(r["throughput_rps"]) for r in runs]
+        out.append(mid)
+    return out
 
 
 def _fmt(r: dict) -> str:
@@ -775,6 +795,19 @@ def main() -> int:
         help="measure only the points at these concurrencies (default: all)",
     )
     ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure every point this many times (servers interleaved) and keep the median",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write the JSON/PNG here instead of benchmarks/results/serving.json "
+        "(e.g. for a --baseline regression check)",
+    )
+    ap.add_argument(
         "--baseline",
         metavar="REF",
         default=None,
@@ -794,9 +827,10 @@ def main() -> int:
     result["wall_s"] = time.time() - t0
     result["targets"] = target_rows(result)
     result["vs_baseline"] = baseline_rows(result)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "serving.json").write_text(json.dumps(result, indent=1))
-    plot(result, RESULTS / "serving.png")
+    out_json = args.out or RESULTS / "serving.json"
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(result, indent=1))
+    plot(result, out_json.with_suffix(".png"))
     table = targets_markdown(result["targets"]) + "\n\n" + markdown(result)
     if result["vs_baseline"]:
         table = baseline_markdown(result["vs_baseline"], args.baseline) + "\n\n" + table
@@ -804,7 +838,7 @@ def main() -> int:
     if args.write_docs:
         (ROOT / "docs" / "benchmarks").mkdir(parents=True, exist_ok=True)
         (ROOT / "docs" / "benchmarks" / "serving_table.md").write_text(table + "\n")
-    print(f"wrote {RESULTS / 'serving.json'} and serving.png in {result['wall_s']:.0f} s")
+    print(f"wrote {out_json} and its .png in {result['wall_s']:.0f} s")
     return 0
 
 

@@ -21,15 +21,17 @@ from lightspeed.quantize import QuantizedModel, make_config
 from lightspeed.quantize import quantize as _quantize_typed
 
 
-def load(source: Any, input_shape: Any = None) -> Graph:
-    """Import a model (ONNX/QONNX path or ModelProto, torch ``nn.Module``, tree ensemble).
+def load(source: Any, input_shape: Any = None, weights: Any = None) -> Graph:
+    """Import a model (ONNX/QONNX path or ModelProto, Keras/QKeras file or model, torch
+    ``nn.Module``, tree ensemble).
 
     ``input_shape`` (without the batch axis) is needed for dynamic shapes and
-    for PyTorch modules.
+    for PyTorch modules; ``weights`` is the weights ``.h5`` of a Keras JSON
+    architecture.
     """
     from lightspeed.frontends import load_model
 
-    return load_model(source, input_shape=input_shape)
+    return load_model(source, input_shape=input_shape, weights=weights)
 
 
 def quantize(
@@ -55,6 +57,13 @@ def quantize(
     cfg = make_config(precision, config, options)
     if cfg.mode != "search":
         return _quantize_typed(graph, calibration=calibration, config=cfg, input_types=input_types)
+    if input_types:
+        from lightspeed.errors import ConfigError
+
+        raise ConfigError(
+            "input types (--input-type, input_types=) do not apply to precision='search', which "
+            "chooses the input widths itself; leave them out or use --precision trained/auto"
+        )
     from lightspeed.search import search_graph
 
     res = search_graph(

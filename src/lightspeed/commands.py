@@ -16,11 +16,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compile",
         help="quantize a model and write a compiled model directory",
-        description="Import MODEL (ONNX/QONNX), choose fixed-point types (auto from calibration "
+        description="Import MODEL (ONNX/QONNX, Keras/QKeras), choose fixed-point types (auto from calibration "
         "data, or one type for everything plus per-layer overrides) and write OUTDIR, which "
         "predict/report/export/firmware/serve load without the original framework.",
     )
-    p.add_argument("model", help="model file (.onnx, QONNX included)")
+    p.add_argument(
+        "model", help="model file: .onnx (QONNX included), Keras .keras/.h5, or a Keras "
+        "architecture .json with --weights",
+    )  # fmt: skip
+    p.add_argument("--weights", help="weights .h5 of a Keras architecture .json")
     p.add_argument("-o", "--output", required=True, help="compiled model directory to write")
     p.add_argument(
         "--precision", default="auto",
@@ -51,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--input-shape", action="append", default=[],
         help="static input shape without batch, e.g. '16' or '1,28,28' or 'name:1,28,28' "
         "(repeat per input); needed when the model's shapes are dynamic",
+    )  # fmt: skip
+    p.add_argument(
+        "--input-type", action="append", default=[],
+        help="fixed-point type of the model inputs, e.g. 'ap_fixed<16,6>' (hls4ml's default) "
+        "for every input or 'name:ap_fixed<16,6>' per input (repeat); needed by "
+        "--precision trained when no QONNX Quant or datatype annotation types an input",
     )  # fmt: skip
     p.add_argument("--weight-bits", type=int, help="auto: total bits of weights and biases (16)")
     p.add_argument("--frac-bits", type=int, help="auto: fractional bits kept by results (10)")
@@ -128,6 +138,29 @@ def parse_input_shapes(specs: list[str]) -> Any:
     return named
 
 
+def parse_input_types(specs: list[str], names: list[str]) -> dict[str, str]:
+    """'ap_fixed<16,6>' (every input) or 'name:ap_fixed<16,6>' -> {input: type string}."""
+    out: dict[str, str] = {}
+    every = None
+    for spec in specs:
+        head, sep, tail = spec.partition(":")
+        if sep and "<" not in head:
+            if head not in names:
+                raise InputError(
+                    f"--input-type {spec!r} names input {head!r}; the model inputs are "
+                    f"{', '.join(names)}"
+                )
+            out[head] = tail.strip()
+        elif every is None:
+            every = spec.strip()
+        else:
+            raise InputError(
+                "--input-type without a name applies to every input; give it once, or name "
+                "each input as NAME:TYPE"
+            )
+    return {n: every for n in names if n not in out and every} | out
+
+
 # ---------------------------------------------------------------------------
 # handlers
 
@@ -137,7 +170,11 @@ def compile_model(args: argparse.Namespace):
     from lightspeed.api import quantize
     from lightspeed.ops import AutoOptions
 
-    graph = load_model(args.model, input_shape=parse_input_shapes(args.input_shape))
+    graph = load_model(
+        args.model,
+        input_shape=parse_input_shapes(args.input_shape),
+        weights=getattr(args, "weights", None),
+    )
     cal = None
     if args.calibration:
         cal = load_array_file(args.calibration, list(graph.inputs), "calibration")
@@ -158,10 +195,15 @@ def compile_model(args: argparse.Namespace):
         q = quantize(
             graph, precision=args.precision, calibration=cal, config=args.config, options=opts,
             labels=labels, budget=args.budget, search_cost=args.search_cost, progress=print,
+            input_types=parse_input_types(args.input_type, list(graph.inputs)),
         )  # fmt: skip
     source = {"model": str(args.model), "precision": args.precision, "config": args.config}
+    if getattr(args, "weights", None):
+        source["weights"] = str(args.weights)
     if "search" in q.stats:
         source["search"] = q.stats["search"]
+    if args.input_type:
+        source["input_type"] = list(args.input_type)
     q.save(args.output, source=source)
     return q
 

@@ -198,7 +198,7 @@ def _macs_per_sample(q: QuantizedModel) -> int:
     total = 0
     for node in q.graph.nodes:
         w = q.qparams.get(node.name, {}).get("weight")
-        if w is None or node.op not in ("dense", "conv"):
+        if w is None or node.op not in ("dense", "conv", "conv_transpose"):
             continue
         out_shape = q.graph.shapes.get(node.outputs[0], ())
         if node.op == "dense":

@@ -9,7 +9,8 @@ import re
 import numpy as np
 import pytest
 
-from lightspeed.bench.report import collect, demo_report, write_report
+from lightspeed.bench.demo_page import demo_report
+from lightspeed.bench.report import collect, write_report
 from lightspeed.errors import InputError
 
 
@@ -218,3 +219,20 @@ def test_cli_report(results_dir, tmp_path, capsys):
     assert main(["bench", "report", str(results_dir), "-o", str(tmp_path / "r.html")]) == 0
     assert (tmp_path / "r.html").stat().st_size > 10_000
     assert "report written" in capsys.readouterr().out
+
+
+def test_demo_page_shows_the_trigger_tagger_next_to_the_reference():
+    from lightspeed.bench.demo_page import render_demo
+    from lightspeed.demo import HLS4ML_REFERENCE
+
+    trigger = {
+        "accuracy_fixed": 0.7203, "test_jets": 6250, "latency_cycles": 8, "latency_ns": 40.0,
+        "estimate": {"lut": 22600, "ff": 2492, "dsp": 10}, "weight_sparsity": [0.7, 0.7],
+        "types": {"weights": "ap_fixed<6,1,RND,SAT>", "relu": "ap_ufixed<6,2,RND,SAT>"},
+        "reference": HLS4ML_REFERENCE,
+    }  # fmt: skip
+    text = render_demo({"compile": {"model": "m"}, "trigger": trigger, "commands": {
+        "trigger": "lightspeed compile q6.onnx --precision trained -o out"}})  # fmt: skip
+    assert "6-bit QAT, 70% pruned" in text and "8 cycles = 40 ns" in text
+    assert "22,600" in text and "~11,800" in text and "Coelho" in text
+    assert "--precision trained" in text and "70%, 70%" in text

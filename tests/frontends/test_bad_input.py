@@ -106,12 +106,21 @@ def test_softmax_on_non_last_axis_is_refused():
         load_model(m)
 
 
-def test_matmul_of_two_tensors_is_refused():
+def test_matmul_of_a_vector_tensor_is_refused_with_the_form():
+    """Two computed tensors are a matmul node now; a per-sample vector operand is not."""
+    from lightspeed.errors import ShapeError
+
     m = make_model(
         [helper.make_node("MatMul", ["x", "x"], ["y"], name="mm")], {"x": ["N", 4, 4]}, {"y": None}
     )
-    with pytest.raises(UnsupportedOpError, match=r"mm.*two non-constant"):
-        load_model(m)
+    assert [n.op for n in load_model(m).nodes] == ["matmul"]
+    v = make_model(
+        [helper.make_node("MatMul", ["x", "z"], ["y"], name="mv")],
+        {"x": ["N", 3, 4], "z": ["N", 4]},
+        {"y": None},
+    )
+    with pytest.raises(ShapeError, match=r"mv.*at least 2 axes"):
+        load_model(v)
 
 
 def test_non_channel_constant_add_is_refused():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from lightspeed.errors import UnsupportedOpError
+import lightspeed
+from lightspeed.errors import ConfigError, UnsupportedOpError
 from lightspeed.fixed import parse_type
 from lightspeed.frontends import load_model
 from tests.frontends.helpers import make_model, rnd, run_ir
@@ -236,7 +237,8 @@ def test_heterogeneous_bitwidths_on_activations_are_refused():
 
 @pytest.mark.peer
 def test_brevitas_per_channel_conv_with_batchnorm(tmp_path):
-    """Per-channel power-of-two weight scales; the BN fold drops the then-stale trained weight type."""
+    """Per-channel power-of-two weight scales; the float BN stays its own layer (folding it
+    would change the trained weights), so the conv keeps its trained type."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("brevitas")
     pytest.importorskip("onnxoptimizer", reason="brevitas' QONNX export needs onnxoptimizer")
@@ -266,13 +268,17 @@ def test_brevitas_per_channel_conv_with_batchnorm(tmp_path):
     assert [n.op for n in g.nodes] == [
         "quant",
         "conv",
+        "batchnorm",
         "relu",
         "quant",
         "maxpool",
         "flatten",
         "dense",
     ]
-    assert not g.nodes[1].types  # BN folded into the quantized conv
+    assert parse_type(tstr(g.nodes[1])["weight"]).width == 8  # not folded: still trained
+    assert not g.nodes[2].types  # the BN's float scale/shift have no trained type
+    with pytest.raises(ConfigError, match=r"batchnorm.*not\s+quantized in training.*layers:"):
+        lightspeed.quantize(g, "trained")
     assert parse_type(tstr(g.nodes[-1])["weight"]).width == 8
     x = rnd(1, 2, 8, 8)
     got = run_ir(g, {next(iter(g.inputs)): x})[0]

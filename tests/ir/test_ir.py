@@ -36,7 +36,7 @@ def test_dangling_tensor_is_reported():
 
 
 def test_unknown_op_names_alternatives():
-    g = Graph("m", {"x": (4,)}, ["y"], [Node("r", "gelu", ["x"], ["y"])])
+    g = Graph("m", {"x": (4,)}, ["y"], [Node("r", "swish", ["x"], ["y"])])
     with pytest.raises(UnsupportedOpError, match="supported ops"):
         infer_shapes(g)
 

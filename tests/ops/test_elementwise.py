@@ -1,4 +1,4 @@
-"""sub, max, min: fixed contract, float (vs onnxruntime), auto precision, QONNX, RTL, HLS."""
+"""sub, max, min, mean: fixed contract, float (vs onnxruntime), auto precision, QONNX, RTL, HLS."""
 
 from __future__ import annotations
 
@@ -101,6 +101,38 @@ def _auto_ctx(types):
     return AutoContext(types, [(0.0, 1.0)], {}, AutoOptions(), {})
 
 
+@pytest.mark.parametrize("res", RESULTS, ids=str)
+@pytest.mark.parametrize("n", [2, 3])
+def test_mean_contract_matches_literal_reference(n, res):
+    ma, mb = _all_pairs()
+    ins = [Fx(ma, TA), Fx(mb, TB)] + ([Fx(mb[::-1].copy(), TB)] if n == 3 else [])
+    node = Node("n", "mean", [f"x{i}" for i in range(n)], ["y"], {"n": n})
+    k_t = FixedType(11, 0, False, "RND", "SAT")  # 1/3 -> 683/2048 (1/2 exactly)
+    prec = {"param": k_t, "result": res}
+    impl = get_op("mean")
+    q = impl.quantize_params(node, prec)
+    assert int(q["k"]) == {2: 1024, 3: 683}[n]
+    (y,) = impl.run_fixed(node, ins, prec, q)
+    sat = res.overflow == "SAT"
+    for i in range(len(ma)):
+        total = Fraction(int(ma[i]), 32) + Fraction(int(mb[i]), 4)
+        if n == 3:
+            total += Fraction(int(mb[::-1][i]), 4)
+        v = total * Fraction(int(q["k"]), 2048)
+        want = ref_cast(v, res.width, res.integer, res.signed, res.rounding == "RND", sat)
+        assert int(y.m[i]) == want, (n, i)
+
+
+def test_mean_trained_types_exactly():
+    g = infer_shapes(
+        Graph("t", {"a": (3,), "b": (3,)}, ["y"], [Node("m", "mean", ["a", "b"], ["y"])])
+    )
+    q = lightspeed.quantize(g, "trained", input_types={"a": "ap_fixed<8,3>", "b": "ap_ufixed<6,4>"})
+    assert q.precision["m"]["param"].max_value >= 0.5  # 1/2 exactly
+    a, b = np.array([[-4.0, 3.96875, 0.5]]), np.array([[15.75, 0.0, 0.25]])
+    np.testing.assert_array_equal(q.predict({"a": a, "b": b})["y"], (a + b) / 2)
+
+
 # -- (2) float semantics against onnxruntime, ONNX import forms
 
 
@@ -108,7 +140,8 @@ def _onnx_model():
     nodes = [
         helper.make_node("Sub", ["a", "b"], ["d"]),
         helper.make_node("Max", ["d", "b", "c"], ["m"]),
-        helper.make_node("Min", ["m", "a"], ["y"]),
+        helper.make_node("Mean", ["d", "b", "c"], ["e"]),
+        helper.make_node("Min", ["m", "a", "e"], ["y"]),
     ]
     return make_model(nodes, {"a": [None, 4], "b": [None, 4], "c": [None, 1]}, {"y": [None, 4]})
 
@@ -120,7 +153,7 @@ def test_float_matches_onnxruntime():
         "c": rnd(20, 1, seed=2),
     }
     g = check_against_ort(_onnx_model(), feeds)
-    assert [n.op for n in g.nodes] == ["sub", "max", "min"]
+    assert [n.op for n in g.nodes] == ["sub", "max", "mean", "min"]
 
 
 @pytest.mark.parametrize("op_type", ["Max", "Min"])
@@ -195,7 +228,7 @@ def test_qonnx_round_trip_bit_exact(tmp_path):
     }
     q = lightspeed.quantize(g, "auto", X)
     g2 = lightspeed.load(export_qonnx(q, tmp_path / "m.onnx"))
-    assert {n.op for n in g2.nodes} - {"quant"} == {"max", "min", "sub"}
+    assert {n.op for n in g2.nodes} - {"quant"} == {"max", "mean", "min", "sub"}
     q2 = lightspeed.quantize(g2, "auto", {k: v[:10] for k, v in X.items()})
     np.testing.assert_array_equal(q2.predict(X)["y"], q.predict(X)["y"])
     for node in q.graph.nodes:
@@ -225,7 +258,8 @@ def _fw_model():
         Node("fc1", "dense", ["x"], ["k"], {}, {"weight": rng.normal(0, 0.5, (8, 1)), "bias": np.zeros(1)}),
         Node("sub", "sub", ["h", "x"], ["d"]),
         Node("max", "max", ["d", "k", "x"], ["m"]),
-        Node("min", "min", ["m", "h", "k"], ["y"]),
+        Node("mean", "mean", ["m", "h", "k"], ["a"]),
+        Node("min", "min", ["a", "h", "k"], ["y"]),
     ]  # fmt: skip
     g = infer_shapes(Graph("ew", {"x": (8,)}, ["y"], nodes))
     from lightspeed.quantize import AutoOptions

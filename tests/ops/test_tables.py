@@ -52,3 +52,36 @@ def test_table_size_config_changes_table():
     g = _graph("tanh", 2)
     q = lightspeed.quantize(g, "ap_fixed<16,6>", config={"layers": {"act": {"table_size": 256}}})
     assert q.qparams["act"]["table"].shape == (256,)
+
+
+def test_softmax_auto_keeps_the_argmax_of_a_torch_model():
+    """A float 3-layer torch MLP with close logits: ties from softmax's own tables/rounding
+    used to decide the class (1024 exp bins over [-8, 0) merge logits closer than 1/128,
+    then the first class wins); auto now gives the exp table one bin per input lsb and the
+    output enough fractional bits."""
+    torch = pytest.importorskip("torch")
+    agreement = []
+    for seed in (0, 1, 3):
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(
+            torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 32), torch.nn.ReLU(),
+            torch.nn.Linear(32, 5), torch.nn.Softmax(dim=-1),
+        ).eval()  # fmt: skip
+        with torch.no_grad():
+            net[4].weight.mul_(2.0)
+        x = np.random.default_rng(seed).normal(0, 1, (2000, 16)).astype(np.float32)
+        q = lightspeed.quantize(lightspeed.load(net, input_shape=(16,)), "auto", calibration=x)
+        sm = next(n for n in q.graph.nodes if n.op == "softmax")
+        assert sm.attrs["exp_table_size"] == 8 * 2 ** q.tensor_types[sm.inputs[0]].frac
+        with torch.no_grad():
+            ref = net(torch.from_numpy(x)).numpy()
+        agreement.append(np.mean(q.predict(x).argmax(1) == ref.argmax(1)))
+    assert min(agreement) >= 0.99, agreement
+
+
+def test_softmax_exp_table_size_from_the_config_wins():
+    g = _graph("softmax", 5)
+    q = lightspeed.quantize(
+        g, "auto", calibration=np.zeros((2, 5)), config={"layers": {"act": {"exp_table_size": 256}}}
+    )
+    assert q.qparams["act"]["exp_table"].shape == (256,)

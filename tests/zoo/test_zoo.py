@@ -13,7 +13,7 @@ from lightspeed.errors import InputError
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-MODELS = ["autoencoder", "deepsets", "facile", "jet_tagger"]
+MODELS = ["autoencoder", "deepsets", "facile", "jet_tagger", "jet_tagger_q6"]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_onnx_well_formed(name) -> None:
     assert "Softmax" not in {n.op_type for n in model.graph.node}
 
 
-@pytest.mark.parametrize("name", ["jet_tagger", "autoencoder", "facile"])
+@pytest.mark.parametrize("name", ["jet_tagger", "autoencoder", "facile", "jet_tagger_q6"])
 def test_documented_metrics_on_shipped_sample(name, test_split) -> None:
     got = zoo.evaluate(name, test_split)
     want = zoo.info(name).metrics
@@ -156,7 +156,7 @@ def test_deepsets_accuracy_on_fresh_jets(tmp_path) -> None:
     assert got == pytest.approx(zoo.info("deepsets").metrics["accuracy"], abs=0.055)
 
 
-@pytest.mark.parametrize("name", ["jet_tagger", "autoencoder", "facile"])
+@pytest.mark.parametrize("name", ["jet_tagger", "autoencoder", "facile", "jet_tagger_q6"])
 def test_fixed_point_metrics(name, test_split) -> None:
     """Auto-precision fixed point reproduces the card's fixed metrics and stays close to float."""
     got = zoo.evaluate(name, test_split, quantized=True)

@@ -27,7 +27,7 @@ _WHERE = {
     "SonicConfig": "lightspeed.bench.sonic",
     "run_sonic": "lightspeed.bench.sonic",
     "write_report": "lightspeed.bench.report",
-    "demo_report": "lightspeed.bench.report",
+    "demo_report": "lightspeed.bench.demo_page",
 }
 
 

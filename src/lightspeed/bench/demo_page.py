@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lightspeed.bench.report import _CSS, _fmt, _img, _plt, _png, _table
+from lightspeed.errors import InputError
 
 _PAGE_CSS = """
 .cards{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}
@@ -183,6 +186,43 @@ def _resources(fw: dict[str, Any], commands: dict[str, str]) -> str:
     )
 
 
+def _trigger(t: dict[str, Any], commands: dict[str, str]) -> str:
+    """The 6-bit QAT, pruned tagger next to the published hls4ml reference."""
+    if not t:
+        return ""
+    ref = t.get("reference") or {}
+    est = t.get("estimate") or {}
+    sparsity = t.get("weight_sparsity") or []
+    rows = [
+        ["accuracy (fixed point)", f"{t['accuracy_fixed']:.4f} on {t['test_jets']:,} test jets", "-"],
+        [
+            "latency",
+            f"{t['latency_cycles']} cycles = {t['latency_ns']:g} ns" if "latency_ns" in t else "-",
+            f"{ref.get('latency_ns', '-')} ns",
+        ],
+        ["LUT", f"{est.get('lut', 0):,} (lightspeed estimate)" if est else "-",
+         f"~{ref.get('lut', 0):,} (about 1% of a VU9P)"],
+        ["DSP", f"{est.get('dsp', 0):,}" if est else "-", f"{ref.get('dsp', '-')}"],
+        ["FF", f"{est.get('ff', 0):,}" if est else "-", "-"],
+    ]  # fmt: skip
+    types = t.get("types") or {}
+    return (
+        "<h2>The trigger-ready tagger: 6-bit QAT, 70% pruned</h2>"
+        "<p>The zoo's <code>jet_tagger_q6</code>: the same architecture trained with "
+        f"lightspeed's QAT layers (weights {html.escape(types.get('weights', ''))}, ReLU outputs "
+        f"{html.escape(types.get('relu', ''))}) and magnitude pruning "
+        f"({', '.join(f'{100 * z:.0f}%' for z in sparsity)} zero weights per layer), compiled "
+        "at its trained types (no calibration; bit-exact with the QAT model).</p>"
+        + _table(
+            ["", "lightspeed (Yosys-calibrated estimate)", html.escape(ref.get("source", ""))], rows
+        )
+        + '<p class="note">The reference is the published Vivado result for a 6-bit QKeras '
+        "tagger of this architecture (different training and types, not re-measured here); "
+        "lightspeed's numbers are its analytic estimate, calibrated against Yosys, not Vivado. "
+        "docs/benchmarks/firmware.md has the Yosys runs.</p>" + _cmd(commands.get("trigger", ""))
+    )
+
+
 def render_demo(results: dict[str, Any], source: str = "") -> str:
     """The demo report page from ``demo_results.json``'s contents."""
     c = results.get("compile") or {}
@@ -238,8 +278,20 @@ def render_demo(results: dict[str, Any], source: str = "") -> str:
         ]
     if fw:
         parts.append(_resources(fw, commands))
+    parts.append(_trigger(results.get("trigger") or {}, commands))
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>lightspeed demo: {html.escape(model)}</title>"
         f"<style>{_CSS}{_PAGE_CSS}</style></head><body>{''.join(parts)}</body></html>"
     )
+
+
+def demo_report(workdir: str | Path) -> Path:
+    """The page for a ``lightspeed demo`` run: ``workdir/report.html`` from its results."""
+    workdir = Path(workdir)
+    path = workdir / "demo_results.json"
+    if not path.exists():
+        raise InputError(f"'{workdir}' holds no demo_results.json; run `lightspeed demo` first")
+    out = workdir / "report.html"
+    out.write_text(render_demo(json.loads(path.read_text()), str(workdir)), encoding="utf-8")
+    return out

@@ -524,16 +524,3 @@ def write_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(res, title, str(results_dir)), encoding="utf-8")
     return out
-
-
-def demo_report(workdir: str | Path) -> Path:
-    """The page for a ``lightspeed demo`` run: ``workdir/report.html`` from its results."""
-    from lightspeed.bench.demo_page import render_demo
-
-    workdir = Path(workdir)
-    path = workdir / "demo_results.json"
-    if not path.exists():
-        raise InputError(f"'{workdir}' holds no demo_results.json; run `lightspeed demo` first")
-    out = workdir / "report.html"
-    out.write_text(render_demo(json.loads(path.read_text()), str(workdir)), encoding="utf-8")
-    return out

@@ -37,9 +37,22 @@ def generate(
     multipliers: str = "auto",
     top: str = "lightspeed_top",
     overwrite: bool = True,
+    part: str | None = "xcvu9p",
+    force: bool = False,
 ) -> FirmwareDir:
-    """Write Verilog (``target="verilog"``) or a Vitis HLS project (``"hls"``) for ``q``."""
+    """Write Verilog (``target="verilog"``) or a Vitis HLS project (``"hls"``) for ``q``.
+
+    First a graph-level estimate (:mod:`lightspeed.firmware.fit`, well under a second)
+    checks the design against ``part``; one that cannot fit raises ``ConfigError`` with
+    the numbers and the ways out, unless ``force`` (or ``part=None``).
+    """
     opts = FirmwareOptions(clock_period=parse_clock(clock_period), multipliers=multipliers, top=top)
+    if part is not None and not force:
+        from lightspeed.firmware.fit import quick_estimate, refusal
+
+        report = quick_estimate(q, get_part(part), opts)
+        if not report.fits:
+            raise refusal(report)
     return _generate(q, outdir, target=target, options=opts, overwrite=overwrite)
 
 

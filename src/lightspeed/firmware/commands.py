@@ -51,6 +51,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="top module / function name (default lightspeed_top)",
     )
     p.add_argument(
+        "--part",
+        default="xcvu9p",
+        help="FPGA part the design must fit (default xcvu9p); a graph-level estimate checks it "
+        "before anything is written",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write the design even when the estimate says it does not fit the part",
+    )
+    p.add_argument(
         "--tools",
         action="store_true",
         help="only list the simulation/synthesis tools found (Verilator, Yosys, g++, ap_types)",
@@ -179,6 +190,8 @@ def cmd_firmware(args: argparse.Namespace) -> int:
         multipliers=args.multipliers,
         top=args.top,
         overwrite=True,
+        part=args.part,
+        force=args.force,
     )
     if fw.target == "verilog":
         est = fw.manifest.get("estimate", {})

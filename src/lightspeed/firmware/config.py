@@ -21,13 +21,17 @@ class FirmwareOptions:
     registers; ``multipliers``: ``dsp`` writes ``*`` for every non-trivial
     constant product (synthesis maps them to DSP slices), ``lut`` writes
     canonical-signed-digit shift-and-add networks, ``auto`` uses shift-and-add
-    for constants with at most ``lut_max_digits`` non-zero digits and ``*`` beyond.
+    for constants with at most ``lut_max_digits`` non-zero digits and ``*`` beyond;
+    ``share_adders``: common subexpressions across a layer's outputs are built once.
     """
 
     clock_period: float = 5.0
     multipliers: str = "auto"
     lut_max_digits: int = 3
     top: str = "lightspeed_top"
+    # compute sums of term pairs shared by several outputs of a weight matrix once
+    # (lightspeed.firmware.verilog.cse); bit-exact either way
+    share_adders: bool = True
 
     def __post_init__(self) -> None:
         if not (

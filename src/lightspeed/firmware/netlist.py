@@ -103,6 +103,7 @@ class Netlist:
         self._rom_ids: dict[tuple[int, ...], int] = {}
         self._delayed: dict[tuple[int, int], int] = {}
         self._consts: dict[int, int] = {}
+        self.memo: dict[tuple, Sig] = {}  # identical sub-results built once (arith.cast_product)
         self.layer = ""
 
     # -- basic nets ---------------------------------------------------------

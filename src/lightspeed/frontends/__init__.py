@@ -4,6 +4,9 @@
 
 * a path to an ``.onnx`` file, or an ``onnx.ModelProto``: :func:`import_onnx`
   (QONNX ``Quant``/``BipolarQuant`` nodes are understood);
+* a Keras file (``.keras``, ``.h5``, ``arch.json`` + ``weights``) or a live
+  ``keras.Model``: :func:`import_keras` (QKeras layers included); HGQ2 models
+  (live or ``.keras``) go to :func:`lightspeed.frontends.keras_hgq.import_hgq`;
 * a ``torch.nn.Module``: :func:`import_torch` (needs ``input_shape``).
 
 ``input_shape`` never includes the batch axis: a tuple for one input, a dict
@@ -19,11 +22,32 @@ from lightspeed.errors import ModelError
 from lightspeed.ir import Graph
 
 
-def load_model(source: Any, input_shape: Any = None) -> Graph:
-    """Load a model (ONNX/QONNX path or ModelProto, or torch ``nn.Module``) as a float IR graph."""
+def load_model(source: Any, input_shape: Any = None, weights: Any = None) -> Graph:
+    """Load a model (ONNX/QONNX, Keras/QKeras, torch ``nn.Module``, trees) as a float IR graph.
+
+    ``weights`` is the weights file of a Keras JSON architecture (``arch.json``).
+    """
+    from lightspeed.frontends.keras import is_keras_source
     from lightspeed.frontends.torch import is_torch_module
     from lightspeed.frontends.trees import is_tree_model
 
+    if weights is not None and not is_keras_source(source):
+        raise ModelError(
+            "a separate weights file only goes with a Keras JSON architecture (arch.json); "
+            "other formats carry their weights"
+        )
+    from lightspeed.frontends.keras_hgq import is_hgq_source
+
+    if is_hgq_source(source):  # HGQ2 models: read through HGQ2's own quantizer API
+        from lightspeed.frontends.keras_hgq import import_hgq
+
+        if weights is not None:
+            raise ModelError("an HGQ2 .keras model holds its own weights; drop --weights")
+        return import_hgq(source)
+    if is_keras_source(source):
+        from lightspeed.frontends.keras import import_keras
+
+        return import_keras(source, weights=weights, input_shape=input_shape)
     if is_tree_model(source):  # sklearn/XGBoost/LightGBM objects, XGBoost .json files
         from lightspeed.frontends.trees import load_trees
 
@@ -63,10 +87,8 @@ _FOREIGN = {
     ".pt": _TORCH_HINT,
     ".pth": _TORCH_HINT,
     ".ckpt": _TORCH_HINT,
-    ".h5": "convert Keras models to ONNX (tf2onnx) or QONNX (qonnx's Keras converter) first",
-    ".keras": "convert Keras models to ONNX (tf2onnx) or QONNX (qonnx's Keras converter) first",
     ".pb": "convert TensorFlow models to ONNX with tf2onnx first",
-    ".json": "for XGBoost JSON models use lightspeed.frontends.trees",
+    ".json": "JSON models are XGBoost boosters or Keras architectures (with --weights); this is neither",
 }
 
 
@@ -75,6 +97,10 @@ def __getattr__(name: str) -> Any:  # lazy re-exports keep `import lightspeed.fr
         from lightspeed.frontends.onnx import import_onnx
 
         return import_onnx
+    if name == "import_keras":
+        from lightspeed.frontends.keras import import_keras
+
+        return import_keras
     if name == "import_torch":
         from lightspeed.frontends.torch import import_torch
 
@@ -86,4 +112,4 @@ def __getattr__(name: str) -> Any:  # lazy re-exports keep `import lightspeed.fr
     raise AttributeError(name)
 
 
-__all__ = ["export_qonnx", "import_onnx", "import_torch", "load_model"]
+__all__ = ["export_qonnx", "import_keras", "import_onnx", "import_torch", "load_model"]

@@ -21,12 +21,13 @@ layer (``node.types``); on activations they become ``quant`` nodes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lightspeed.errors import ModelError, ShapeError
-from lightspeed.fixed import parse_type
+from lightspeed.fixed import FixedType, parse_type
 from lightspeed.ir import Graph, Shape, passes
 from lightspeed.ops.onnx_import import ImportState
 
@@ -104,7 +105,10 @@ def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Gra
     """Import an ONNX/QONNX model (path or ModelProto) into a float IR graph."""
     from onnx import numpy_helper
 
+    from lightspeed.frontends import _patterns
+
     model = load_onnx(source)
+    _patterns.check_layers(model)  # name an LSTM/attention/LayerNorm before its small ops fail
     g = model.graph
     st = ImportState()
     st.meta = _lightspeed_metadata(model)
@@ -120,7 +124,8 @@ def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Gra
                 f"initializer {init.name!r} cannot be read ({exc}); keep external data next to "
                 "the model file"
             ) from None
-    for vi_node in g.node:
+    nodes = _rewritten(g, st)
+    for vi_node in nodes:
         for t in vi_node.input:
             st.uses[t] = st.uses.get(t, 0) + 1
     for o in g.output:
@@ -132,7 +137,7 @@ def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Gra
 
     from lightspeed.frontends import _convert, _scales
 
-    for onode in g.node:
+    for onode in nodes:
         _convert.convert_node(onode, st, model)
 
     outputs = []
@@ -147,10 +152,22 @@ def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Gra
     _restore_output_names(st, outputs, [o.name for o in g.output], inputs)
     name = g.name or (Path(source).stem if isinstance(source, (str, Path)) else "model")
     graph = Graph(name=name, inputs=inputs, outputs=outputs, nodes=st.nodes)
+    graph.input_types = _input_annotations(g, inputs)
     passes.standard(graph, exact=st.exact)
     _scales.apply_scales(graph)
     _apply_metadata(st.meta, graph)  # after folding: the exported nodes exist as exported
     return passes.standard(graph)
+
+
+def _rewritten(g: Any, st: ImportState) -> list[Any]:
+    """The graph's nodes after every op's ONNX rewrite (fused float forms, e.g. GELU)."""
+    from lightspeed.ops.onnx_import import OnnxGraph
+    from lightspeed.ops.registry import onnx_rewrites
+
+    og = OnnxGraph(list(g.node), st.consts, [o.name for o in g.output])
+    for rewrite in onnx_rewrites():
+        rewrite(og)
+    return og.nodes
 
 
 def _lightspeed_metadata(model: Any) -> dict[str, Any]:
@@ -269,3 +286,47 @@ def _restore_output_names(st: ImportState, resolved: list[str], wanted: list[str
             n.outputs = [w if t == r else t for t in n.outputs]
         st.shapes[w] = st.shapes.pop(r)
         resolved[resolved.index(r)] = w
+
+
+_QONNX_INT = re.compile(r"(U?)INT(\d+)$")
+_QONNX_FIXED = re.compile(r"FIXED<(\d+),(-?\d+)>$")
+_QONNX_FLOAT = ("FLOAT32", "FLOAT16", "BFLOAT16")
+
+
+def qonnx_datatype(name: str, tensor: str) -> FixedType | None:
+    """The type a QONNX/FINN datatype annotation (``UINT8``, ``BIPOLAR``, ``FIXED<8,4>``) states.
+
+    Values are taken to the nearest representable one (RND_CONV, SAT), as a
+    QONNX input ``Quant`` does; float annotations state nothing (None).
+    """
+    dt = name.strip().upper()
+    if dt in _QONNX_FLOAT:
+        return None
+    if dt == "BINARY":
+        return FixedType(1, 1, False, "RND_CONV", "SAT")
+    if dt in ("BIPOLAR", "TERNARY"):  # -1/+1 (and 0): two signed integer bits
+        return FixedType(2, 2, True, "RND_CONV", "SAT")
+    if m := _QONNX_INT.match(dt):
+        bits = int(m.group(2))
+        return FixedType(bits, bits, not m.group(1), "RND_CONV", "SAT")
+    if m := _QONNX_FIXED.match(dt):
+        return FixedType(int(m.group(1)), int(m.group(2)), True, "RND_CONV", "SAT")
+    raise ModelError(
+        f"input {tensor!r} is annotated with QONNX datatype {name!r}, which lightspeed cannot use "
+        "as an input type; remove the annotation and give the type with --input-type "
+        "(input_types={...} in Python)"
+    )
+
+
+def _input_annotations(g: Any, inputs: Mapping[str, Shape]) -> dict[str, FixedType]:
+    """Input types from the graph's ``quantization_annotation`` (``finn_datatype`` entries)."""
+    out: dict[str, FixedType] = {}
+    for ann in g.quantization_annotation:
+        if ann.tensor_name not in inputs:
+            continue
+        for kv in ann.quant_parameter_tensor_names:
+            if kv.key == "finn_datatype":
+                t = qonnx_datatype(kv.value, ann.tensor_name)
+                if t is not None:
+                    out[ann.tensor_name] = t
+    return out

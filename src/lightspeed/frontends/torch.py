@@ -70,6 +70,26 @@ def _input_names(module: Any, n: int) -> list[str]:
     return params[:n] if len(params) >= n else [f"input{i}" for i in range(n)]
 
 
+def _refuse_known_layers(module: Any, error: str) -> None:
+    """An export failure inside a layer lightspeed does not support names that layer instead."""
+    import torch
+
+    from lightspeed.errors import UnsupportedOpError
+
+    layers = (
+        torch.nn.MultiheadAttention, torch.nn.TransformerEncoderLayer,
+        torch.nn.TransformerDecoderLayer, torch.nn.Transformer,
+    )  # fmt: skip
+    for path, sub in module.named_modules():
+        if isinstance(sub, layers):
+            raise UnsupportedOpError(
+                f"layer {path or type(module).__name__!r} ({type(sub).__name__}) is not supported "
+                f"yet (the ONNX export stopped with: {error}); write the attention out instead "
+                "(Linear projections, softmax(q @ k.transpose(-2, -1) * scale) @ v), which "
+                "imports through the matmul op, or serve the model with the onnxruntime backend"
+            )
+
+
 def _verbose() -> bool:
     return os.environ.get("LIGHTSPEED_VERBOSE", "") not in ("", "0")
 
@@ -138,6 +158,7 @@ def export_onnx_bytes(module: Any, input_shape: Any, opset: int = 17) -> bytes:
     if _verbose() and captured.getvalue():
         sys.stderr.write(captured.getvalue())
     if error is not None:
+        _refuse_known_layers(module, error)
         hint = "" if _verbose() else " (LIGHTSPEED_VERBOSE=1 shows the exporter's output)"
         raise ModelError(
             f"torch.onnx.export failed for {type(module).__name__}: {error}; simplify the "

@@ -50,6 +50,8 @@ class Graph:
     outputs: list[str]
     nodes: list[Node]
     shapes: dict[str, Shape] = field(default_factory=dict)
+    # types the source model states for its inputs (QONNX datatype annotations)
+    input_types: dict[str, FixedType] = field(default_factory=dict)
 
     def node(self, name: str) -> Node:
         for n in self.nodes:

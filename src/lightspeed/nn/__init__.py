@@ -38,9 +38,11 @@ from lightspeed.nn.layers import (  # noqa: E402
     QReLU,
     QReLU6,
 )
+from lightspeed.nn.prune import PruningSchedule, prune, sparsity_of  # noqa: E402
 from lightspeed.nn.quantizer import Quantizer, fake_quant  # noqa: E402
 
 __all__ = [
+    "PruningSchedule",
     "QActLayer",
     "QBatchNorm",
     "QBatchNorm1d",
@@ -61,7 +63,9 @@ __all__ = [
     "fake_quant",
     "fit",
     "from_graph",
+    "prune",
     "quantized_from_graph",
+    "sparsity_of",
     "to_graph",
     "to_quantized",
 ]

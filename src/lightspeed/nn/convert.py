@@ -211,11 +211,13 @@ def fit(
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     weight_decay: float = 0.0,
     schedule: str = "step",
+    prune: Any = None,
 ) -> list[float]:
     """Adam with a cosine schedule over shuffled mini-batches; cross-entropy by default.
 
     ``schedule`` anneals the learning rate per optimizer ``"step"`` or per
-    ``"epoch"`` (the zoo recipes). Returns the mean loss per epoch and leaves
+    ``"epoch"`` (the zoo recipes). ``prune``: a :class:`lightspeed.nn.prune.PruningSchedule`
+    applied at the start of every epoch. Returns the mean loss per epoch and leaves
     the model in eval mode.
     """
     if epochs < 0 or batch_size <= 0:
@@ -232,7 +234,9 @@ def fit(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
     gen = torch.Generator().manual_seed(seed)
     history = []
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        if prune is not None:
+            prune.step(model, epoch)
         model.train()
         perm = torch.randperm(len(xt), generator=gen)
         total = 0.0

@@ -102,7 +102,11 @@ class QMacLayer(nn.Module):
         raise NotImplementedError
 
     def _float_params(self, dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.weight.to(dt), None if self.bias is None else self.bias.to(dt)
+        w = self.weight.to(dt)
+        mask = getattr(self, "weight_mask", None)  # lightspeed.nn.prune: pruned weights are 0
+        if mask is not None:
+            w = w * mask.to(dt)
+        return w, None if self.bias is None else self.bias.to(dt)
 
     def _folded(
         self, x: torch.Tensor | None, dt: torch.dtype

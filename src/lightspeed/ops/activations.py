@@ -1,16 +1,25 @@
-"""Piecewise-linear activations: ReLU, LeakyReLU, Clip (ReLU6, HardTanh).
+"""Piecewise activations: ReLU, LeakyReLU, Clip (ReLU6, HardTanh), HardSwish.
 
 Each casts its (clamped) input to its own ``result`` type, like hls4ml.
+
+HardSwish (ONNX ``x * relu6(x + 3) / 6``) is exact arithmetic with one
+quantized constant: ``x <= -3``: 0; ``x >= 3``: ``(result) x``; otherwise
+``(result)(x * (x + 3) * k)``, the exact product with ``k = 1/6`` quantized
+to the ``param`` type (``weight_bits`` bits in auto mode, 16 in trained mode,
+where the result is the exact type of all three branches).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from lightspeed.fixed import FixedType, cast, overflow, requantize, to_float
+from lightspeed.fixed import FixedType, as_exact, cast, overflow, requantize, to_float
 from lightspeed.ir.graph import Node
 from lightspeed.ops.base import (
     AutoContext,
+    AutoOptions,
     Cost,
     CostContext,
     Fx,
@@ -18,6 +27,7 @@ from lightspeed.ops.base import (
     Precision,
     QParams,
     TrainedContext,
+    exact_capped,
     merge,
     param_type,
     quantize_param,
@@ -25,7 +35,15 @@ from lightspeed.ops.base import (
     same_shape,
 )
 from lightspeed.ops.onnx_export import Builder, simple
-from lightspeed.ops.onnx_import import ImportState, affine, dyn, opt_const, unary, unsupported
+from lightspeed.ops.onnx_import import (
+    ImportState,
+    affine,
+    dyn,
+    onnx_attrs,
+    opt_const,
+    unary,
+    unsupported,
+)
 
 
 def _relu_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -102,6 +120,18 @@ def _leaky_auto(node: Node, ctx: AutoContext) -> Precision:
     return merge(ctx.fixed, auto)
 
 
+def _leaky_trained(node: Node, ctx: TrainedContext) -> Precision:
+    """alpha in 16 bits (exact for alpha = 2**-k); the result holds x and alpha*x exactly."""
+    x_t = ctx.in_types[0]
+    a = np.array(float(node.attrs.get("alpha", 0.01)))
+    p_t = ctx.fixed.get("param") or param_type(a, AutoOptions().weight_bits)
+    a_i = int(quantize_param(a, p_t, f"{node.name} alpha"))
+    neg = [x_t.min_int * a_i, 0] if x_t.signed else [0]
+    pos = x_t.max_int << max(p_t.frac, 0)
+    lo, hi = min(*neg, 0), max(*neg, pos, 0)
+    return merge(ctx.fixed, {"param": p_t, "result": exact_capped(lo, hi, x_t.frac + p_t.frac)})
+
+
 def _leaky_cost(node: Node, ctx: CostContext) -> Cost:
     n = int(np.prod(ctx.in_shapes[0]))
     w = ctx.prec["param"].width * ctx.in_types[0].width
@@ -139,6 +169,8 @@ LEAKY_RELU = Op(
     run_float=_leaky_float,
     run_fixed=_leaky_fixed,
     auto_precision=_leaky_auto,
+    trained_precision=_leaky_trained,
+    trained_default=True,
     quantize_params=_leaky_qparams,
     cost=_leaky_cost,
     doc="x if x > 0 else alpha*x; alpha quantized to the 'param' type",
@@ -231,4 +263,117 @@ CLIP = Op(
     doc="clamp(x, min, max) (ReLU6, HardTanh); bounds rounded inwards onto the input grid",
 )
 
-__all__ = ["CLIP", "LEAKY_RELU", "RELU", "overflow", "relu_type"]
+
+# -- hard_swish
+
+
+def hard_swish_bounds(frac: int) -> tuple[int, int]:
+    """(lo, hi): x <= -3 iff m <= lo, x >= 3 iff m >= hi, for x = m * 2**-frac."""
+    return math.floor(math.ldexp(-3.0, frac)), math.ceil(math.ldexp(3.0, frac))
+
+
+def _hswish_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x = xs[0]
+    return [x * np.clip(x + 3.0, 0.0, 6.0) / 6.0]
+
+
+def _hswish_qparams(node: Node, prec: Precision) -> QParams:
+    return {"k": quantize_param(np.array(1.0 / 6.0), prec["param"], f"{node.name} 1/6")}
+
+
+def _hswish_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
+    x, res, k_t = xs[0], prec["result"], prec["param"]
+    f = x.t.frac
+    big = max(f, 0)  # x + 3 exactly at frac max(f, 0)
+    m = as_exact(x.m, x.t.width + 3 + big - f + k_t.width)  # room for the exact product
+    t = (m << (big - f)) + (3 << big)
+    mid = requantize(m * t * int(q["k"]), f + big + k_t.frac, res)
+    lo, hi = hard_swish_bounds(f)
+    out = np.where(x.m >= hi, requantize(x.m, f, res), np.where(x.m <= lo, 0, mid))
+    return [Fx(out.astype(mid.dtype), res)]
+
+
+def _hswish_auto(node: Node, ctx: AutoContext) -> Precision:
+    lo, hi = ctx.out_ranges[0]
+    auto = {
+        "param": param_type(np.array([1.0 / 6.0]), ctx.options.weight_bits),
+        "result": result_type(min(lo, -0.375), hi, ctx.options, signed=True),
+    }
+    return merge(ctx.fixed, auto)
+
+
+def _hswish_trained(node: Node, ctx: TrainedContext) -> Precision:
+    """k at 16 bits (unless trained) and the exact type of every branch: nothing is rounded."""
+    t = ctx.in_types[0]
+    k_t = ctx.fixed.get("param") or param_type(np.array([1.0 / 6.0]), 16)
+    k = int(quantize_param(np.array(1.0 / 6.0), k_t, f"{node.name} 1/6"))
+    f, big = t.frac, max(t.frac, 0)
+    frac = f + big + k_t.frac
+    lo, hi = hard_swish_bounds(f)
+    lo_m, hi_m = max(lo + 1, t.min_int), min(hi - 1, t.max_int)
+    vals = [0]
+    if t.max_int >= hi:  # x passes through
+        vals += [max(hi, t.min_int) << (frac - f), t.max_int << (frac - f)]
+    if lo_m <= hi_m:  # the quadratic: its ends and its vertex at x = -1.5
+        v = math.ldexp(-1.5, f)
+        for m in {lo_m, hi_m, *[min(max(c, lo_m), hi_m) for c in (math.floor(v), math.ceil(v))]}:
+            vals.append(m * ((m << (big - f)) + (3 << big)) * k)
+    return merge(ctx.fixed, {"param": k_t, "result": exact_capped(min(vals), max(vals), frac)})
+
+
+def _hswish_cost(node: Node, ctx: CostContext) -> Cost:
+    n = int(np.prod(ctx.in_shapes[0]))
+    w = ctx.in_types[0].width
+    return Cost(params=1, mults=2 * n, adds=n, bops=n * (w * (w + 2) + ctx.prec["param"].width * w))
+
+
+def _hswish_export(
+    b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes
+) -> None:
+    # ONNX HardSwish needs opset 14; the export is opset 13: x * HardSigmoid(x, 1/6, 1/2),
+    # which import fuses back (see _fuse_hard_swish)
+    hs = b.fresh(f"{key}_hsig")
+    b.node("HardSigmoid", ins, [hs], hs, alpha=1.0 / 6.0, beta=0.5)
+    b.node("Mul", [ins[0], hs], [out], key)
+
+
+def _fuse_hard_swish(g) -> None:
+    """x * HardSigmoid(x, alpha=1/6, beta=1/2) -> HardSwish."""
+    for hs in g.of_type("HardSigmoid"):
+        a = onnx_attrs(hs)
+        if abs(float(a.get("alpha", 0.2)) - 1.0 / 6.0) > 1e-7 or float(a.get("beta", 0.5)) != 0.5:
+            continue
+        mul = g.only_consumer(hs.output[0], "Mul")
+        if mul is None or hs.input[0] not in mul.input:
+            continue
+        g.replace([hs, mul], "HardSwish", [hs.input[0]], mul.output[0])
+
+
+HARD_SWISH = Op(
+    name="hard_swish",
+    roles=("param", "result"),
+    param_roles=("param",),
+    param_role={"k": "param"},
+    infer_shape=same_shape,
+    run_float=_hswish_float,
+    run_fixed=_hswish_fixed,
+    auto_precision=_hswish_auto,
+    quantize_params=_hswish_qparams,
+    cost=_hswish_cost,
+    trained_precision=_hswish_trained,
+    trained_default=True,
+    onnx_import={"HardSwish": unary("hard_swish")},
+    onnx_rewrite=_fuse_hard_swish,
+    onnx_export=_hswish_export,
+    doc="x*relu6(x+3)/6: 0 for x <= -3, x for x >= 3, else x*(x+3)*k with k = 1/6 as 'param'",
+)
+
+__all__ = [
+    "CLIP",
+    "HARD_SWISH",
+    "LEAKY_RELU",
+    "RELU",
+    "hard_swish_bounds",
+    "overflow",
+    "relu_type",
+]

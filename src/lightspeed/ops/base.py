@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from lightspeed.errors import FixedTypeError
 from lightspeed.fixed import FixedType, as_exact, quantize_float, requantize, type_for_int_range
 from lightspeed.ir.graph import Node, Shape
 
@@ -40,6 +41,7 @@ class TrainedContext:
 
     in_types: list[FixedType]
     fixed: Precision  # roles trained in the source model (or pinned by the user)
+    in_shapes: list[Shape] = field(default_factory=list)  # IR shapes (no batch) of the inputs
 
 
 @dataclass
@@ -109,9 +111,12 @@ class Op:
     param_roles: tuple[str, ...] = ()
     doc: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)  # default attrs
-    # exact typing from the input types alone (precision="trained"); None: the op needs
-    # calibration (tables) and is refused in trained mode with the node's name
+    # typing from the input types alone (precision="trained"); None: the op needs calibration
+    # or config types and is refused in trained mode with the node's name
     trained_precision: Callable[[Node, TrainedContext], Precision] | None = None
+    # trained_precision gives documented default types (tables, a rounded 1/K), not the exact
+    # value a float framework computes (docs/quantization.md, "trained defaults")
+    trained_default: bool = False
     # integer parameter -> the role whose type scales it (default: the role of the same name)
     param_role: dict[str, str] = field(default_factory=dict)
     # firmware: cheap element-wise op that shares the pipeline stage of the layer before it
@@ -120,6 +125,9 @@ class Op:
     wiring: bool = False
     # ONNX import: handlers keyed by ONNX op type (see lightspeed.ops.onnx_import)
     onnx_import: dict[str, Any] = field(default_factory=dict)
+    # ONNX import: rewrites of the ONNX graph run before any handler, e.g. fusing the float
+    # form an exporter writes for this op (see lightspeed.ops.onnx_import.OnnxGraph)
+    onnx_rewrite: Callable[[Any], None] | None = None
     # QONNX export: writes this node as ONNX nodes (see lightspeed.ops.onnx_export); None: not exportable
     onnx_export: Callable[..., None] | None = None
     # an import-time form that passes rewrite away (never in a quantized model or the docs)
@@ -169,6 +177,25 @@ def int_range(t: FixedType) -> tuple[int, int]:
 def exact_type(lo: int, hi: int, frac: int) -> FixedType:
     """Smallest exact type (TRN/WRAP: nothing is ever lost) for integers lo..hi at ``frac``."""
     return type_for_int_range(int(lo), int(hi), frac, signed=lo < 0 or None)
+
+
+def exact_capped(lo: int, hi: int, frac: int) -> FixedType:
+    """:func:`exact_type`, or where that needs more than 64 bits the fraction cut to fit.
+
+    The cut rounds to nearest even (RND_CONV); the integer bits still hold lo..hi.
+    """
+    for cut in range(max(frac, 0) + 1):
+        if cut == 0:
+            try:
+                return exact_type(lo, hi, frac)
+            except FixedTypeError:
+                continue
+        top = -((-hi) >> cut)  # ceil: rounding up must still fit
+        try:
+            return type_for_int_range(lo >> cut, top, frac - cut, lo < 0, "RND_CONV", "SAT")
+        except FixedTypeError:
+            continue
+    raise FixedTypeError(f"no type of at most 64 bits holds the integers {lo}..{hi}")
 
 
 def merge(fixed: Precision, auto: Precision) -> Precision:

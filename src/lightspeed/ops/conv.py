@@ -1,13 +1,25 @@
-"""Convolution, 1D and 2D (ONNX ``Conv`` semantics, channels-first).
+"""Convolution and transposed convolution, 1D and 2D (ONNX semantics, channels-first).
 
-Attributes: ``strides``, ``pads`` (begin..., end...), ``dilations``, ``group``.
-The weight is (C_out, C_in / group, *kernel). Each output pixel is a
-multiply-accumulate over its patch in (kernel..., channel) order -- hls4ml's
+``conv`` attributes: ``strides``, ``pads`` (begin..., end...), ``dilations``,
+``group``. The weight is (C_out, C_in / group, *kernel). Each output pixel is
+a multiply-accumulate over its patch in (kernel..., channel) order -- hls4ml's
 channels-last im2col order, which only matters for saturating accumulators --
 with the dense layer's semantics (see :mod:`lightspeed.ops.mac`); padding adds zeros.
+
+``conv_transpose`` (ONNX ``ConvTranspose``; Keras Conv1D/2DTranspose)
+attributes: ``strides``, ``pads``, ``output_padding``, ``dilations``,
+``group``; the weight is (C_in, C_out / group, *kernel). Its contract is the equivalent ``conv``
+(:func:`transpose_equivalent`): the input with ``stride - 1`` zeros inserted
+between neighbours, padded by ``d*(k-1) - pad_begin`` before and ``d*(k-1) -
+pad_end + output_padding`` after (negative: cropped), convolved with stride 1,
+dilation ``d``, the same groups and the kernel flipped in space with in/out
+channels swapped within each group.
+Inserted zeros count like padding: they add nothing to the accumulator.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -24,6 +36,7 @@ from lightspeed.ops.base import (
     Precision,
     QParams,
     TrainedContext,
+    is_pow2,
     mac_cost,
     quantize_param,
 )
@@ -31,6 +44,7 @@ from lightspeed.ops.mac import conv_mac, linear_precision, mac, trained_mac_prec
 from lightspeed.ops.onnx_export import Builder
 from lightspeed.ops.onnx_import import (
     ImportState,
+    decode_str,
     dyn,
     f64,
     opt_const,
@@ -238,4 +252,247 @@ CONV = Op(
     quantize_params=_qparams,
     cost=_cost,
     doc="1D/2D convolution (ONNX Conv), channels-first; weight (C_out, C_in/group, *kernel)",
+)
+
+
+# -- conv_transpose: the equivalent conv on the zero-inserted, padded input
+
+
+def transpose_attrs(
+    node: Node,
+) -> tuple[tuple[int, ...], list[int], list[int], list[int], list[int]]:
+    """(kernel, strides, pads, output_padding, dilations) of a conv_transpose node."""
+    w = node.params["weight"]
+    nd = w.ndim - 2
+    k = tuple(int(v) for v in w.shape[2:])
+    strides = [int(v) for v in node.attrs.get("strides", [1] * nd)]
+    pads = [int(v) for v in node.attrs.get("pads", [0] * (2 * nd))]
+    out_pad = [int(v) for v in node.attrs.get("output_padding", [0] * nd)]
+    dil = [int(v) for v in node.attrs.get("dilations", [1] * nd)]
+    return k, strides, pads, out_pad, dil
+
+
+def transpose_weight(w: np.ndarray, group: int = 1) -> np.ndarray:
+    """(C_in, C_out/g, *k) -> the equivalent conv's (C_out, C_in/g, *k), kernels flipped (exact).
+
+    Group ``i`` maps input channels ``i*C_in/g ...`` to output channels ``i*C_out/g ...``.
+    """
+    nd = w.ndim - 2
+    flipped = np.flip(w, axis=tuple(range(2, 2 + nd)))
+    cin_g = w.shape[0] // group
+    blocks = [flipped[i * cin_g : (i + 1) * cin_g].swapaxes(0, 1) for i in range(group)]
+    return np.ascontiguousarray(np.concatenate(blocks, axis=0))
+
+
+def transpose_group(node: Node) -> int:
+    return int(node.attrs.get("group", 1))
+
+
+def transpose_equivalent(node: Node) -> Node:
+    """The stride-1 ``conv`` that :func:`expand` turns a conv_transpose into."""
+    _, _, _, _, dil = transpose_attrs(node)
+    nd = len(dil)
+    group = transpose_group(node)
+    params = {"weight": transpose_weight(node.params["weight"], group)}
+    if "bias" in node.params:
+        params["bias"] = node.params["bias"]
+    attrs = {"strides": [1] * nd, "pads": [0] * (2 * nd), "dilations": dil, "group": group}
+    return Node(node.name, "conv", node.inputs, node.outputs, attrs=attrs, params=params)
+
+
+def expand(x: np.ndarray, node: Node, fill: Any = 0) -> np.ndarray:
+    """(B, C, *S): zeros inserted between neighbours (stride - 1), then padded or cropped.
+
+    Input element ``j`` of an axis lands at ``d*(k-1) - pad_begin + j*stride``; the
+    axis is ``d*(k-1)`` longer than the zero-inserted input at each end, less the pads,
+    plus ``output_padding`` at the end. Works for floats, integers and signal arrays.
+    """
+    k, strides, pads, out_pad, dil = transpose_attrs(node)
+    nd = len(k)
+    sizes, src, dst = [], [], []
+    for i, n in enumerate(x.shape[2:]):
+        before = dil[i] * (k[i] - 1) - pads[i]
+        after = dil[i] * (k[i] - 1) - pads[i + nd] + out_pad[i]
+        length = (n - 1) * strides[i] + 1 + before + after
+        pos = before + np.arange(n) * strides[i]
+        keep = (pos >= 0) & (pos < length)
+        sizes.append(length)
+        src.append(np.nonzero(keep)[0])
+        dst.append(pos[keep])
+    out = np.full((*x.shape[:2], *sizes), fill, dtype=x.dtype)
+    lead = (slice(None), slice(None))
+    out[lead + np.ix_(*dst)] = x[lead + np.ix_(*src)]
+    return out
+
+
+def _t_shape(node: Node, ins: list[Shape]) -> list[Shape]:
+    w = node.params["weight"]
+    k, strides, pads, out_pad, dil = transpose_attrs(node)
+    nd = len(k)
+    x = ins[0]
+    if len(x) != nd + 1:
+        raise ShapeError(f"conv_transpose{nd}d expects (channels, {nd} spatial dims), got {x}")
+    group = transpose_group(node)
+    if x[0] != w.shape[0] or x[0] % group:
+        raise ShapeError(
+            f"input has {x[0]} channels; the weight expects {w.shape[0]} in {group} group(s)"
+        )
+    out = []
+    for i in range(nd):
+        if out_pad[i] >= max(strides[i], dil[i]) or min(pads) < 0:
+            raise ShapeError(f"output_padding {out_pad} / pads {pads} out of range")
+        o = (
+            strides[i] * (x[1 + i] - 1)
+            + out_pad[i]
+            + dil[i] * (k[i] - 1)
+            + 1
+            - pads[i]
+            - pads[i + nd]
+        )
+        if o <= 0:
+            raise ShapeError(f"pads {pads} leave no output for input {x}")
+        out.append(o)
+    return [(int(w.shape[1]) * group, *out)]
+
+
+def _t_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    return _float(transpose_equivalent(node), [expand(xs[0], node)])
+
+
+def _t_qparams(node: Node, prec: Precision) -> QParams:
+    return _qparams(node, prec)
+
+
+def equivalent_qparams(q: QParams, node: Node) -> QParams:
+    """The equivalent conv's integer params (the weight permuted exactly)."""
+    return {**q, "weight": transpose_weight(q["weight"], transpose_group(node))}
+
+
+def _t_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
+    x = xs[0]
+    return _fixed(
+        transpose_equivalent(node), [Fx(expand(x.m, node), x.t)], prec, equivalent_qparams(q, node)
+    )
+
+
+def _t_auto(node: Node, ctx: AutoContext) -> Precision:
+    return _auto(transpose_equivalent(node), ctx)
+
+
+def _t_trained(node: Node, ctx: TrainedContext) -> Precision:
+    return _trained(transpose_equivalent(node), ctx)
+
+
+def _t_cost(node: Node, ctx: CostContext) -> Cost:
+    """Like conv, but only the products with real (not inserted or padded) inputs count."""
+    eq = transpose_equivalent(node)
+    group = transpose_group(node)
+    wq = transpose_weight(ctx.qparams["weight"], group)
+    cin_g = wq.shape[1]
+    real = expand(np.ones((1, *ctx.in_shapes[0]), dtype=np.int64), node)
+    pt = patches(real, eq)[0]  # (*O, *k, C): 1 where a real input sits
+    mults = adds = 0
+    for g in range(group):
+        wm = weight_matrix(wq, group, g)  # (P, C_out/g)
+        # how often each weight row meets a real input
+        uses = pt[..., g * cin_g : (g + 1) * cin_g].reshape(-1, wm.shape[0]).sum(axis=0)
+        mults += int(uses @ (~is_pow2(wm)).sum(axis=1))
+        adds += int(uses @ (wm != 0).sum(axis=1))
+    w_t, acc_t, x_t = ctx.prec["weight"], ctx.prec["accum"], ctx.in_types[0]
+    n_out = int(np.prod(ctx.out_shapes[0]))
+    adds += n_out if "bias" in ctx.qparams else 0
+    params = int(wq.size) + (int(ctx.qparams["bias"].size) if "bias" in ctx.qparams else 0)
+    return Cost(
+        params=params,
+        mults=mults,
+        adds=adds,
+        bops=mults * w_t.width * x_t.width + adds * acc_t.width,
+    )
+
+
+def _t_import(onode, st: ImportState, a: dict, name: str) -> None:
+    x = dyn(st, onode.input[0], "ConvTranspose", name)
+    if not st.is_const(onode.input[1]):
+        raise unsupported("ConvTranspose", name, "non-constant weights")
+    w = f64(st.const(onode.input[1]))
+    nd = w.ndim - 2
+    if nd not in (1, 2):
+        raise unsupported("ConvTranspose", name, f"{nd}-D (only 1-D and 2-D)")
+    shape = st.shapes[x]
+    if len(shape) != nd + 1:
+        raise ShapeError(f"node {name!r} (ConvTranspose): input {shape} is not (C, {nd} spatial)")
+    k = [int(v) for v in w.shape[2:]]
+    strides = [int(v) for v in a.get("strides", [1] * nd)]
+    dil = [int(v) for v in a.get("dilations", [1] * nd)]
+    out_pad = [int(v) for v in a.get("output_padding", [0] * nd)]
+    mode = decode_str(a.get("auto_pad", "NOTSET"))
+    out_shape = [int(v) for v in a.get("output_shape", [])][-nd:] if "output_shape" in a else None
+    if mode in ("SAME_UPPER", "SAME_LOWER") and out_shape is None:
+        out_shape = [n * s for n, s in zip(shape[1:], strides, strict=True)]
+    if out_shape is not None:
+        p_begin, p_end = [], []
+        for i in range(nd):
+            total = (
+                strides[i] * (shape[1 + i] - 1)
+                + out_pad[i]
+                + (k[i] - 1) * dil[i]
+                + 1
+                - out_shape[i]
+            )
+            if total < 0:
+                raise unsupported(
+                    "ConvTranspose", name, f"output_shape {out_shape} needs negative pads"
+                )
+            small = total // 2
+            upper = mode == "SAME_UPPER"
+            p_begin.append(small if upper else total - small)
+            p_end.append(total - small if upper else small)
+        p = p_begin + p_end
+    elif mode == "VALID":
+        p = [0] * (2 * nd)
+    else:
+        p = [int(v) for v in a.get("pads", [0] * (2 * nd))]
+    group = int(a.get("group", 1))
+    attrs = {
+        "strides": strides,
+        "pads": p,
+        "output_padding": out_pad,
+        "dilations": dil,
+        "group": group,
+    }
+    node = Node(name, "conv_transpose", [x], [onode.output[0]], attrs=attrs, params={"weight": w})
+    b = opt_const(st, onode, 2)
+    if b is not None:
+        node.params["bias"] = f64(b).reshape(-1)
+        set_trained(node, "bias", trained(st, onode.input[2]))
+    set_trained(node, "weight", trained(st, onode.input[1]))
+    st.emit(node)
+
+
+def _t_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
+    w = b.quant_const(f"{key}_weight", qp["weight"], prec["weight"])
+    inputs = [ins[0], w]
+    if "bias" in qp:
+        inputs.append(b.quant_const(f"{key}_bias", qp["bias"], prec["bias"]))
+    k, strides, pads, out_pad, dil = transpose_attrs(node)
+    b.node(
+        "ConvTranspose", inputs, [out], key, kernel_shape=list(k), strides=strides, pads=pads,
+        output_padding=out_pad, dilations=dil, group=transpose_group(node),
+    )  # fmt: skip
+
+
+CONV_TRANSPOSE = Op(
+    name="conv_transpose",
+    trained_precision=_t_trained,
+    onnx_import={"ConvTranspose": _t_import},
+    onnx_export=_t_export,
+    roles=("weight", "bias", "accum", "result"),
+    param_roles=("weight", "bias"),
+    infer_shape=_t_shape,
+    run_float=_t_float,
+    run_fixed=_t_fixed,
+    auto_precision=_t_auto,
+    quantize_params=_t_qparams,
+    cost=_t_cost,
+    doc="1D/2D transposed convolution (ONNX ConvTranspose); weight (C_in, C_out/group, *kernel)",
 )

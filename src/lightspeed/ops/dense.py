@@ -20,9 +20,11 @@ from lightspeed.ops.base import (
     quantize_param,
 )
 from lightspeed.ops.mac import dense_cast, linear_precision, mac, trained_mac_precision
+from lightspeed.ops.matmul import matmul_node
 from lightspeed.ops.onnx_export import Builder
 from lightspeed.ops.onnx_import import (
     ImportState,
+    alias,
     dyn,
     f64,
     opt_const,
@@ -122,16 +124,84 @@ def _gemm(onode, st: ImportState, a: dict, name: str) -> None:
 
 def _matmul(onode, st: ImportState, a: dict, name: str) -> None:
     if st.is_const(onode.input[0]):
-        raise unsupported("MatMul", name, "constant left operand; use x @ W with constant W")
+        _const_left(onode, st, name)
+        return
     x = dyn(st, onode.input[0], "MatMul", name)
     if not st.is_const(onode.input[1]):
-        raise unsupported("MatMul", name, "product of two non-constant tensors")
+        # two activations (attention scores, weighted values): the matmul op
+        y = dyn(st, onode.input[1], "MatMul", name)
+        st.emit(matmul_node(name, x, y, onode.output[0], st.shapes[x][-1] if st.shapes[x] else 1))
+        return
     w = f64(st.const(onode.input[1]))
     if w.ndim != 2:
         raise unsupported("MatMul", name, f"weight of rank {w.ndim} (only 2-D constant weights)")
     node = Node(name, "dense", [x], [onode.output[0]], params={"weight": w})
     set_trained(node, "weight", trained(st, onode.input[1]))
     st.emit(node)
+
+
+def _const_left(onode, st: ImportState, name: str) -> None:
+    """``C @ x`` with constant C (M, N): a fixed graph's receiver/sender matrices acting on
+    the objects axis (interaction networks). Written as (x^T @ C^T)^T: a dense layer on the
+    transposed tensor between two wiring-only transposes."""
+    if st.is_const(onode.input[1]):
+        raise unsupported("MatMul", name, "two constant operands (fold it before export)")
+    c = f64(st.const(onode.input[0]))
+    x = dyn(st, onode.input[1], "MatMul", name)
+    shape = st.shapes[x]
+    if c.ndim != 2 or len(shape) < 2 or shape[-2] != c.shape[1]:
+        raise unsupported(
+            "MatMul",
+            name,
+            f"constant left operand of shape {list(c.shape)} on a tensor of shape {list(shape)} "
+            "(a 2-D constant acting on the second-to-last axis is supported)",
+        )
+    perm = [*range(len(shape) - 2), len(shape) - 1, len(shape) - 2]
+    xt, yt = f"{name}__xt", f"{name}__yt"
+    st.emit(Node(f"{name}_t_in", "transpose", [x], [xt], attrs={"perm": perm}))
+    node = Node(name, "dense", [xt], [yt], params={"weight": c.T.copy()})
+    set_trained(node, "weight", trained(st, onode.input[0]))
+    st.emit(node)
+    st.emit(Node(f"{name}_t_out", "transpose", [yt], [onode.output[0]], attrs={"perm": perm}))
+
+
+def _reduce_sum(onode, st: ImportState, a: dict, name: str) -> None:
+    """ReduceSum over non-batch axes as dense layers of ones (exact sums; in firmware the
+    ones are wires into an adder tree), one axis at a time, the axis moved last and back."""
+    x = dyn(st, onode.input[0], "ReduceSum", name)
+    rank = len(st.shapes[x]) + 1  # ONNX rank, batch included
+    axes_c = opt_const(st, onode, 1)
+    axes = [int(v) for v in (axes_c.reshape(-1) if axes_c is not None else a.get("axes", []))]
+    if not axes:
+        if a.get("noop_with_empty_axes", 0):
+            alias(st, onode.output[0], x)
+            return
+        axes = list(range(rank))
+    axes = sorted({ax + rank if ax < 0 else ax for ax in axes})
+    if 0 in axes:
+        raise unsupported("ReduceSum", name, "a sum over the batch axis")
+    keep = bool(a.get("keepdims", 1))
+    cur = x
+    for k, ax in enumerate(sorted(axes, reverse=True)):  # highest first: lower axes keep place
+        shape = st.shapes[cur]
+        i = ax - 1
+        n = shape[i]
+        perm = [j for j in range(len(shape)) if j != i] + [i]
+        last = cur
+        if i != len(shape) - 1:
+            last = f"{name}__t{k}"
+            st.emit(Node(f"{name}_t{k}", "transpose", [cur], [last], attrs={"perm": perm}))
+        summed = f"{name}__s{k}"
+        st.emit(
+            Node(f"{name}_sum{k}", "dense", [last], [summed], params={"weight": np.ones((n, 1))})
+        )
+        out_shape = [d for j, d in enumerate(shape) if j != i]
+        if keep:
+            out_shape.insert(i, 1)
+        done = k == len(axes) - 1
+        nxt = onode.output[0] if done else f"{name}__r{k}"
+        st.emit(Node(f"{name}_r{k}", "reshape", [summed], [nxt], attrs={"shape": out_shape}))
+        cur = nxt
 
 
 def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes) -> None:
@@ -151,7 +221,7 @@ def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp
 DENSE = Op(
     name="dense",
     trained_precision=_trained,
-    onnx_import={"Gemm": _gemm, "MatMul": _matmul},
+    onnx_import={"Gemm": _gemm, "MatMul": _matmul, "ReduceSum": _reduce_sum},
     onnx_export=_export,
     roles=("weight", "bias", "accum", "result"),
     param_roles=("weight", "bias"),

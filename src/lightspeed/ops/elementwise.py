@@ -1,8 +1,11 @@
-"""Merging ops: Add, Sub, Max, Min, Mul (element-wise, NumPy broadcasting), Concat.
+"""Merging ops: Add, Sub, Max, Min, Mul, Mean (element-wise, NumPy broadcasting), Concat.
 
 Add, Sub, Max, Min and Concat align their inputs exactly on the finest scale,
 combine them exactly (sum, difference, element-wise max/min), then cast to
-``result``; Mul forms the exact product, then casts.
+``result``; Mul forms the exact product, then casts. Mean (ONNX ``Mean``,
+Keras ``Average``) of N inputs forms the exact sum, multiplies it exactly by
+``k = 1/N`` quantized to the ``param`` type (exact when N is a power of two),
+then casts: ``(result)(sum * k)``.
 """
 
 from __future__ import annotations
@@ -21,12 +24,22 @@ from lightspeed.ops.base import (
     Precision,
     QParams,
     TrainedContext,
+    exact_capped,
     exact_type,
     merge,
+    param_type,
+    quantize_param,
     result_type,
 )
 from lightspeed.ops.onnx_export import Builder
-from lightspeed.ops.onnx_import import ImportState, affine, dyn, full_const, unsupported
+from lightspeed.ops.onnx_import import (
+    ImportState,
+    affine,
+    dyn,
+    full_const,
+    trained,
+    unsupported,
+)
 
 
 def _broadcast(node: Node, ins: list[Shape]) -> list[Shape]:
@@ -87,17 +100,22 @@ def _binary(onode, st: ImportState, a: dict, name: str) -> None:
     x = dyn(st, t1 if c0 else t0, op, name)
     c = full_const(st.const(t0 if c0 else t1), st.shapes[x], op, name)
     ones, zeros = np.ones_like(c), np.zeros_like(c)
+    # a trained (QONNX Quant) operand keeps its type through folding: a bias after MatMul
+    c_type = trained(st, t0 if c0 else t1)
+    types: dict[str, FixedType] = {}
     if op == "Add":
         scale, shift = ones, c
+        types = {"shift": c_type} if c_type else {}
     elif op == "Mul":
         scale, shift = c, zeros
+        types = {"scale": c_type} if c_type else {}
     elif op == "Sub":
         scale, shift = (-ones, c) if c0 else (ones, -c)
     else:  # Div
         if c0:
             raise unsupported("Div", name, "division by a non-constant tensor")
         scale, shift = 1.0 / c, zeros
-    affine(st, x, out, scale, shift, name, op)
+    affine(st, x, out, scale, shift, name, op, types)
 
 
 def _add_export(
@@ -378,4 +396,97 @@ CONCAT = Op(
 MAX = _extreme("max")
 MIN = _extreme("min")
 
-__all__ = ["ADD", "CONCAT", "MAX", "MIN", "MUL", "SUB", "FixedType", "concat_axis"]
+
+# -- mean: exact sum times the quantized 1/N
+
+
+def _mean_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    return [sum(xs[1:], xs[0]) / len(xs)]
+
+
+def _mean_qparams(node: Node, prec: Precision) -> QParams:
+    n = int(node.attrs["n"])
+    return {"k": quantize_param(np.array(1.0 / n), prec["param"], f"{node.name} 1/{n}")}
+
+
+def _mean_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
+    k_t = prec["param"]
+    extra = k_t.width + len(xs).bit_length() + 1
+    ms, frac = _aligned([Fx(as_exact(x.m, extra), x.t) for x in xs])
+    total = ms[0]
+    for m in ms[1:]:
+        total = total + m
+    return [Fx(requantize(total * int(q["k"]), frac + k_t.frac, prec["result"]), prec["result"])]
+
+
+def mean_k_type(n: int, bits: int) -> FixedType:
+    """The type of 1/n: exact for a power of two, else ``bits`` wide (unsigned, RND)."""
+    return param_type(np.array([1.0 / n]), bits, signed=False)
+
+
+def _mean_shape(node: Node, ins: list[Shape]) -> list[Shape]:
+    node.attrs["n"] = len(ins)
+    return _broadcast(node, ins)
+
+
+def _mean_auto(node: Node, ctx: AutoContext) -> Precision:
+    lo, hi = ctx.out_ranges[0]
+    auto = {
+        "param": mean_k_type(len(ctx.in_types), ctx.options.weight_bits),
+        "result": result_type(lo, hi, ctx.options),
+    }
+    return merge(ctx.fixed, auto)
+
+
+def _mean_trained(node: Node, ctx: TrainedContext) -> Precision:
+    """1/N at 16 bits (exact for powers of two) and the exact type of sum * k."""
+    k_t = ctx.fixed.get("param") or mean_k_type(len(ctx.in_types), 16)
+    k = int(quantize_param(np.array(1.0 / len(ctx.in_types)), k_t, f"{node.name} 1/N"))
+    s = _add_auto(node, TrainedContext(ctx.in_types, {}))["result"]
+    res = exact_capped(s.min_int * k, s.max_int * k, s.frac + k_t.frac)
+    return merge(ctx.fixed, {"param": k_t, "result": res})
+
+
+def _mean_cost(node: Node, ctx: CostContext) -> Cost:
+    n = int(np.prod(ctx.out_shapes[0]))
+    w = ctx.prec["result"].width
+    return Cost(
+        params=1,
+        adds=n * (len(ctx.in_shapes) - 1),
+        mults=n,
+        bops=n * (w + ctx.prec["param"].width * w),
+    )
+
+
+def _mean_import(onode, st: ImportState, a: dict, name: str) -> None:
+    if any(st.is_const(t) for t in onode.input):
+        raise unsupported("Mean", name, "constant operand; use Add and Mul by a constant")
+    xs = [dyn(st, t, "Mean", name) for t in onode.input]
+    st.emit(Node(name, "mean", xs, [onode.output[0]]))
+
+
+def _mean_export(
+    b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes
+) -> None:
+    b.node("Mean", ins, [out], key)
+
+
+MEAN = Op(
+    name="mean",
+    trained_precision=_mean_trained,
+    trained_default=True,
+    onnx_import={"Mean": _mean_import},
+    onnx_export=_mean_export,
+    roles=("param", "result"),
+    param_roles=("param",),
+    param_role={"k": "param"},
+    infer_shape=_mean_shape,
+    run_float=_mean_float,
+    run_fixed=_mean_fixed,
+    auto_precision=_mean_auto,
+    quantize_params=_mean_qparams,
+    cost=_mean_cost,
+    doc="element-wise mean of N inputs: (result)(exact sum * k), k = 1/N as 'param' (Keras Average)",
+)
+
+__all__ = ["ADD", "CONCAT", "MAX", "MEAN", "MIN", "MUL", "SUB", "FixedType", "concat_axis"]

@@ -405,7 +405,9 @@ def trained_mac_precision(
     ]
     if missing:
         raise ConfigError(
-            f"node {name!r}: no trained type for {missing}; it was not quantized in training"
+            f"node {name!r}: no trained type for its {' and '.join(missing)}: it was not "
+            f"quantized in training; give it in the config (layers: {{{name}: {{{missing[0]}: "
+            "'ap_fixed<16,6>'}}), quantize it in training, or use --precision auto"
         )
     fixed = dict(trained)
     fixed.setdefault("result", FixedType(1, 1))

@@ -28,11 +28,8 @@ BATCH = (1 << 40) + 7  # sentinel for the (unknown) batch size inside folded sha
 
 # advice for ONNX ops no op module imports (consulted only for unregistered types)
 ADVICE = {
-    "ConvTranspose": "a strided Conv model (transposed convolution is not supported yet)",
-    "Pad": "the pads attribute of Conv/MaxPool/AveragePool",
-    "Gelu": "Relu, LeakyRelu or Tanh",
+    "Erf": "Gelu (x*0.5*(1+erf(x/sqrt(2))) as torch writes it is fused into gelu; a lone Erf is not)",
     "Silu": "Relu or Sigmoid",
-    "HardSwish": "HardSigmoid or Relu",
     "Exp": "Softmax (last axis)",
     "LogSoftmax": "Softmax (last axis)",
     "Sqrt": "BatchNormalization with constant statistics",
@@ -42,18 +39,17 @@ ADVICE = {
     "LSTM": "nothing yet: recurrent layers (LSTM) are not supported",
     "GRU": "nothing yet: recurrent layers (GRU) are not supported",
     "RNN": "nothing yet: recurrent layers (RNN) are not supported",
-    "Resize": "Concat or Reshape (upsampling is not supported yet)",
-    "Upsample": "Concat or Reshape (upsampling is not supported yet)",
     "InstanceNormalization": "BatchNormalization with constant statistics",
     "LayerNormalization": "nothing yet: LayerNorm is not supported (BatchNorm folds only constant statistics)",
     "Gather": "Reshape/Transpose (Gather is only supported on constants)",
-    "Slice": "Reshape/Transpose (Slice is only supported on constants)",
     "Split": "separate Conv/Gemm layers (Split is only supported on constants)",
     "QuantizeLinear": "QONNX Quant (export with Brevitas' export_qonnx)",
     "DequantizeLinear": "QONNX Quant (export with Brevitas' export_qonnx)",
     "Einsum": "MatMul with a constant weight",
     "Abs": "Relu",
     "Neg": "Mul by a constant",
+    "DepthToSpace": "nothing yet: DepthToSpace (pixel shuffle) is not supported",
+    "SpaceToDepth": "nothing yet: SpaceToDepth is not supported; a strided Conv downsamples",
 }
 
 
@@ -80,8 +76,20 @@ def unsupported(op_type: str, node_name: str, why: str = "") -> UnsupportedOpErr
             f"node {node_name!r}: ONNX {op_type} is supported, but not in this form"
             f"{f' ({why})' if why else ''}"
         )
-    alt = ADVICE.get(op_type, f"one of the supported ops ({', '.join(supported_onnx_types())})")
     detail = f" ({why})" if why else ""
+    if "." in op_type:  # domain.op: a custom op, never one of ours whatever its short name
+        detail = "" if why == "custom domain" else detail
+        return UnsupportedOpError(
+            f"node {node_name!r}: {op_type} is a custom-domain op{detail}; lightspeed reads "
+            "standard ONNX ops plus QONNX Quant/BipolarQuant/Trunc/MultiThreshold and qonnx's "
+            "channels-last Conv/MaxPool/BatchNormalization: export the model without it"
+        )
+    alt = ADVICE.get(op_type, f"one of the supported ops ({', '.join(supported_onnx_types())})")
+    if alt.startswith("nothing yet: "):
+        return UnsupportedOpError(
+            f"node {node_name!r}: ONNX op {op_type}{detail} is not supported yet; "
+            f"{alt.removeprefix('nothing yet: ')}"
+        )
     return UnsupportedOpError(
         f"node {node_name!r}: ONNX op {op_type}{detail} is not supported; nearest supported: {alt}"
     )
@@ -215,12 +223,23 @@ def set_trained(node: Node, role: str, t: FixedType | None) -> None:
 
 
 def affine(
-    st: ImportState, x: str, out: str, scale: np.ndarray, shift: np.ndarray, name: str, op: str
+    st: ImportState,
+    x: str,
+    out: str,
+    scale: np.ndarray,
+    shift: np.ndarray,
+    name: str,
+    op: str,
+    types: dict[str, FixedType] | None = None,
 ) -> None:
-    """Emit ``out = x*scale + shift`` (full-shape constants) for :func:`ir.passes.fold_affine`."""
+    """Emit ``out = x*scale + shift`` (full-shape constants) for :func:`ir.passes.fold_affine`.
+
+    ``types`` holds the trained types of the constants (``scale``/``shift``: a
+    QONNX ``Quant`` on the operand of ``Mul``/``Add``), which folding keeps.
+    """
     node = Node(
         name, "affine", [x], [out], attrs={"onnx_op": op, "origin": name},
-        params={"scale": f64(scale), "shift": f64(shift)},
+        params={"scale": f64(scale), "shift": f64(shift)}, types=dict(types or {}),
     )  # fmt: skip
     st.emit(node)
 
@@ -260,3 +279,138 @@ def unary(op: str, attrs_fn: Callable[[dict[str, Any]], dict[str, Any]] | None =
         st.emit(Node(name, op, [x], [onode.output[0]], attrs=attrs))
 
     return handler
+
+
+class OnnxGraph:
+    """An ONNX graph's node list that op rewrites edit before import (``Op.onnx_rewrite``).
+
+    Constants are the initializers and ``Constant`` nodes; a rewrite replaces a
+    matched group of nodes by one node whose output keeps the group's output name.
+    """
+
+    def __init__(self, nodes: list[Any], consts: dict[str, np.ndarray], outputs: list[str]):
+        self.nodes = list(nodes)
+        self.consts = dict(consts)
+        self.outputs = set(outputs)
+        for n in self.nodes:
+            if n.op_type == "Constant" and n.output:
+                v = _constant_value(n)
+                if v is not None:
+                    self.consts[n.output[0]] = v
+        self._index()
+
+    def _index(self) -> None:
+        self._producer = {t: n for n in self.nodes for t in n.output if t}
+        self._consumers: dict[str, list[Any]] = {}
+        for n in self.nodes:
+            for t in n.input:
+                self._consumers.setdefault(t, []).append(n)
+
+    def of_type(self, op_type: str) -> list[Any]:
+        return [n for n in self.nodes if n.op_type == op_type]
+
+    def producer(self, t: str) -> Any | None:
+        return self._producer.get(t)
+
+    def consumers(self, t: str) -> list[Any]:
+        return list(self._consumers.get(t, []))
+
+    def single_use(self, t: str) -> bool:
+        return t not in self.outputs and len(self.consumers(t)) == 1
+
+    def only_consumer(self, t: str, op_type: str) -> Any | None:
+        if not self.single_use(t):
+            return None
+        n = self.consumers(t)[0]
+        return n if n.op_type == op_type else None
+
+    def scalar(self, t: str) -> float | None:
+        v = self.consts.get(t)
+        return float(np.asarray(v).reshape(-1)[0]) if v is not None and np.size(v) == 1 else None
+
+    def const_operand(self, node: Any, other: str) -> float | None:
+        """The constant scalar operand of a binary ``node`` whose other operand is ``other``."""
+        if len(node.input) != 2 or other not in node.input:
+            return None
+        c = node.input[1] if node.input[0] == other else node.input[0]
+        return self.scalar(c)
+
+    def scaled_input(self, node: Any, factor: float) -> str | None:
+        """x when ``node`` is ``x * factor`` (Mul) or ``x / (1/factor)`` (Div), float32-close."""
+        if node.op_type not in ("Mul", "Div") or len(node.input) != 2:
+            return None
+        for i, t in enumerate(node.input):
+            c = self.scalar(t)
+            if c is None or node.input[1 - i] in self.consts:  # x must be computed
+                continue
+            if node.op_type == "Div" and i == 0:
+                continue
+            want = factor if node.op_type == "Mul" else 1.0 / factor
+            if abs(c - want) <= 1e-6 * abs(want):
+                return node.input[1 - i]
+        return None
+
+    def times_half_x(self, t: str, x: str) -> tuple[str, list[Any]] | None:
+        """``t * x * 0.5`` in any order of two Muls: (the product's name, the Mul nodes)."""
+        m1 = self.only_consumer(t, "Mul")
+        if m1 is None:
+            return None
+        other = m1.input[1] if m1.input[0] == t else m1.input[0]
+        if other == x:  # (x * t) * 0.5
+            m2 = self.only_consumer(m1.output[0], "Mul")
+            if m2 is not None and self.const_operand(m2, m1.output[0]) == 0.5:
+                return m2.output[0], [m1, m2]
+            return None
+        if self.scalar(other) == 0.5:  # x * (t * 0.5)
+            m2 = self.only_consumer(m1.output[0], "Mul")
+            if m2 is not None and x in m2.input and m1.output[0] in m2.input:
+                return m2.output[0], [m1, m2]
+            return None
+        h = self.producer(other)  # (x * 0.5) * t
+        if h is None or h.op_type != "Mul" or not self.single_use(other):
+            return None
+        return (m1.output[0], [h, m1]) if self.const_operand(h, x) == 0.5 else None
+
+    def cubic_term(self, add: Any, coeff: float) -> tuple[str, list[Any]] | None:
+        """``x + coeff * x**3`` (Mul or Pow for the cube): (x, the nodes of the cubic term)."""
+        for i, t in enumerate(add.input):
+            x = add.input[1 - i]
+            k = self.producer(t)
+            cube_t = self.scaled_input(k, coeff) if k is not None and self.single_use(t) else None
+            cube = self.producer(cube_t) if cube_t is not None else None
+            if cube is None or cube_t is None or not self.single_use(cube_t):
+                continue
+            if cube.op_type == "Pow" and cube.input[0] == x and self.scalar(cube.input[1]) == 3.0:
+                return x, [cube, k]
+            if cube.op_type == "Mul" and x in cube.input:
+                sq_t = cube.input[1] if cube.input[0] == x else cube.input[0]
+                sq = self.producer(sq_t)
+                if sq is not None and self.single_use(sq_t) and list(sq.input) == [x, x]:
+                    return x, [sq, cube, k]
+        return None
+
+    def replace(
+        self, old: list[Any], op_type: str, inputs: list[str], output: str, **attrs
+    ) -> None:
+        """Drop ``old`` and put one ``op_type`` node computing ``output`` where the last one was."""
+        from onnx import helper
+
+        pos = max(self.nodes.index(n) for n in old)
+        name = next((n.name for n in old if output in n.output), "") or output
+        new = helper.make_node(op_type, inputs, [output], name=name, **attrs)
+        self.nodes.insert(pos + 1, new)
+        ids = {id(n) for n in old}
+        self.nodes = [n for n in self.nodes if id(n) not in ids]
+        self._index()
+
+
+def _constant_value(onode: Any) -> np.ndarray | None:
+    from onnx import numpy_helper
+
+    a = onnx_attrs(onode)
+    if "value" in a:
+        return numpy_helper.to_array(a["value"])
+    for key in ("value_float", "value_floats", "value_int", "value_ints"):
+        if key in a:
+            return np.asarray(a[key])
+    return None

@@ -24,6 +24,7 @@ from lightspeed.ops.base import (
     Precision,
     QParams,
     TrainedContext,
+    exact_capped,
     merge,
     result_type,
 )
@@ -243,6 +244,18 @@ def _avg_auto(node: Node, ctx: AutoContext) -> Precision:
     return merge(ctx.fixed, {"result": result_type(lo, hi, ctx.options)})
 
 
+def _avg_trained(node: Node, ctx: TrainedContext) -> Precision:
+    """The exact window sum times the held ``1/K``, rounded nowhere (a trained default).
+
+    Exact for power-of-two K; otherwise 1/K has RECIP_BITS bits (see :func:`recip`).
+    """
+    x_t = ctx.in_types[0]
+    k = _window_size(node, ctx.in_shapes[0])
+    r, rfrac = recip(k)
+    lo, hi = min(x_t.min_int * k * r, 0), max(x_t.max_int * k * r, 0)
+    return merge(ctx.fixed, {"result": exact_capped(lo, hi, x_t.frac + rfrac)})
+
+
 def _avg_cost(node: Node, ctx: CostContext) -> Cost:
     k = _window_size(node, ctx.in_shapes[0])
     n = int(np.prod(ctx.out_shapes[0]))
@@ -260,6 +273,8 @@ AVGPOOL = Op(
     run_float=_avg_float,
     run_fixed=_avg_fixed,
     auto_precision=_avg_auto,
+    trained_precision=_avg_trained,
+    trained_default=True,
     cost=_avg_cost,
     doc="mean over each window: exact sum times 1/K, cast to result",
 )
@@ -286,6 +301,8 @@ GLOBAL_AVGPOOL = Op(
     run_float=_gap_float,
     run_fixed=_avg_fixed,
     auto_precision=_avg_auto,
+    trained_precision=_avg_trained,
+    trained_default=True,
     cost=_avg_cost,
     doc="mean over all spatial positions (keeps singleton dims like ONNX)",
 )

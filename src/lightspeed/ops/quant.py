@@ -427,3 +427,164 @@ QUANT = Op(
     onnx_export=_export,
     doc="cast to types['result'] (from QONNX Quant); fake-quantizes in the float model",
 )
+
+
+# ---------------------------------------------------------------------------
+# fixed_quant: a cast where every element has its own fixed-point type
+#
+# HGQ2 trains one (keep_negative k, integer bits i, fractional bits f) per element
+# of a tensor. Element e is cast to ap_fixed<k+i+f, k+i, Q, O> (ap_ufixed when
+# k = 0) with the tensor's one rounding mode Q and overflow mode O; an element with
+# k+i+f <= 0 bits is pruned (always 0), and so is a 1-bit signed SAT_SYM element
+# (its symmetric range holds only 0 in HGQ2, where ap_fixed would give -1). The tensor then carries one covering type
+# (the node's types["result"]): every element's grid and range fit in it exactly.
+# Params ``k``, ``i``, ``f`` (integers as floats, shaped like one sample) hold the
+# element types; attrs ``rounding`` and ``overflow`` the modes.
+
+
+def element_kif(node: Node) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The per-element (k, i, f) integers of a fixed_quant node."""
+    p = node.params
+    if not all(n in p for n in ("k", "i", "f")):
+        raise ModelError(f"fixed_quant node {node.name!r} needs params 'k', 'i' and 'f'")
+    k, i, f = (np.asarray(p[n], dtype=np.float64) for n in ("k", "i", "f"))
+    k, i, f = np.broadcast_arrays(k, i, f)
+    if np.any(k != np.round(k)) or np.any(i != np.round(i)) or np.any(f != np.round(f)):
+        raise ModelError(f"fixed_quant node {node.name!r}: k, i, f must be integers")
+    if np.any((k != 0) & (k != 1)):
+        raise ModelError(f"fixed_quant node {node.name!r}: k (keep negative) must be 0 or 1")
+    return k.astype(np.int64), i.astype(np.int64), f.astype(np.int64)
+
+
+def element_type(k: int, i: int, f: int, rounding: str, overflow: str) -> FixedType | None:
+    """ap_fixed<k+i+f, k+i, Q, O> of one element; None when it has no bits (pruned)."""
+    if k + i + f <= 0 or (k + i + f == 1 and k and overflow == "SAT_SYM"):
+        return None  # no bits, or one signed bit whose symmetric range is {0} (HGQ2)
+    return FixedType(int(k + i + f), int(k + i), bool(k), rounding, overflow)
+
+
+def cover_type(
+    k: np.ndarray, i: np.ndarray, f: np.ndarray, rounding: str, overflow: str, name: str
+) -> FixedType:
+    """The smallest type holding every live element's values exactly."""
+    live = k + i + f > 0
+    if not np.any(live):  # everything pruned: a tensor of zeros
+        return FixedType(1, 1, False, rounding, overflow)
+    signed = bool(np.any(k[live]))
+    frac = int(f[live].max())
+    integer = int(i[live].max()) + int(signed)
+    width = max(integer + frac, 1)
+    _check_width(width, name)
+    return FixedType(width, integer, signed, rounding, overflow)
+
+
+def source_type(nodes: list[Node]) -> FixedType:
+    """An input type from which the per-element casts of ``nodes`` (the readers of one
+    model input) give the same bits as casts of the real values.
+
+    Truncating to one extra fractional bit keeps round-half-up (RND) and
+    truncation exact; the range covers every element's, and the overflow mode is
+    the casts' own (wrapping twice, or saturating twice, equals once).
+    """
+    covers, modes = [], set()
+    for node in nodes:
+        k, i, f = element_kif(node)
+        rnd, ovf = node.attrs.get("rounding", "RND"), node.attrs.get("overflow", "WRAP")
+        if rnd not in ("RND", "TRN"):
+            raise UnsupportedOpError(
+                f"node {node.name!r}: a per-element quantizer with rounding {rnd} on a model "
+                "input has no exact input type; give the input type explicitly "
+                "(input_types=...) or train the input quantizer with RND or TRN"
+            )
+        covers.append((cover_type(k, i, f, rnd, ovf, node.name), rnd == "RND"))
+        modes.add("WRAP" if ovf == "WRAP" else "SAT")
+    if len(modes) > 1:
+        raise UnsupportedOpError(
+            f"nodes {', '.join(repr(n.name) for n in nodes)} read one input with wrapping and "
+            "saturating quantizers; no single input type serves both: give it explicitly "
+            "(input_types=...)"
+        )
+    signed = any(c.signed for c, _ in covers)
+    frac = max(c.frac + int(extra) for c, extra in covers)
+    integer = max(c.integer + int(signed and not c.signed) for c, _ in covers)
+    _check_width(integer + frac, nodes[0].name)
+    return FixedType(max(integer + frac, 1), integer, signed, "TRN", modes.pop())
+
+
+def element_groups(node: Node) -> list[tuple[FixedType | None, np.ndarray]]:
+    """(element type, flat indices of the elements with that type), pruned elements as None."""
+    k, i, f = element_kif(node)
+    rnd, ovf = node.attrs.get("rounding", "RND"), node.attrs.get("overflow", "WRAP")
+    kif = np.stack([k.reshape(-1), i.reshape(-1), f.reshape(-1)], axis=1)
+    uniq, inverse = np.unique(kif, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    groups: dict[FixedType | None, list[np.ndarray]] = {}
+    for n, (ku, iu, fu) in enumerate(uniq.tolist()):
+        groups.setdefault(element_type(ku, iu, fu, rnd, ovf), []).append(
+            np.flatnonzero(inverse == n)
+        )
+    return [(t, np.sort(np.concatenate(idx))) for t, idx in groups.items()]
+
+
+def _fq_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x = np.asarray(xs[0], dtype=np.float64)
+    flat = x.reshape(x.shape[0], -1)
+    out = np.zeros_like(flat)
+    for t, idx in element_groups(node):
+        if t is not None:
+            out[:, idx] = to_float(quantize_float(flat[:, idx], t, what=f"{node.name} input"), t)
+    return [out.reshape(x.shape)]
+
+
+def _fq_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
+    x, res = xs[0], prec["result"]
+    flat = x.m.reshape(x.m.shape[0], -1)
+    out = np.zeros(flat.shape, dtype=object if res.width > 62 else np.int64)
+    for t, idx in element_groups(node):
+        if t is not None:  # cast to the element's type, then (exactly) to the tensor's
+            out[:, idx] = requantize(requantize(flat[:, idx], x.t.frac, t), t.frac, res)
+    return [Fx(out.reshape(x.m.shape), res)]
+
+
+def fq_cover(node: Node) -> FixedType:
+    k, i, f = element_kif(node)
+    rnd, ovf = node.attrs.get("rounding", "RND"), node.attrs.get("overflow", "WRAP")
+    return node.types.get("result") or cover_type(k, i, f, rnd, ovf, node.name)
+
+
+def _fq_auto(node: Node, ctx: AutoContext) -> Precision:
+    return merge(ctx.fixed, {"result": fq_cover(node)})
+
+
+def _fq_trained(node: Node, ctx: TrainedContext) -> Precision:
+    return {"result": ctx.fixed.get("result", fq_cover(node))}
+
+
+def _fq_qparams(node: Node, prec: Precision) -> QParams:
+    k, i, f = element_kif(node)
+    return {"k": k, "i": i, "f": f}  # integers: part of the model's hash and artifact
+
+
+def _fq_shape(node: Node, ins: list[Any]) -> list[Any]:
+    k = element_kif(node)[0]
+    if k.shape != tuple(ins[0]):
+        raise ModelError(
+            f"fixed_quant node {node.name!r}: element types of shape {k.shape} for an input of "
+            f"shape {tuple(ins[0])}; give one type per element (broadcast them first)"
+        )
+    return [ins[0]]
+
+
+FIXED_QUANT = Op(
+    fusable=True,
+    name="fixed_quant",
+    roles=("result",),
+    infer_shape=_fq_shape,
+    run_float=_fq_float,
+    run_fixed=_fq_fixed,
+    auto_precision=_fq_auto,
+    trained_precision=_fq_trained,
+    quantize_params=_fq_qparams,
+    doc="per-element cast: element e to ap_fixed<k+i+f, k+i> (HGQ2 quantizers; params k, i, f; "
+    "attrs rounding, overflow); result is a type covering them all",
+)

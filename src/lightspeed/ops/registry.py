@@ -65,3 +65,8 @@ def onnx_handlers() -> dict[str, tuple[Op, Any]]:
                 )
             out[onnx_type] = (op, handler)
     return out
+
+
+def onnx_rewrites() -> list[Any]:
+    """Every op's ONNX graph rewrite (run before import, in op-name order)."""
+    return [op.onnx_rewrite for _, op in sorted(_registry().items()) if op.onnx_rewrite]

@@ -67,11 +67,24 @@ def _flatten_import(onode, st: ImportState, a: dict, name: str) -> None:
     shape = st.shapes[x]
     axis = int(a.get("axis", 1))
     axis = axis + len(shape) + 1 if axis < 0 else axis
+    if axis == 0 and _static_batch_one(st):
+        axis = 1  # (1, n) either way: Keras exports axis=0 for a model saved with batch 1
+    if axis == 0:
+        raise unsupported(
+            "Flatten", name, "axis=0 merges the batch axis into the features; it equals axis=1 "
+            "only for a static batch of 1: export with batch size 1 or flatten with axis=1",
+        )  # fmt: skip
     if axis != 1:
         raise unsupported(
-            "Flatten", name, f"axis={axis} merges the batch axis with others; use axis=1"
-        )
+            "Flatten", name, f"axis={axis} keeps {axis - 1} feature axes apart from the batch; "
+            "lightspeed flattens everything after the batch axis (axis=1): reshape instead",
+        )  # fmt: skip
     st.emit(Node(name, "flatten", [x], [onode.output[0]]))
+
+
+def _static_batch_one(st: ImportState) -> bool:
+    """Every model input was exported with a static batch of 1."""
+    return bool(st.batch) and all(b == 1 for b in st.batch.values())
 
 
 def _reshape_import(onode, st: ImportState, a: dict, name: str) -> None:
@@ -141,7 +154,12 @@ def _transpose_import(onode, st: ImportState, a: dict, name: str) -> None:
     rank = len(st.shapes[x]) + 1
     perm = [int(p) for p in a.get("perm", list(range(rank))[::-1])]
     if perm[0] != 0:
-        raise unsupported("Transpose", name, f"perm {perm} moves the batch axis")
+        form = f"perm {perm}" if "perm" in a else f"no perm (reverse all {rank} axes)"
+        raise unsupported(
+            "Transpose", name, f"{form} moves the batch axis from first to position "
+            f"{perm.index(0)}; lightspeed keeps the batch first: permute only the other axes "
+            "(perm=[0, ...], Keras Permute)",
+        )  # fmt: skip
     st.emit(
         Node(name, "transpose", [x], [onode.output[0]], attrs={"perm": [p - 1 for p in perm[1:]]})
     )

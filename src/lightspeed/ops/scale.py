@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lightspeed.errors import ModelError, ShapeError
+from lightspeed.errors import ConfigError, ModelError, ShapeError
 from lightspeed.fixed import overflow, requantize
 from lightspeed.ir.graph import Node, Shape
 from lightspeed.ops.base import (
@@ -86,6 +86,19 @@ def _cost(node: Node, ctx: CostContext) -> Cost:
 
 
 def _trained(node: Node, ctx: TrainedContext) -> Precision:
+    missing = [r for r in ("weight", "bias") if r not in ctx.fixed]
+    if missing:
+        # a float BatchNorm (or Mul/Add by a float constant) that could not be folded without
+        # changing trained weights: its constants were never quantized, so nothing states a type
+        raise ConfigError(
+            f"node {node.name!r} (batchnorm: a BatchNormalization or a Mul/Add by a float "
+            f"constant) has no trained type for its {' and '.join(missing)}: they were not "
+            "quantized in training, and folding them into the quantized layer before would "
+            "change its trained weights. Give the types in the config (layers: "
+            f"{{{node.name}: {{weight: 'ap_fixed<16,6>', bias: 'ap_fixed<16,6>'}}}}), fold the "
+            "BatchNorm into the layer during quantization-aware training (as QKeras "
+            "QConv2DBatchnorm does), or use --precision auto"
+        )
     w = node.params["scale"][None, :]
     return trained_mac_precision(node.name, w, node.params["shift"], ctx.in_types[0], ctx.fixed)
 

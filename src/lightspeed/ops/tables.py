@@ -27,12 +27,14 @@ from lightspeed.fixed import FixedType, quantize_float, requantize
 from lightspeed.ir.graph import Node, Shape
 from lightspeed.ops.base import (
     AutoContext,
+    AutoOptions,
     Cost,
     CostContext,
     Fx,
     Op,
     Precision,
     QParams,
+    TrainedContext,
     merge,
     same_shape,
 )
@@ -115,6 +117,11 @@ def _unary_auto(node: Node, ctx: AutoContext) -> Precision:
     return merge(ctx.fixed, {"table": table, "result": table})
 
 
+def _unary_trained(node: Node, ctx: TrainedContext) -> Precision:
+    """The auto rule's calibration-free table type; the result is the entry itself."""
+    return _unary_auto(node, AutoContext(ctx.in_types, [(0.0, 0.0)], ctx.fixed, AutoOptions(), {}))
+
+
 def _unary_cost(node: Node, ctx: CostContext) -> Cost:
     size = int(node.attrs.get("table_size", 1024))
     return Cost(params=size, table_bits=size * ctx.prec["table"].width)
@@ -129,6 +136,8 @@ def _unary(name: str) -> Op:
         run_float=_unary_float,
         run_fixed=_unary_fixed,
         auto_precision=_unary_auto,
+        trained_precision=_unary_trained,
+        trained_default=True,
         quantize_params=_unary_qparams,
         cost=_unary_cost,
         doc=f"{name} by a lookup table (table_size, table_range attrs)",
@@ -200,18 +209,48 @@ def _softmax_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> lis
     return [Fx(y, prec["result"])]
 
 
+# auto exp tables get one bin per input step up to this many entries (2**14 * 18 bits = 288 kbit)
+MAX_AUTO_EXP_TABLE = 2**14
+
+
+def auto_exp_table_size(node: Node, x_t: FixedType) -> int:
+    """Exp-table entries so that a bin is no wider than the input's lsb (at least 1024).
+
+    The largest input always reads the last bin; with 1024 bins over [-8, 0) a runner-up
+    closer than 1/128 reads the same entry, the outputs tie and the first class wins.
+    """
+    r = float(node.attrs.get("exp_range", 8.0))
+    want = max(r * 2.0 ** min(x_t.frac, 62), 1.0)
+    return int(min(max(2 ** math.ceil(math.log2(want)), 1024), MAX_AUTO_EXP_TABLE))
+
+
 def _softmax_auto(node: Node, ctx: AutoContext) -> Precision:
     bits = ctx.options.table_bits
     n = int(node.attrs["n"])
+    x_t = ctx.in_types[0]
+    if "exp_table_size" not in node.attrs:  # a size the user or the source model gave wins
+        node.attrs["exp_table_size"] = auto_exp_table_size(node, x_t)
     exp_t = ctx.fixed.get("exp_table", FixedType(bits, 0, False, "RND", "SAT"))
+    inv_t = ctx.fixed.get("inv_table", FixedType(bits, 1, False, "RND", "SAT"))
     acc_int = max(n, 1).bit_length() + max(exp_t.integer, 0)
+    # outputs keep the gap between the two largest entries (about one input lsb times the
+    # top probability >= 1/n): rounding must not tie them, else the first class wins
+    frac = max(ctx.options.frac_bits, x_t.frac + math.ceil(math.log2(max(n, 2))) + 1)
+    frac = min(frac, exp_t.frac + inv_t.frac)  # never more than the exact product
     auto = {
         "exp_table": exp_t,
         "accum": FixedType(acc_int + exp_t.frac, acc_int, False),
-        "inv_table": FixedType(bits, 1, False, "RND", "SAT"),
-        "result": FixedType(ctx.options.frac_bits + 1, 1, False, ctx.options.rounding, "SAT"),
+        "inv_table": inv_t,
+        "result": FixedType(frac + 1, 1, False, ctx.options.rounding, "SAT"),
     }
     return merge(ctx.fixed, auto)
+
+
+def _softmax_trained(node: Node, ctx: TrainedContext) -> Precision:
+    """Softmax needs no calibration: auto's table, accumulator and result types with defaults."""
+    return _softmax_auto(
+        node, AutoContext(ctx.in_types, [(0.0, 0.0)], ctx.fixed, AutoOptions(), {})
+    )
 
 
 def _softmax_cost(node: Node, ctx: CostContext) -> Cost:
@@ -250,6 +289,8 @@ SOFTMAX = Op(
     run_float=_softmax_float,
     run_fixed=_softmax_fixed,
     auto_precision=_softmax_auto,
+    trained_precision=_softmax_trained,
+    trained_default=True,
     quantize_params=_softmax_qparams,
     cost=_softmax_cost,
     doc="softmax over the last axis via exp and inverse lookup tables",

@@ -60,10 +60,11 @@ def parse_mode(precision: str | FixedType | None) -> tuple[str, FixedType | None
         if precision == "fixed":
             raise ConfigError("precision='fixed' needs the type itself, e.g. 'ap_fixed<16,6>'")
         return precision, None
-    return "fixed", _type(precision, "precision")
+    return "fixed", config_type(precision, "precision")
 
 
-def _type(value: Any, where: str) -> FixedType:
+def config_type(value: Any, where: str) -> FixedType:
+    """A type from user configuration; a bad one is a ConfigError saying where it came from."""
     try:
         return parse_type(value)
     except FixedTypeError as exc:
@@ -118,7 +119,7 @@ def make_config(
         auto = AutoOptions(**{**auto.__dict__, **data["auto"]})
     cfg = PrecisionConfig(mode=mode, default=default, auto=auto)
     for name, t in (data.get("inputs") or {}).items():
-        cfg.inputs[name] = _type(t, f"inputs.{name}")
+        cfg.inputs[name] = config_type(t, f"inputs.{name}")
     for layer, roles in (data.get("layers") or {}).items():
         if not isinstance(roles, dict):
             raise ConfigError(
@@ -128,7 +129,9 @@ def make_config(
             if role in TABLE_ATTRS:
                 cfg.attrs.setdefault(layer, {})[role] = value
             else:
-                cfg.layers.setdefault(layer, {})[role] = _type(value, f"layers.{layer}.{role}")
+                cfg.layers.setdefault(layer, {})[role] = config_type(
+                    value, f"layers.{layer}.{role}"
+                )
     return cfg
 
 

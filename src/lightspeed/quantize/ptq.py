@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from lightspeed.errors import ConfigError, InputError
-from lightspeed.fixed import FixedType, parse_type
+from lightspeed.fixed import FixedType
 from lightspeed.ir.graph import Graph
 from lightspeed.ir.shapes import infer_shapes
 from lightspeed.ops import AutoOptions
-from lightspeed.quantize.config import PrecisionConfig, check_against, make_config
+from lightspeed.quantize.config import PrecisionConfig, check_against, config_type, make_config
 from lightspeed.quantize.model import QuantizedModel
 from lightspeed.quantize.type_graph import type_graph
 
@@ -56,7 +56,7 @@ def quantize(
 
     cfg = config if isinstance(config, PrecisionConfig) else make_config(precision, config, options)
     for name, t in (input_types or {}).items():
-        cfg.inputs[name] = parse_type(t)
+        cfg.inputs[name] = config_type(t, f"input type of {name!r}")
     if cfg.mode == "search":
         raise ConfigError(
             "precision='search' trains QAT models; call lightspeed.quantize(graph, "

@@ -18,6 +18,8 @@ def build_report(q: QuantizedModel) -> dict[str, Any]:
         c = asdict(costs[node.name])
         for k in totals:
             totals[k] += c[k]
+        w = q.qparams.get(node.name, {}).get("weight")
+        zeros = {} if w is None else {"sparsity": float((w == 0).mean()) if w.size else 0.0}
         layers.append(
             {
                 "name": node.name,
@@ -27,6 +29,7 @@ def build_report(q: QuantizedModel) -> dict[str, Any]:
                 "types": {r: str(t) for r, t in q.precision[node.name].items()},
                 "output_type": str(q.tensor_types[node.outputs[0]]),
                 **c,
+                **zeros,
                 **({"error": layer_stats[node.name]} if node.name in layer_stats else {}),
             }
         )
@@ -54,16 +57,18 @@ def render_report(rep: dict[str, Any], console=None) -> None:
 
     console = console or Console()
     table = Table(title=f"{rep['model']} — precision {rep['precision']}", show_lines=False)
-    for col in ("layer", "op", "output", "types", "mults", "BOPs", "max |float-fixed|"):
+    cols = ["layer", "op", "output", "types", "mults", "BOPs", "zero weights", "max |float-fixed|"]
+    for col in cols:
         table.add_column(col, overflow="fold")
     for name, inp in rep["inputs"].items():
-        table.add_row(name, "input", str(tuple(inp["shape"])), inp["type"], "", "", "")
+        table.add_row(name, "input", str(tuple(inp["shape"])), inp["type"], "", "", "", "")
     for lay in rep["layers"]:
         types = ", ".join(f"{r}={t}" for r, t in lay["types"].items()) or f"= {lay['output_type']}"
         err = lay.get("error", {}).get("max_abs_error")
+        zeros = f"{100 * lay['sparsity']:.0f}%" if "sparsity" in lay else ""
         table.add_row(
             lay["name"], lay["op"], str(tuple(lay["output_shape"])), types,
-            f"{lay['mults']:,}", f"{lay['bops']:,}", "" if err is None else f"{err:.3g}",
+            f"{lay['mults']:,}", f"{lay['bops']:,}", zeros, "" if err is None else f"{err:.3g}",
         )  # fmt: skip
     console.print(table)
     t = rep["totals"]

@@ -35,6 +35,7 @@ __all__ = [
 MODELS_DIR = Path(__file__).parent / "models"
 _RECIPES = {
     "jet_tagger": "lightspeed.zoo.jet_tagger",
+    "jet_tagger_q6": "lightspeed.zoo.jet_tagger_q6",
     "deepsets": "lightspeed.zoo.deepsets",
     "autoencoder": "lightspeed.zoo.autoencoder",
     "facile": "lightspeed.zoo.facile",
@@ -105,25 +106,29 @@ def default_split(name: str) -> tuple[Any, Any]:
 def quantize(
     name: str,
     calibration: Any = None,
-    precision: str = "auto",
+    precision: str | None = None,
     path: str | os.PathLike[str] | None = None,
     n_calibration: int = 5000,
 ) -> Any:
     """Quantize the zoo model with :func:`lightspeed.quantize`; returns the QuantizedModel.
 
     ``calibration`` is a JetSample (its recipe inputs are used) or an input array;
-    by default the first ``n_calibration`` jets of the training split.
+    by default the first ``n_calibration`` jets of the training split. ``precision``:
+    the recipe's (``"trained"`` for the QAT models, which need no calibration), else auto.
     """
     from lightspeed.data.io import JetSample
     from lightspeed.frontends import load_model
     from lightspeed.quantize import quantize
 
     mod = recipe(name)
+    chosen: str = precision or str(getattr(mod, "PRECISION", "auto"))
+    graph = load_model(Path(path) if path is not None else model_path(name))
+    if chosen == "trained":
+        return quantize(graph, precision=chosen)
     if calibration is None:
         calibration = default_split(name)[0]
     x = mod.inputs(calibration) if isinstance(calibration, JetSample) else calibration
-    graph = load_model(Path(path) if path is not None else model_path(name))
-    return quantize(graph, precision=precision, calibration=x[:n_calibration])
+    return quantize(graph, precision=chosen, calibration=x[:n_calibration])
 
 
 def evaluate(

@@ -2,6 +2,8 @@
 
 The patch of every output position is an index table computed here in the
 emulator's patch order (``-1`` marks zero padding, skipped by the MAC).
+``conv_transpose`` is its equivalent conv over the zero-inserted input
+(:func:`lightspeed.ops.conv.transpose_equivalent`): inserted zeros are padding.
 """
 
 from __future__ import annotations
@@ -11,18 +13,37 @@ import numpy as np
 from lightspeed.firmware.hls.mac import mac_loop, weight_arrays
 from lightspeed.firmware.hls.registry import EmitContext, register
 from lightspeed.firmware.hls.writer import flat_size
-from lightspeed.ops.conv import conv_attrs, patches, weight_matrix
+from lightspeed.ops.conv import (
+    conv_attrs,
+    equivalent_qparams,
+    expand,
+    patches,
+    transpose_equivalent,
+    weight_matrix,
+)
 
 
 @register("conv")
 def emit_conv(ctx: EmitContext) -> list[str]:
-    w, p, role, node = ctx.w, ctx.name, ctx.role, ctx.node
-    wq = np.asarray(ctx.qparams["weight"])
+    xshape = ctx.in_shapes[0]
+    flat_idx = np.arange(flat_size(xshape)).reshape(xshape) + 1  # 0 marks padding
+    return _conv_lines(ctx, ctx.node, np.asarray(ctx.qparams["weight"]), flat_idx)
+
+
+@register("conv_transpose")
+def emit_conv_transpose(ctx: EmitContext) -> list[str]:
+    xshape = ctx.in_shapes[0]
+    flat_idx = np.arange(flat_size(xshape)).reshape(xshape) + 1  # 0 marks padding
+    wq = equivalent_qparams(ctx.qparams, ctx.node)["weight"]
+    return _conv_lines(ctx, transpose_equivalent(ctx.node), wq, expand(flat_idx[None], ctx.node)[0])
+
+
+def _conv_lines(ctx: EmitContext, node, wq: np.ndarray, flat_idx: np.ndarray) -> list[str]:
+    """The MAC loops of a conv whose input positions are ``flat_idx`` (1-based, 0 = zero)."""
+    w, p, role = ctx.w, ctx.name, ctx.role
     group = conv_attrs(node)[4]
     cout, cin_g = wq.shape[0], wq.shape[1]
     cout_g = cout // group
-    xshape = ctx.in_shapes[0]
-    flat_idx = np.arange(flat_size(xshape)).reshape(xshape) + 1  # 0 marks padding
     pt = patches(flat_idx[None], node)[0]  # (*O, *k, C): the emulator's patch order
     nd = wq.ndim - 2
     osz = flat_size(pt.shape[:nd])

@@ -1,11 +1,11 @@
-"""HLS emitters for :mod:`lightspeed.ops.elementwise`: add, sub, max, min, mul (broadcast by index tables), concat."""
+"""HLS emitters for :mod:`lightspeed.ops.elementwise`: add, sub, max, min, mul, mean (broadcast by index tables), concat."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from lightspeed.firmware.hls.registry import EmitContext, register
-from lightspeed.firmware.hls.writer import elementwise, flat_size
+from lightspeed.firmware.hls.writer import cnum, elementwise, flat_size
 from lightspeed.ops.base import exact_type
 from lightspeed.ops.elementwise import concat_axis
 
@@ -70,3 +70,23 @@ def emit_extreme(ctx: EmitContext) -> list[str]:
         lines.append(f"    {cover} v{j} = {r};")
         lines.append(f"    if (v{j} {cmp} m) m = v{j};")
     return [*lines, f"    y[i] = ({ctx.out_ctype})m;", "  }"]
+
+
+@register("mean")
+def emit_mean(ctx: EmitContext) -> list[str]:
+    """The exact sum in a type that holds every partial sum, times k = 1/N (exact), cast."""
+    p = ctx.name
+    frac = max(t.frac for t in ctx.in_types)
+    lo = sum(t.min_int << (frac - t.frac) for t in ctx.in_types)
+    hi = sum(t.max_int << (frac - t.frac) for t in ctx.in_types)
+    sum_t = ctx.w.typedef(exact_type(lo, hi, frac), f"{ctx.node.name}_sum")
+    k = int(np.asarray(ctx.qparams["k"]).reshape(()))
+    ctx.w.consts.append(f"static const {ctx.role['param']} {p}_k = {cnum(k, ctx.prec['param'])};")
+    reads = _broadcast_reads(ctx)
+    lines = [
+        f"  for (int i = 0; i < {ctx.n_out}; i++) {{",
+        "    #pragma HLS UNROLL",
+        f"    {sum_t} s = {reads[0]};",
+    ]
+    lines += [f"    s += {r};" for r in reads[1:]]
+    return [*lines, f"    y[i] = ({ctx.out_ctype})(s * {p}_k);", "  }"]

@@ -80,7 +80,11 @@ def const_product(nl: Netlist, x: Sig, c: int, c_frac: int, opts: FirmwareOption
         opts.multipliers == "auto" and len(digits) > opts.lut_max_digits
     )
     if use_dsp:
-        return Product([(nl.mulc(x, c, c_frac - tz), False)], frac)
+        key = ("mulc", x.net, x.frac, c, c_frac - tz)
+        m = nl.memo.get(key)
+        if m is None:  # one multiplier per distinct (input, constant) pair
+            m = nl.memo[key] = nl.mulc(x, c, c_frac - tz)
+        return Product([(m, False)], frac)
     # x * sum(d_k 2**k) = sum d_k (x at scale frac - k)
     return Product([(Sig(x.net, frac - k), d < 0) for k, d in digits], frac)
 
@@ -103,6 +107,118 @@ def _term_bounds(nl: Netlist, terms: list[tuple[Sig, bool]], frac: int) -> tuple
     return lo, hi
 
 
+@dataclass
+class MacPlan:
+    """One output's multiply-accumulate, planned: products and how they will be summed.
+
+    ``tree`` holds the terms that go straight into the adder tree (the term is on the
+    accumulator's grid, and the accumulator provably never overflows or wraps); only
+    those may be regrouped across outputs (:mod:`lightspeed.firmware.verilog.cse`):
+    exact integer sums do not depend on the order of additions, and wrapping is a ring
+    map, so a wrapped sum does not either.
+    """
+
+    products: list[Product]
+    acc0: int
+    acc_t: FixedType
+    res_t: FixedType
+    safe: bool
+    wraps: bool
+    tree: list[tuple[Sig, bool]] | None = None
+
+
+def plan_mac(
+    nl: Netlist,
+    xs: list[Sig | None],
+    w: np.ndarray,
+    w_t: FixedType,
+    bias: int | None,
+    b_t: FixedType | None,
+    acc_t: FixedType,
+    res_t: FixedType,
+    opts: FirmwareOptions,
+) -> MacPlan:
+    """Products of one output and the contract's worst-case partial sums."""
+    acc0 = (
+        0
+        if bias is None or b_t is None
+        else int(requantize(np.array([bias], dtype=object), b_t.frac, acc_t)[0])
+    )
+    products: list[Product] = []
+    for x, wi in zip(xs, w, strict=True):
+        if x is None or int(wi) == 0 or nl.net(x).lo == nl.net(x).hi == 0:
+            continue
+        products.append(const_product(nl, x, int(wi), w_t.frac, opts))
+
+    return plan_products(nl, products, acc0, acc_t, res_t)
+
+
+def plan_products(
+    nl: Netlist, products: list[Product], acc0: int, acc_t: FixedType, res_t: FixedType
+) -> MacPlan:
+    """A MAC plan over given products (constant or signal x signal), checking the
+    contract's worst-case partial sums to choose the exact tree or the sequential form."""
+    F = acc_t.frac
+    lo, hi = min(acc0, 0), max(acc0, 0)
+    for p in products:
+        plo, phi = _term_bounds(nl, p.terms, p.frac)
+        s = p.frac - F
+        if s > 0:
+            plo, phi = plo >> s, (phi >> s) + (0 if acc_t.rounding == "TRN" else 1)
+        else:
+            plo, phi = plo << -s, phi << -s
+        lo, hi = lo + min(plo, 0), hi + max(phi, 0)
+    wraps = acc_t.overflow == "WRAP"
+    safe = acc_t.min_int <= lo and hi <= acc_t.max_int
+    plan = MacPlan(products, acc0, acc_t, res_t, safe, wraps)
+    if safe or wraps:
+        plan.tree = [t for p in products if p.frac <= F for t in p.terms]
+    return plan
+
+
+def cast_product(nl: Netlist, p: Product, frac: int, rounding: str, t: FixedType | None) -> Sig:
+    """``(t) product`` quantized to ``frac``; the same product and cast is built only once
+    (with narrow weights many outputs multiply one input by the same constant)."""
+    key = (tuple((s.net, s.frac, neg) for s, neg in p.terms), p.frac, frac, rounding, t)
+    hit = nl.memo.get(key)
+    if hit is None:
+        hit = nl.memo[key] = nl.cast(product_sig(nl, p), frac, rounding, t)
+    return hit
+
+
+def finish_mac(nl: Netlist, plan: MacPlan) -> Sig:
+    """The output signal of a planned MAC (``plan.tree`` possibly regrouped since)."""
+    acc_t, res_t, acc0 = plan.acc_t, plan.res_t, plan.acc0
+    F = acc_t.frac
+    wraps, safe = plan.wraps, plan.safe
+    if wraps or safe:
+        terms: list[tuple[Sig, bool]] = list(plan.tree) if plan.tree is not None else []
+        for p in plan.products:
+            if p.frac <= F:
+                if plan.tree is None:
+                    terms.extend(p.terms)  # exact on the accumulator grid: into the tree
+            else:
+                terms.append(
+                    (cast_product(nl, p, F, acc_t.rounding, acc_t if wraps else None), False)
+                )
+        if acc0:
+            terms.append((nl.const(acc0, F), False))
+        if safe and res_t.rounding == "RND" and res_t.frac < F:
+            # round-half-up folded into the tree: floor((acc + 2**(s-1)) / 2**s) saves an adder
+            # level; exact because the accumulator provably never overflows (its cast is a no-op)
+            terms.append((nl.const(1 << (F - res_t.frac - 1), F), False))
+            total = nl.sum(terms)
+            return nl.cast(total, res_t.frac, "TRN", res_t)
+        total = nl.sum(terms, wrap_frac=(acc_t.width, F) if wraps else None)
+        acc = nl.cast(total, F, "TRN", acc_t)
+    else:
+        acc = nl.const(acc0, F)
+        for p in plan.products:
+            q = cast_product(nl, p, F, acc_t.rounding, acc_t)
+            acc = nl.cast(nl.add(acc, q), F, "TRN", acc_t)
+    return nl.cast(acc, res_t.frac, res_t.rounding, res_t)
+
+
 def mac(
     nl: Netlist,
     xs: list[Sig | None],
@@ -118,52 +234,4 @@ def mac(
 
     ``xs[i] is None`` stands for a constant zero input (padding).
     """
-    acc0 = (
-        0
-        if bias is None or b_t is None
-        else int(requantize(np.array([bias], dtype=object), b_t.frac, acc_t)[0])
-    )
-    F = acc_t.frac
-    products: list[Product] = []
-    for x, wi in zip(xs, w, strict=True):
-        if x is None or int(wi) == 0 or nl.net(x).lo == nl.net(x).hi == 0:
-            continue
-        products.append(const_product(nl, x, int(wi), w_t.frac, opts))
-
-    # worst-case partial sums of the contract (quantized products, input order)
-    lo, hi = min(acc0, 0), max(acc0, 0)
-    for p in products:
-        plo, phi = _term_bounds(nl, p.terms, p.frac)
-        s = p.frac - F
-        if s > 0:
-            plo, phi = plo >> s, (phi >> s) + (0 if acc_t.rounding == "TRN" else 1)
-        else:
-            plo, phi = plo << -s, phi << -s
-        lo, hi = lo + min(plo, 0), hi + max(phi, 0)
-    wraps = acc_t.overflow == "WRAP"
-    safe = acc_t.min_int <= lo and hi <= acc_t.max_int
-
-    if wraps or safe:
-        terms: list[tuple[Sig, bool]] = []
-        for p in products:
-            if p.frac <= F:
-                terms.extend(p.terms)  # exact on the accumulator grid: straight into the tree
-            else:
-                q = nl.cast(product_sig(nl, p), F, acc_t.rounding, acc_t if wraps else None)
-                terms.append((q, False))
-        if acc0:
-            terms.append((nl.const(acc0, F), False))
-        if safe and res_t.rounding == "RND" and res_t.frac < F:
-            # round-half-up folded into the tree: floor((acc + 2**(s-1)) / 2**s) saves an adder
-            # level; exact because the accumulator provably never overflows (its cast is a no-op)
-            terms.append((nl.const(1 << (F - res_t.frac - 1), F), False))
-            total = nl.sum(terms)
-            return nl.cast(total, res_t.frac, "TRN", res_t)
-        total = nl.sum(terms, wrap_frac=(acc_t.width, F) if wraps else None)
-        acc = nl.cast(total, F, "TRN", acc_t)
-    else:
-        acc = nl.const(acc0, F)
-        for p in products:
-            q = nl.cast(product_sig(nl, p), F, acc_t.rounding, acc_t)
-            acc = nl.cast(nl.add(acc, q), F, "TRN", acc_t)
-    return nl.cast(acc, res_t.frac, res_t.rounding, res_t)
+    return finish_mac(nl, plan_mac(nl, xs, w, w_t, bias, b_t, acc_t, res_t, opts))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lightspeed.firmware.verilog.arith import mac
+from lightspeed.firmware.verilog.arith import finish_mac, plan_mac
+from lightspeed.firmware.verilog.cse import share_subexpressions
 from lightspeed.firmware.verilog.lowering import EmitContext, register
 
 
@@ -19,8 +20,8 @@ def emit_dense(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
     out = np.empty((rows.shape[0], w.shape[1]), dtype=object)
     for r in range(rows.shape[0]):
         xs = list(rows[r])
-        for j in range(w.shape[1]):
-            out[r, j] = mac(
+        plans = [
+            plan_mac(
                 ctx.nl,
                 xs,
                 w[:, j],
@@ -31,4 +32,20 @@ def emit_dense(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
                 p["result"],
                 ctx.opts,
             )
+            for j in range(w.shape[1])
+        ]
+        share(ctx, plans)
+        for j, plan in enumerate(plans):
+            out[r, j] = finish_mac(ctx.nl, plan)
     return [out.reshape(*lead, w.shape[1])]
+
+
+def share(ctx: EmitContext, plans: list) -> None:
+    """Regroup the exact adder trees of one weight matrix's outputs (shared subexpressions)."""
+    if not ctx.opts.share_adders:
+        return
+    eligible = [pl for pl in plans if pl.tree is not None]
+    if len(eligible) > 1:
+        lists, _ = share_subexpressions(ctx.nl, [pl.tree for pl in eligible])
+        for pl, terms in zip(eligible, lists, strict=True):
+            pl.tree = terms

@@ -1,4 +1,4 @@
-"""Emitters for :mod:`lightspeed.ops.elementwise`: merging ops (add, sub, max, min, mul, concat)."""
+"""Emitters for :mod:`lightspeed.ops.elementwise`: merging ops (add, sub, max, min, mul, mean, concat)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from lightspeed.firmware.verilog.arith import cast_to
+from lightspeed.firmware.verilog.arith import cast_to, const_product, product_sig
 from lightspeed.firmware.verilog.lowering import EmitContext, register
 from lightspeed.ops.elementwise import concat_axis
 
@@ -76,4 +76,21 @@ def emit_extreme(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
             for s in sigs[1:]:  # min(b, s) = (b - s > 0) ? s : b
                 best = nl.select_pos(nl.add(best, s, sub=True), s, best)
         out[idx] = cast_to(nl, best, res)
+    return [out]
+
+
+@register("mean")
+def emit_mean(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
+    """Exact sum, exact product with the constant k = 1/N, cast to result."""
+    nl, res, k_t = ctx.nl, ctx.prec["result"], ctx.prec["param"]
+    k = int(np.asarray(ctx.qparams["k"]).reshape(()))
+    arrs: list[Any] = list(np.broadcast_arrays(*ins))
+    out = np.empty(arrs[0].shape, dtype=object)
+    for idx in np.ndindex(*out.shape):
+        if k == 0:
+            out[idx] = nl.const(0, res.frac)
+            continue
+        total = nl.sum([(a[idx], False) for a in arrs])
+        prod = product_sig(nl, const_product(nl, total, k, k_t.frac, ctx.opts))
+        out[idx] = cast_to(nl, prod, res)
     return [out]

@@ -1,0 +1,181 @@
+"""Know before you build: a graph-level resource estimate in well under a second.
+
+The netlist estimate (:mod:`lightspeed.firmware.estimate`) is exact about widths
+but needs the lowered design, whose size grows with the model: a 128-512-512-10 MLP
+spent a minute writing 57 MB of Verilog before anything said it would not fit. This
+module counts, from the integer weights alone, what the lowering will build for
+each dense/conv layer (per output: one term per canonical-signed-digit of each
+non-zero weight into one adder tree where the accumulation is exact or wrapping
+on the accumulator's grid; otherwise each distinct (input, constant) product built
+once and truncated, then one adder per product; a DSP tile per distinct product
+with more digits than ``lut_max_digits``), times the number of output positions,
+and converts adder bits to LUT/FF with coefficients fitted to the netlist estimate
+(``tests/firmware/test_fit.py`` holds them to it on the shipped tagger). ``lightspeed firmware`` uses it to refuse designs that cannot fit
+the part before writing anything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lightspeed.errors import ConfigError
+from lightspeed.firmware.config import FirmwareOptions
+from lightspeed.firmware.parts import Part
+
+# LUTs per adder bit and FFs per adder bit (pipeline registers), fitted to the netlist
+# estimate of the shipped jet tagger at auto precision (exact trees, shared adder graphs)
+# and at hls4ml-style ap_fixed<16,6>, <8,3>, <6,2> (truncated products)
+LUT_PER_ADDER_BIT = 0.78  # an accumulator that provably never overflows: exact trees
+LUT_PER_ADDER_BIT_INEXACT = 0.65  # one that may wrap or saturate: per-step casts
+LUT_PER_DSP_BIT = 0.47  # LUT glue around a DSP-mapped product, per accumulator bit
+FF_PER_ADDER_BIT = 0.22
+LUT_PER_ELEMENT_BIT = 0.25  # element-wise ops (activations, merges, tables): per result bit
+
+
+def csd_digits(c: int) -> int:
+    """Non-zero digits of c in canonical signed-digit form."""
+    c = abs(int(c))
+    n = 0
+    while c:
+        if c & 1:
+            c -= 2 - (c & 3)
+            n += 1
+        c >>= 1
+    return n
+
+
+@dataclass
+class LayerFit:
+    name: str
+    op: str
+    lut: float = 0.0
+    ff: float = 0.0
+    dsp: float = 0.0
+    positions: int = 1  # output positions sharing the weights (conv pixels, dense rows)
+
+
+@dataclass
+class FitReport:
+    part: Part
+    layers: list[LayerFit] = field(default_factory=list)
+
+    @property
+    def lut(self) -> float:
+        return sum(r.lut for r in self.layers)
+
+    @property
+    def ff(self) -> float:
+        return sum(r.ff for r in self.layers)
+
+    @property
+    def dsp(self) -> float:
+        return sum(r.dsp for r in self.layers)
+
+    def utilisation(self) -> dict[str, float]:
+        p = self.part
+        return {"lut": self.lut / p.lut, "ff": self.ff / p.ff, "dsp": self.dsp / p.dsp}
+
+    @property
+    def fits(self) -> bool:
+        return all(u <= 1.0 for u in self.utilisation().values())
+
+
+def _mac_layer(name, op, w_cols: np.ndarray, w_t, x_t, acc, positions: int, opts) -> LayerFit:
+    """``w_cols``: integer weights (fan-in rows, one column per output) of one position."""
+    w = np.asarray(w_cols).astype(np.int64)
+    values, inverse = np.unique(w, return_inverse=True)
+    inverse = inverse.reshape(w.shape)
+    terms = np.zeros(len(values), dtype=np.int64)  # shift-and-add terms per weight value
+    is_dsp = np.zeros(len(values), dtype=bool)
+    for k, v in enumerate(values.tolist()):
+        if v == 0:
+            continue
+        c = v >> ((v & -v).bit_length() - 1)  # the odd part: trailing zeros are free shifts
+        d = csd_digits(c)
+        if abs(c) == 1:
+            terms[k] = 1
+        elif opts.multipliers == "dsp" or (opts.multipliers == "auto" and d > opts.lut_max_digits):
+            terms[k], is_dsp[k] = 1, True
+        else:
+            terms[k] = d
+    # exact when the largest possible sum fits the accumulator (auto precision's choice)
+    x_max = max(abs(x_t.min_value), abs(x_t.max_value)) if x_t is not None else math.inf
+    w_abs = np.abs(w.astype(np.float64)).sum(axis=0) * 2.0**-w_t.frac
+    exact = float(w_abs.max(initial=0.0)) * x_max <= acc.max_value
+    on_grid = x_t is not None and x_t.frac + w_t.frac <= acc.frac
+    if (exact or acc.overflow == "WRAP") and on_grid:
+        # every term goes into one adder tree per output (regrouped by the shared graphs)
+        adders = float(np.maximum(terms[inverse].sum(axis=0), 1).sum())
+        per_bit = LUT_PER_ADDER_BIT if exact else LUT_PER_ADDER_BIT_INEXACT
+    else:
+        # each distinct (input, constant) product is built once and truncated, then summed
+        nonzero = (w != 0).sum(axis=0)
+        inside = sum(
+            int(np.maximum(terms[np.unique(inverse[i][w[i] != 0])] - 1, 0).sum())
+            for i in range(w.shape[0])
+        )
+        adders = float(np.maximum(nonzero, 1).sum() + inside)
+        per_bit = LUT_PER_ADDER_BIT_INEXACT
+    bits = adders * acc.width
+    dsp_pairs = sum(len(np.unique(inverse[i][is_dsp[inverse[i]]])) for i in range(w.shape[0]))
+    return LayerFit(
+        name,
+        op,
+        lut=(per_bit * bits + LUT_PER_DSP_BIT * acc.width * dsp_pairs) * positions,
+        ff=FF_PER_ADDER_BIT * bits * positions,
+        dsp=float(dsp_pairs * positions),
+        positions=positions,
+    )
+
+
+def quick_estimate(q, part: Part, opts: FirmwareOptions | None = None) -> FitReport:
+    """LUT/FF/DSP per layer from the compiled model's integers (no lowering)."""
+    opts = opts or FirmwareOptions()
+    report = FitReport(part)
+    shapes = q.graph.shapes
+    for node in q.graph.nodes:
+        prec = q.precision.get(node.name, {})
+        out_shape = tuple(shapes[node.outputs[0]])
+        params = q.qparams.get(node.name, {})
+        if node.op in ("dense", "conv") and "weight" in params:
+            acc = prec.get("accum") or prec.get("result")
+            w = params["weight"]
+            if node.op == "dense":
+                cols = w  # (fan_in, fan_out)
+                positions = math.prod(out_shape[:-1]) if len(out_shape) > 1 else 1
+            else:
+                cols = w.reshape(w.shape[0], -1).T  # (C_in/group * kernel, C_out)
+                positions = math.prod(out_shape[1:]) if len(out_shape) > 1 else 1
+            x_t = q.tensor_types.get(node.inputs[0])
+            layer = _mac_layer(node.name, node.op, cols, prec["weight"], x_t, acc, positions, opts)
+            report.layers.append(layer)
+            continue
+        res = prec.get("result") or q.tensor_types.get(node.outputs[0])
+        if res is None or node.op in ("flatten", "reshape", "transpose"):
+            continue  # wiring
+        bits = math.prod(out_shape) * res.width
+        report.layers.append(
+            LayerFit(node.name, node.op, lut=LUT_PER_ELEMENT_BIT * bits, ff=float(bits))
+        )
+    return report
+
+
+def refusal(report: FitReport, force_flag: str = "--force") -> ConfigError:
+    """The error for a design that does not fit: the numbers, the biggest layers, the ways out."""
+    p = report.part
+    u = report.utilisation()
+    top = sorted(report.layers, key=lambda r: r.lut, reverse=True)[:3]
+    layers = ", ".join(f"{r.name} ({r.op}) ~{r.lut:,.0f} LUT" for r in top)
+    return ConfigError(
+        f"the design does not fit {p.name}: estimated ~{report.lut:,.0f} LUT "
+        f"({100 * u['lut']:.0f}% of {p.lut:,}), ~{report.ff:,.0f} FF ({100 * u['ff']:.0f}%), "
+        f"~{report.dsp:,.0f} DSP ({100 * u['dsp']:.0f}% of {p.dsp:,}); largest layers: {layers}. "
+        "Ways to fit: narrower types (QAT to 4-8 bits, docs/qat.md, or "
+        "`lightspeed compile --precision search`), magnitude-pruned weights (zeros cost "
+        "nothing), --multipliers dsp/lut to rebalance LUTs and DSPs, or a larger --part. "
+        "Fully parallel is the only architecture here (no reuse factor or streaming yet). "
+        f"{force_flag} writes it anyway"
+    )

@@ -1,0 +1,21 @@
+"""HLS emitters for :mod:`lightspeed.ops.spatial`: pad, slice, resize, depth/space moves as index-table copies."""
+
+from __future__ import annotations
+
+from lightspeed.firmware.hls.registry import EmitContext, register
+from lightspeed.firmware.hls.writer import elementwise
+from lightspeed.ops.spatial import index_map
+
+
+@register("pad")
+@register("slice")
+@register("resize")
+@register("depth_to_space")
+@register("space_to_depth")
+def emit_gather(ctx: EmitContext) -> list[str]:
+    idx = index_map(ctx.node, ctx.in_shapes[0]).reshape(-1)
+    tab = f"{ctx.name}_idx"
+    ctx.w.int_table(tab, idx)
+    if (idx < 0).any():  # zero padding
+        return elementwise(ctx.n_out, f"{tab}[i] >= 0 ? x[{tab}[i]] : ({ctx.out_ctype})0")
+    return elementwise(ctx.n_out, f"x[{tab}[i]]")
