@@ -139,3 +139,37 @@ def test_bipolar_activation_matches_qonnx():
     np.testing.assert_array_equal(got, want)
     assert set(np.unique(want)) == {-0.5, 0.5}
     assert "multithreshold" in [n.op for n in q.graph.nodes]
+
+
+def test_finn_style_binary_mlp_matches_qonnx():
+    """FINN's TFC pattern: float 2x - 1 on the input, sign activations, binary weights,
+    a float BatchNorm between MatMul and sign: the float ops become scale steps."""
+    rng = np.random.default_rng(2)
+    bn = {k: rng.uniform(0.5, 2.0, 6).astype(np.float32) for k in ("g", "v")}
+    bn.update({k: rng.normal(0, 1, 6).astype(np.float32) for k in ("beta", "mean")})
+    nodes = [
+        helper.make_node("Mul", ["x", "two"], ["x2"], name="mul"),
+        helper.make_node("Sub", ["x2", "one"], ["xc"], name="sub"),
+        helper.make_node("BipolarQuant", ["xc", "s1"], ["xb"], domain=QD, name="sign_in"),
+        helper.make_node("BipolarQuant", ["W", "s1"], ["Wb"], domain=QD, name="wq"),
+        helper.make_node("MatMul", ["xb", "Wb"], ["h"], name="mm"),
+        helper.make_node("BatchNormalization", ["h", "g", "beta", "mean", "v"], ["hb"], name="bn"),
+        helper.make_node("BipolarQuant", ["hb", "s1"], ["y"], domain=QD, name="sign_out"),
+    ]  # fmt: skip
+    inits = {"two": 2.0, "one": 1.0, "s1": 1.0, "W": rng.normal(0, 1, (8, 6)), **bn}
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])],
+        [numpy_helper.from_array(np.asarray(v, dtype=np.float32), k) for k, v in inits.items()],
+    )  # fmt: skip
+    m = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QD, 1)],
+        ir_version=8,
+    )  # fmt: skip
+    x = (rng.integers(0, 256, (200, 8)) / 256).astype(np.float32)  # on the ap_ufixed<8,0> grid
+    want = _qonnx(m, x)
+    g = lightspeed.load(m)
+    assert [n.op for n in g.nodes].count("multithreshold") == 2
+    q = lightspeed.quantize(g, precision="trained", input_types={"x": "ap_ufixed<8,0>"})
+    np.testing.assert_array_equal(np.asarray(q.predict(x)).astype(np.float32), want)
+    assert set(np.unique(want)) == {-1.0, 1.0}

@@ -348,11 +348,15 @@ def apply_scales(graph: Graph) -> Graph:
     """Rewrite and type the ``qscale`` steps (see the module docstring); in place."""
     if not any(_is_step(n) or n.attrs.get("channels_last") for n in graph.nodes):
         return graph
+    float_scaled = any(_is_step(n) for n in graph.nodes)
     for node in graph.nodes:
-        # a float Mul/Add by constants (or a BatchNorm) without trained types in a float-scale
-        # model (e.g. FINN's input 2x - 1) is one more scale step, as exact as qonnx's float32
-        if node.op == "batchnorm" and not node.types and any(_is_step(n) for n in graph.nodes):
+        # a float Mul/Add by constants (or a BatchNorm) not fully typed in training, in a
+        # float-scale model (e.g. FINN's input 2x - 1), is one more scale step, as exact as
+        # qonnx's float32; its types are set below (exact where a trained type was)
+        typed = all(r in node.types for r in ("weight", "bias"))
+        if float_scaled and node.op == "batchnorm" and not _is_step(node) and not typed:
             node.attrs["qscale"] = True
+            node.types = {}
     changed = True
     while changed:
         changed = False
