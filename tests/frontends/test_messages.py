@@ -64,12 +64,11 @@ class _Norm(nn.Module):
 @pytest.mark.parametrize(
     ("module", "shape", "opset", "pattern"),
     [
-        (_Recurrent(nn.LSTM), (5, 4), 17, r"'/rnn/LSTM'.*recurrent layer LSTM.*not supported yet"),
-        (_Recurrent(nn.GRU), (5, 4), 17, r"'/rnn/GRU'.*recurrent layer GRU.*Conv1D"),
+        (_Recurrent(nn.RNN), (5, 4), 17, r"'/rnn/RNN'.*recurrent layer simple RNN.*not supported"),
         (_Norm(), (8,), 17, r"'/norm/LayerNormalization'.*BatchNormalization instead"),
         (_Norm(), (8,), 13, r"layer normalization \(x - ReduceMean\(x\)"),
     ],
-    ids=["lstm", "gru", "layernorm", "layernorm-decomposed"],
+    ids=["rnn", "layernorm", "layernorm-decomposed"],
 )
 def test_unsupported_layers_are_named(module, shape, opset, pattern, tmp_path):
     path = _export(module, shape, tmp_path, opset)

@@ -20,6 +20,9 @@ channels-first, Keras channels-last: the frontend gives the axes).
   upsampling, output index ``i`` reads input index ``i // scale`` (ONNX
   ``Resize``/``Upsample`` mode nearest where its coordinate rule gives exactly
   that; Keras UpSampling1D/2D).
+- ``take`` (attrs ``axis``, ``indices``: constant integers; a scalar index drops
+  the axis): ``np.take`` on one non-batch axis (ONNX ``Gather`` with constant
+  indices, e.g. torch's ``y[:, -1]``; a fixed graph's sender/receiver lists).
 - ``depth_to_space`` / ``space_to_depth`` (attrs ``blocksize``, ``mode`` DCR
   or CRD) on (C, H, W): ONNX ``DepthToSpace`` semantics; ``space_to_depth``
   is its exact inverse in the same mode (ONNX ``SpaceToDepth`` is DCR).
@@ -151,7 +154,19 @@ def _s2d_map(node: Node, idx: np.ndarray) -> np.ndarray:
     return t.reshape(c * b * b, h // b, w // b)
 
 
+def _take_map(node: Node, idx: np.ndarray) -> np.ndarray:
+    axis = int(node.attrs["axis"])
+    ind = np.asarray(node.attrs["indices"], dtype=np.int64)
+    if not 0 <= axis < idx.ndim:
+        raise ShapeError(f"take axis {axis} is not a non-batch axis of a rank-{idx.ndim} tensor")
+    n = idx.shape[axis]
+    if ind.size and (ind.min() < -n or ind.max() >= n):
+        raise ShapeError(f"take indices {ind.tolist()} leave axis {axis} (size {n})")
+    return np.take(idx, np.where(ind < 0, ind + n, ind), axis=axis)
+
+
 _MAPS = {
+    "take": _take_map,
     "pad": _pad_map,
     "slice": _slice_map,
     "resize": _resize_map,
@@ -383,7 +398,26 @@ def _block_import(onode, st: ImportState, a: dict, name: str) -> None:
     st.emit(Node(name, ir_op, [x], [onode.output[0]], attrs=attrs))
 
 
+def _take_import(onode, st: ImportState, a: dict, name: str) -> None:
+    x = dyn(st, onode.input[0], "Gather", name)
+    if not st.is_const(onode.input[1]):
+        raise unsupported("Gather", name, "computed indices (only constant indices)")
+    axis = int(a.get("axis", 0))
+    rank = len(st.shapes[x]) + 1
+    axis = axis + rank if axis < 0 else axis
+    if axis == 0:
+        raise unsupported("Gather", name, "indices on the batch axis")
+    ind = np.asarray(st.const(onode.input[1])).astype(np.int64)
+    attrs = {"axis": axis - 1, "indices": ind.tolist()}
+    st.emit(Node(name, "take", [x], [onode.output[0]], attrs=attrs))
+
+
 # -- QONNX export
+
+
+def _take_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes):
+    ind = b.const(f"{key}_indices", np.array(node.attrs["indices"]), dtype=np.int64)
+    b.node("Gather", [ins[0], ind], [out], key, axis=int(node.attrs["axis"]) + 1)
 
 
 def _pad_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp, shapes):
@@ -474,6 +508,12 @@ RESIZE = _op(
     {"Resize": _resize_import, "Upsample": _resize_import},
     _resize_export,
 )
+TAKE = _op(
+    "take",
+    "np.take on one non-batch axis with constant indices (a scalar drops the axis); ONNX Gather",
+    {"Gather": _take_import},
+    _take_export,
+)
 DEPTH_TO_SPACE = _op(
     "depth_to_space",
     "ONNX DepthToSpace (blocksize, mode DCR or CRD) on (C, H, W)",
@@ -493,6 +533,7 @@ __all__ = [
     "RESIZE",
     "SLICE",
     "SPACE_TO_DEPTH",
+    "TAKE",
     "gather",
     "index_map",
     "nearest_source",

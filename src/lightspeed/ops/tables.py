@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from lightspeed.ops.base import (
 )
 from lightspeed.ops.onnx_export import simple
 from lightspeed.ops.onnx_import import ImportState, dyn, unary, unsupported
+from lightspeed.ops.recurrent import batch_first_rewrite, import_gru, import_lstm
 
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:
@@ -147,7 +149,12 @@ def _unary(name: str) -> Op:
 
 
 SIGMOID = _unary("sigmoid")
-TANH = _unary("tanh")
+# recurrent layers import as compositions of registry ops (their gates end in tanh tables)
+TANH = replace(
+    _unary("tanh"),
+    onnx_import={"Tanh": unary("tanh"), "LSTM": import_lstm, "GRU": import_gru},
+    onnx_rewrite=batch_first_rewrite,
+)
 
 
 # ---------------------------------------------------------------------------

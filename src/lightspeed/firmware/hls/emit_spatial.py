@@ -9,6 +9,7 @@ from lightspeed.ops.spatial import index_map
 
 @register("pad")
 @register("slice")
+@register("take")
 @register("resize")
 @register("depth_to_space")
 @register("space_to_depth")
