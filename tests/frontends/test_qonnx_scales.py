@@ -22,6 +22,7 @@ pytest.importorskip("onnxoptimizer", reason="brevitas' QONNX export needs onnxop
 
 import lightspeed  # noqa: E402
 from lightspeed.errors import UnsupportedOpError  # noqa: E402
+from tests.firmware.check import assert_firmware_exact  # noqa: E402
 
 
 def _export(model, shape, path, transforms=()):
@@ -237,28 +238,10 @@ def test_zero_point_before_padded_conv_is_refused(tmp_path):
         lightspeed.load(_export(model, (2, 5, 5), tmp_path / "zp_conv.onnx"))
 
 
-def _skip_without(*tools):
-    from lightspeed.errors import ToolMissingError
-    from lightspeed.firmware import tools as t
-
-    try:
-        for name in tools:
-            getattr(t, name)()
-    except ToolMissingError as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.mark.parametrize("target", ["verilog", "hls"])
 def test_float_scale_firmware_bit_exact(target, tmp_path):
     """The scale steps are per-channel multiply-adds: RTL and HLS C simulation equal the emulator."""
-    if target == "verilog":
-        _skip_without("find_verilator", "find_make", "find_cxx")
-    else:
-        _skip_without("find_ap_types", "find_cxx")
     from brevitas import quant as bq
-
-    from lightspeed import firmware
-    from tests.firmware.models import random_vectors
 
     model = _mlp(
         bq.ShiftedUint8ActPerTensorFloat, bq.Uint8ActPerTensorFloat, bq.Int8WeightPerTensorFloat
@@ -267,11 +250,7 @@ def test_float_scale_firmware_bit_exact(target, tmp_path):
     q = lightspeed.quantize(
         lightspeed.load(_export(model, (16,), tmp_path / "fw.onnx")), precision="trained"
     )
-    fw = firmware.generate(q, tmp_path / "fw", target=target)
-    X = random_vectors(q, n=500)
-    r = firmware.check(fw, X, q=q)
-    assert r["vectors"] == 500
-    assert r["exact"], r["mismatches"]
+    assert_firmware_exact(q, tmp_path, target, n=500)
 
 
 def test_channels_last_float_conv_bn_pool(tmp_path):

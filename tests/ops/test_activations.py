@@ -16,6 +16,7 @@ from lightspeed.ops.base import Fx
 onnx = pytest.importorskip("onnx")
 from onnx import helper  # noqa: E402
 
+from tests.firmware.check import assert_firmware_exact  # noqa: E402
 from tests.frontends.helpers import check_against_ort, make_model, run_ir  # noqa: E402
 from tests.ops.test_smooth import ref_cast  # noqa: E402
 
@@ -141,32 +142,11 @@ def _fw_model():
     return lightspeed.quantize(g, "auto", X, options=AutoOptions(weight_bits=8, frac_bits=6))
 
 
-def _skip_without(*tools):
-    from lightspeed.errors import ToolMissingError
-    from lightspeed.firmware import tools as t
-
-    try:
-        for name in tools:
-            getattr(t, name)()
-    except ToolMissingError as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.mark.parametrize("target", ["verilog", "hls"])
 def test_firmware_bit_exact(target, tmp_path):
-    if target == "verilog":
-        _skip_without("find_verilator", "find_make", "find_cxx")
-    else:
-        _skip_without("find_ap_types", "find_cxx")
-    from lightspeed import firmware
-    from tests.firmware.models import random_vectors
 
     q = _fw_model()
-    fw = firmware.generate(q, tmp_path / "fw", target=target)
-    X = random_vectors(q, n=3000)
-    r = firmware.check(fw, X, q=q)
-    assert r["vectors"] == 3000
-    assert r["exact"], r["mismatches"]
+    assert_firmware_exact(q, tmp_path, target, n=3000)
 
 
 def test_trained_torch_model_argmax_agreement():

@@ -17,6 +17,8 @@ from lightspeed.ops.base import Fx
 onnx = pytest.importorskip("onnx")
 from onnx import helper  # noqa: E402
 
+from tests.firmware.check import assert_firmware_exact  # noqa: E402
+from tests.firmware.check import skip_without as _skip_without  # noqa: E402
 from tests.frontends.helpers import check_against_ort, make_model, run_ir  # noqa: E402
 from tests.ops.test_smooth import ref_cast  # noqa: E402
 
@@ -233,30 +235,10 @@ def test_trained_types_are_exact():
 # -- (5) RTL and (6) HLS: depthwise + pointwise (separable) + transposed conv
 
 
-def _skip_without(*tools):
-    from lightspeed.errors import ToolMissingError
-    from lightspeed.firmware import tools as t
-
-    try:
-        for name in tools:
-            getattr(t, name)()
-    except ToolMissingError as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.mark.parametrize("target", ["verilog", "hls"])
 def test_firmware_bit_exact(target, tmp_path):
-    if target == "verilog":
-        _skip_without("find_verilator", "find_make", "find_cxx")
-    else:
-        _skip_without("find_ap_types", "find_cxx")
-    from lightspeed import firmware
     from lightspeed.quantize import AutoOptions
-    from tests.firmware.models import random_vectors
 
     X = np.random.default_rng(3).normal(0, 1, (300, 3, 4, 3))
     q = lightspeed.quantize(_fw_graph(), "auto", X, options=AutoOptions(weight_bits=6, frac_bits=5))
-    fw = firmware.generate(q, tmp_path / "fw", target=target)
-    r = firmware.check(fw, random_vectors(q, n=2000), q=q)
-    assert r["vectors"] == 2000
-    assert r["exact"], r["mismatches"]
+    assert_firmware_exact(q, tmp_path, target, n=2000)

@@ -18,6 +18,7 @@ from lightspeed.ops.base import Fx
 onnx = pytest.importorskip("onnx")
 from onnx import helper  # noqa: E402
 
+from tests.firmware.check import skip_without as _skip_without  # noqa: E402
 from tests.frontends.helpers import check_against_ort, make_model, rnd  # noqa: E402
 
 # -- (1) the fixed contract against a literal reference
@@ -272,17 +273,6 @@ def _vectors(q, n):
     from tests.firmware.models import random_vectors
 
     return random_vectors(q, n=n)
-
-
-def _skip_without(*tools):
-    from lightspeed.errors import ToolMissingError
-    from lightspeed.firmware import tools as t
-
-    try:
-        for name in tools:
-            getattr(t, name)()
-    except ToolMissingError as exc:
-        pytest.skip(str(exc))
 
 
 def test_rtl_bit_exact(tmp_path):

@@ -14,6 +14,7 @@ from lightspeed.fixed import FixedType, quantize_float
 from lightspeed.ir import Graph, Node, infer_shapes
 from lightspeed.ops import get_op
 from lightspeed.ops.base import Fx
+from tests.firmware.check import skip_without as _skip_without
 
 # -- (1) the contract against a literal per-element reference
 
@@ -167,17 +168,6 @@ def _fw_model():
     ]  # fmt: skip
     g = infer_shapes(Graph("fq", {"x": (6,)}, ["out"], nodes))
     return lightspeed.quantize(g, "trained")
-
-
-def _skip_without(*tools):
-    from lightspeed.errors import ToolMissingError
-    from lightspeed.firmware import tools as t
-
-    try:
-        for name in tools:
-            getattr(t, name)()
-    except ToolMissingError as exc:
-        pytest.skip(str(exc))
 
 
 def test_rtl_bit_exact(tmp_path):

@@ -12,6 +12,7 @@ from lightspeed.fixed import FixedType, parse_type
 from lightspeed.ir import Graph, Node, infer_shapes
 from lightspeed.ops import get_op
 from lightspeed.ops.base import Fx
+from tests.firmware.check import assert_firmware_exact
 
 
 def _node(t, axis=0):
@@ -60,31 +61,13 @@ def _fw_model():
     return lightspeed.quantize(g, "auto", np.random.default_rng(2).normal(0, 1, (500, 6)))
 
 
-def _skip_without(*tools):
-    from lightspeed.errors import ToolMissingError
-    from lightspeed.firmware import tools as t
-
-    try:
-        for name in tools:
-            getattr(t, name)()
-    except ToolMissingError as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.mark.parametrize("target", ["verilog", "hls"])
 def test_firmware_bit_exact(target, tmp_path):
-    if target == "verilog":
-        _skip_without("find_verilator", "find_make", "find_cxx")
-    else:
-        _skip_without("find_ap_types", "find_cxx")
-    from lightspeed import firmware
-    from tests.firmware.models import random_vectors
 
     q = _fw_model()
     assert isinstance(q.precision["mt"]["result"], FixedType)
-    fw = firmware.generate(q, tmp_path / "fw", target=target)
+    from tests.firmware.models import random_vectors
+
     X = random_vectors(q, n=2000)
-    r = firmware.check(fw, X, q=q)
-    assert r["vectors"] == 2000
-    assert r["exact"], r["mismatches"]
+    assert_firmware_exact(q, tmp_path, target, X=X)
     assert len(np.unique(np.asarray(q.predict(X["x"])))) == 8  # every count 0..7 occurs
