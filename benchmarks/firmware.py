@@ -9,6 +9,8 @@ next to the published QKeras + hls4ml 6-bit jet tagger on a VU9P (Vivado).
     python benchmarks/firmware.py                     # both models, Yosys with --timeout
     python benchmarks/firmware.py --calibrate         # small layers: estimate vs Yosys
     python benchmarks/firmware.py --yosys-timeout 0   # skip Yosys on the full models
+    python benchmarks/firmware.py --da4ml             # per layer vs da4ml 0.6 (firmware_da4ml.py)
+    python benchmarks/firmware.py --da4ml --cases exact --layers n0_Gemm --yosys-timeout 600
 
 Writes benchmarks/results/firmware.json and docs/benchmarks/firmware.md, prints the table.
 """
@@ -29,10 +31,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "benchmarks" / "firmware.md"
 PART = "xcvu9p"
 CLOCK_NS = 5.0
+CASES = ("exact", "exact-pruned", "hls4ml", "hls4ml-pruned")
 REFERENCE = {  # QKeras + hls4ml 6-bit jet tagger on a VU9P (Coelho et al., Nat. Mach. Intell. 2021)
     "model": "published QKeras+hls4ml 6-bit (Vivado, VU9P)", "latency_ns": 40, "latency_cycles": 8,
     "dsp": 22, "lut": 12000, "accuracy": 0.756,
@@ -362,6 +366,13 @@ def main() -> None:
         action="store_true",
         help="reuse Yosys results (or timeouts) from results/firmware.json for identical Verilog",
     )
+    ap.add_argument(
+        "--da4ml",
+        action="store_true",
+        help="only the per-layer comparison with da4ml (its venv: DA4ML_PYTHON)",
+    )
+    ap.add_argument("--cases", default=",".join(CASES), help="da4ml cases, comma-separated")
+    ap.add_argument("--layers", default="", help="da4ml: only these layers (comma-separated)")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -382,6 +393,9 @@ def main() -> None:
         print(cal_table(cal))
         return
     data = load_data()
+    if args.da4ml:
+        run_da4ml(data, work, args)
+        return
     rows = []
     old = {}
     if args.reuse and (RESULTS / "firmware.json").exists():
@@ -407,6 +421,34 @@ def main() -> None:
     )
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(doc(res, md, cal_md))
+    if (RESULTS / "firmware_da4ml.json").exists():  # keep the da4ml section
+        import firmware_da4ml as fd
+
+        fd.write_section(DOC, json.loads((RESULTS / "firmware_da4ml.json").read_text()))
+
+
+def run_da4ml(data: dict[str, Any], work: Path, args) -> None:
+    """Per layer vs da4ml; rows already in firmware_da4ml.json for other cases/layers are kept."""
+    import firmware_da4ml as fd
+
+    path = RESULTS / "firmware_da4ml.json"
+    old = json.loads(path.read_text())["rows"] if path.exists() else []
+    cases = [c for c in args.cases.split(",") if c]
+    layers = [x for x in args.layers.split(",") if x] or None
+
+    def save(res: dict[str, Any]) -> None:
+        done = {(r["case"], r["layer"]) for r in res["rows"]}
+        keep = [r for r in old if (r["case"], r["layer"]) not in done]
+        order = {c: i for i, c in enumerate(fd.CASES)}
+        rows = sorted(keep + res["rows"], key=lambda r: (order[r["case"]], r["layer"]))
+        out = {**res, "rows": rows, "machine": {"cpus": os.cpu_count()}}
+        path.write_text(json.dumps(out, indent=1))
+        fd.write_section(DOC, out)
+
+    g = jet_graph(data["mean"], data["std"])
+    res = fd.run(g, work / "da4ml", args.yosys_timeout, cases, layers, save=save)
+    save(res)
+    print(fd.table(json.loads(path.read_text())))
 
 
 def verdict(res: dict[str, Any]) -> str:
