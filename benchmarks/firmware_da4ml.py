@@ -137,6 +137,7 @@ def yosys_row(rep) -> dict[str, Any]:
 
 
 def run_lightspeed(q, workdir: Path, x: np.ndarray, timeout: float) -> dict[str, Any]:
+    """Verilog, latency, emulator outputs on ``x`` and (``timeout`` > 0) Yosys counts."""
     from lightspeed import firmware
     from lightspeed.errors import LightspeedError
 
@@ -149,6 +150,8 @@ def run_lightspeed(q, workdir: Path, x: np.ndarray, timeout: float) -> dict[str,
         "result_type": str(q.precision["fc"]["result"]),
         "y": q.predict(x),
     }
+    if timeout <= 0:
+        return row
     try:
         row["yosys"] = yosys_row(firmware.synthesize(fw, part="xcvu9p", timeout=timeout))
     except LightspeedError as exc:
@@ -209,6 +212,8 @@ def run_da4ml(
         "estimate_lut": res["cost_estimate_lut"],
         "y": np.array(res["y"], dtype=np.float64),
     }
+    if timeout <= 0:
+        return row
     try:
         rep = run_yosys(da4ml_verilog(workdir / "prj"), "da4ml_dense", get_part("xcvu9p"), timeout)
         row["yosys"] = yosys_row(rep)
