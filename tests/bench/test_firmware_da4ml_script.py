@@ -61,3 +61,12 @@ def test_da4ml_peer_matches_the_emulator_on_exact_sums(tmp_path):
     assert np.array_equal(da["y"], q.predict(x))
     assert da["latency_cycles"] == da["stages"] + 1 >= 2
     assert "module da4ml_dense" in fd.da4ml_verilog(tmp_path / "prj")
+
+
+def test_compare_outputs_counts_lsbs_around_the_wrap():
+    from lightspeed.fixed import parse_type
+
+    fd = _script()
+    t = parse_type("ap_fixed<4,4>")  # integers -8..7, wrapping
+    r = fd.compare_outputs(np.array([[-8.0, 3.0, 0.0]]), np.array([[7.0, 1.0, 0.0]]), t)
+    assert r["outputs_differing"] == 2 and r["max_diff_lsb"] == 2.0 and not r["identical"]
