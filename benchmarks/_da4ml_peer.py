@@ -5,7 +5,8 @@
 CASE.npz holds the integer weights ``w`` (fan_in, fan_out) and bias ``b`` at scale
 2^-``wf``, the input type as da4ml's (k, i, f) in ``in_kif``, optionally the output
 cast ``out_kif`` with ``out_modes`` ("WRAP TRN"), ``latency_cutoff`` (adder levels
-per pipeline stage) and test inputs ``x`` (floats on the input grid). Writes da4ml's
+per pipeline stage), for a network ``n_layers`` with ``w1``, ``b1``, ... and the
+ReLU output type ``act_kif`` (SAT, RND), and test inputs ``x`` (floats on the input grid). Writes da4ml's
 pipelined Verilog under OUTDIR/prj and OUTDIR/result.json (cost, stages, outputs of
 da4ml's own bit-exact interpreter on ``x``). Uses only da4ml's public API.
 """
@@ -23,7 +24,7 @@ import numpy as np
 def main() -> None:
     from da4ml.codegen import RTLModel
     from da4ml.trace import FixedVariableArrayInput, comb_trace
-    from da4ml.trace.ops import quantize
+    from da4ml.trace.ops import quantize, relu
 
     case = np.load(sys.argv[1])
     out = Path(sys.argv[2])
@@ -33,6 +34,11 @@ def main() -> None:
     inp = FixedVariableArrayInput((w.shape[0],))
     x = quantize(inp, k, i, f)
     y = x @ (w.astype(np.float64) * 2.0**-wf) + b.astype(np.float64) * 2.0**-wf
+    for n in range(1, int(case.get("n_layers", 1))):  # a network: ReLU cast, next layer
+        ak, ai, af = (int(v) for v in case["act_kif"])
+        y = quantize(relu(y), ak, ai, af, "SAT", "RND")
+        wn, bn = case[f"w{n}"].astype(np.float64), case[f"b{n}"].astype(np.float64)
+        y = y @ (wn * 2.0**-wf) + bn * 2.0**-wf
     if "out_kif" in case:
         ok, oi, of = (int(v) for v in case["out_kif"])
         overflow, rounding = str(case["out_modes"]).split()

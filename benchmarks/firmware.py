@@ -439,7 +439,7 @@ def run_da4ml(data: dict[str, Any], work: Path, args) -> None:
     def save(res: dict[str, Any]) -> None:
         done = {(r["case"], r["layer"]) for r in res["rows"]}
         keep = [r for r in old if (r["case"], r["layer"]) not in done]
-        order = {c: i for i, c in enumerate(fd.CASES)}
+        order = {c: i for i, c in enumerate(fd.CASES + fd.NETWORK_CASES)}
         rows = sorted(keep + res["rows"], key=lambda r: (order[r["case"]], r["layer"]))
         out = {**res, "rows": rows, "machine": {"cpus": os.cpu_count()}}
         path.write_text(json.dumps(out, indent=1))

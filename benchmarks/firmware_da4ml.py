@@ -49,6 +49,7 @@ KIF = {"ap_fixed<16,6>": (1, 5, 10), "ap_ufixed<6,0>": (0, 0, 6)}  # da4ml's (si
 LATENCY_CUTOFF = 5  # da4ml adder levels per pipeline stage (its documented example value)
 SPARSITY = 0.7
 CASES = ("exact", "exact-pruned", "hls4ml", "hls4ml-pruned")
+NETWORK_CASES = ("exact-network", "exact-pruned-network")
 PEER = Path(__file__).resolve().parent / "_da4ml_peer.py"
 
 
@@ -147,7 +148,7 @@ def run_lightspeed(q, workdir: Path, x: np.ndarray, timeout: float) -> dict[str,
         "generate_seconds": round(time.perf_counter() - t0, 2),
         "latency_cycles": fw.latency,
         "estimate_lut": int(fw.manifest["estimate"]["lut"]),
-        "result_type": str(q.precision["fc"]["result"]),
+        "result_type": str(q.precision[q.graph.nodes[-1].name]["result"]),
         "y": q.predict(x),
     }
     if timeout <= 0:
@@ -257,6 +258,11 @@ def run(
         "rows": rows,
     }
     for case in cases:
+        if case in NETWORK_CASES:
+            rows.append(run_network(graph, workdir, timeout, pruned="pruned" in case))
+            if save:
+                save(res)
+            continue
         accum, pruned = case.split("-")[0], case.endswith("-pruned")
         for lay in tagger_layers(graph):
             if layers and lay["name"] not in layers:
@@ -286,6 +292,88 @@ def run(
             if save:
                 save(res)
     return res
+
+
+# ---------------------------------------------------------------------------
+# the whole network (exact accumulators; ReLU outputs cast to NET_ACT_T)
+
+NET_ACT_T = "ap_ufixed<6,0,RND,SAT>"  # da4ml has no RND_CONV: round half up on both sides
+
+
+def lightspeed_network(layers: list[dict[str, Any]], ws: list[np.ndarray]):
+    import lightspeed
+    from lightspeed.ir import Graph, Node, infer_shapes
+
+    nodes, cfg, prev = [], {}, "x"
+    for n, (lay, w) in enumerate(zip(layers, ws, strict=True)):
+        p = {"weight": w * 2.0**-WF, "bias": lay["b"] * 2.0**-WF}
+        nodes.append(Node(f"fc{n}", "dense", [prev], [f"h{n}"], {}, p))
+        cfg[f"fc{n}"] = {"weight": WEIGHT_T, "bias": WEIGHT_T}
+        prev = f"h{n}"
+        if n < len(layers) - 1:
+            nodes.append(Node(f"relu{n}", "relu", [prev], [f"a{n}"], {}))
+            cfg[f"relu{n}"] = {"result": NET_ACT_T}
+            prev = f"a{n}"
+    g = infer_shapes(Graph("tagger", {"x": (ws[0].shape[0],)}, [prev], nodes))
+    return lightspeed.quantize(g, "trained", config={"layers": cfg}, input_types={"x": FIRST_T})
+
+
+def run_network(graph, workdir: Path, timeout: float, pruned: bool, n_vectors: int = 2000):
+    from lightspeed.errors import LightspeedError
+    from lightspeed.firmware.parts import get_part
+    from lightspeed.firmware.synth import run_yosys
+
+    layers = tagger_layers(graph)
+    ws = [prune(la["w"], la["w_float"], SPARSITY) if pruned else la["w"] for la in layers]
+    case = "exact-pruned-network" if pruned else "exact-network"
+    print(f"== {case}", flush=True)
+    x = test_inputs(FIRST_T, n_vectors, ws[0].shape[0])
+    q = lightspeed_network(layers, ws)
+    ls = run_lightspeed(q, workdir / f"ls_{case}", x, timeout)
+    wd = workdir / f"da_{case}"
+    wd.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, Any] = {
+        "w": ws[0], "b": layers[0]["b"], "wf": WF, "in_kif": np.array(KIF[FIRST_T]), "x": x,
+        "latency_cutoff": LATENCY_CUTOFF, "n_layers": len(ws), "act_kif": np.array((0, 0, 6)),
+    }  # fmt: skip
+    for n in range(1, len(ws)):
+        arrays[f"w{n}"], arrays[f"b{n}"] = ws[n], layers[n]["b"]
+    np.savez(wd / "case.npz", **arrays)
+    r = subprocess.run(
+        [str(peer_python()), str(PEER), str(wd / "case.npz"), str(wd)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    row: dict[str, Any] = {
+        "case": case, "layer": "network", "shape": [16, 64, 32, 32, 5], "input_type": FIRST_T,
+        "accumulator": "exact", "zeros": float(np.mean(np.concatenate([w.ravel() for w in ws]) == 0)),
+        "nonzero_weights": int(sum(np.count_nonzero(w) for w in ws)),
+    }  # fmt: skip
+    if r.returncode != 0:
+        da: dict[str, Any] = {"error": "da4ml failed: " + r.stderr.strip().splitlines()[-1]}
+    else:
+        res = json.loads((wd / "result.json").read_text())
+        da = {
+            "stages": res["stages"], "latency_cycles": res["stages"] + 1,
+            "adder_depth": res["adder_depth"], "estimate_lut": res["cost_estimate_lut"],
+            "solve_seconds": round(res["solve_seconds"], 2),
+        }  # fmt: skip
+        y = np.array(res["y"], dtype=np.float64)
+        row["equivalence"] = compare_outputs(ls["y"], y, q.precision["fc3"]["result"])
+        if timeout > 0:
+            try:
+                rep = run_yosys(
+                    da4ml_verilog(wd / "prj"), "da4ml_dense", get_part("xcvu9p"), timeout
+                )
+                da["yosys"] = yosys_row(rep)
+            except LightspeedError as exc:
+                da["yosys"] = {"error": str(exc).splitlines()[0]}
+    ls.pop("y", None)
+    row["lightspeed"], row["da4ml"] = ls, da
+    lu, du = ls.get("yosys", {}).get("lut"), da.get("yosys", {}).get("lut")
+    if lu and du:
+        row["lut_ratio"] = lu / du
+    print(json.dumps(row), flush=True)
+    return row
 
 
 # ---------------------------------------------------------------------------
