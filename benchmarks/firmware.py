@@ -11,6 +11,7 @@ next to the published QKeras + hls4ml 6-bit jet tagger on a VU9P (Vivado).
     python benchmarks/firmware.py --yosys-timeout 0   # skip Yosys on the full models
     python benchmarks/firmware.py --da4ml             # per layer vs da4ml 0.6 (firmware_da4ml.py)
     python benchmarks/firmware.py --da4ml --cases exact --layers n0_Gemm --yosys-timeout 600
+    python benchmarks/firmware.py --da4ml --cases exact-network,exact-pruned-network
 
 Writes benchmarks/results/firmware.json and docs/benchmarks/firmware.md, prints the table.
 """
