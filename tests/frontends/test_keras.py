@@ -410,3 +410,23 @@ def test_unsupported_layer_advice(cls, advice):
               KLayer(cls, "l", {}, [["x:0:0"]])]  # fmt: skip
     with pytest.raises(UnsupportedOpError, match=f"Keras layer {cls} \\('l'\\).*{advice}"):
         convert(KModel("m", layers, ["x:0:0"], ["l:0:0"], {}, 2))
+
+
+@pytest.mark.parametrize(
+    ("dims", "k", "s", "pad"),
+    [(2, 3, 2, "same"), (2, 3, 2, "valid"), (2, 1, 2, "valid"), (2, 4, 2, "same"),
+     (1, 4, 2, "same"), (1, 3, 3, "valid")],
+)  # fmt: skip
+def test_conv_transpose_layers_match_keras(dims, k, s, pad):
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(0)
+    shape = (5, 6, 2) if dims == 2 else (7, 2)
+    layer = keras.layers.Conv2DTranspose if dims == 2 else keras.layers.Conv1DTranspose
+    m = keras.Sequential([keras.Input(shape), layer(3, k, strides=s, padding=pad)])
+    for w in m.weights:
+        w.assign(rng.normal(0, 0.5, w.shape))
+    x = rng.normal(0, 1, (10, *shape)).astype(np.float32)
+    g = lightspeed.load(m)
+    assert "conv_transpose" in {n.op for n in g.nodes}
+    got = run_float(g, {next(iter(g.inputs)): x})[g.outputs[0]]
+    np.testing.assert_allclose(got, m.predict(x, verbose=0), atol=1e-5)

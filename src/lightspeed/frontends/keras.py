@@ -675,6 +675,42 @@ def _conv_from(c: _Call, kernel: np.ndarray, bias: np.ndarray | None) -> None:
     activation(c, c.cfg.get("activation"), y, "cf")
 
 
+def _conv_transpose(c: _Call) -> None:
+    """Conv1D/2DTranspose: Keras ``(*k, out, in)`` kernels are ONNX ConvTranspose weights
+    ``(in, out, *k)`` (both are the gradient of a conv, no flip); pads and output padding
+    are chosen so the output has Keras's length (``in * stride`` for 'same',
+    ``in * stride + max(k - stride, 0)`` for 'valid')."""
+    x = c.x(0, "cf")
+    types: dict[str, FixedType] = {}
+    kernel = _quantized(c, c.weight("kernel"), "kernel_quantizer", "weight", types)
+    nd = kernel.ndim - 2
+    k = list(kernel.shape[:nd])
+    if c.cfg.get("data_format", "channels_last") != "channels_last":
+        raise c.refuse("data_format='channels_first'", "save the model with channels_last layers")
+    strides = _tuple(c.cfg.get("strides", 1), nd)
+    dil = _tuple(c.cfg.get("dilation_rate", 1), nd)
+    pad = str(c.cfg.get("padding", "valid")).lower()
+    if pad not in ("valid", "same"):
+        raise c.refuse(f"padding={pad!r}", "use 'valid' or 'same'")
+    if c.cfg.get("output_padding") is not None:
+        raise c.refuse("an explicit output_padding", "leave output_padding unset")
+    begin, end, out_pad = [], [], []
+    for n_in, kk, s, d in zip(c.s.st.shapes[x][1:], k, strides, dil, strict=True):
+        k_eff = (kk - 1) * d + 1
+        want = n_in * s if pad == "same" else n_in * s + max(k_eff - s, 0)
+        full = s * (n_in - 1) + k_eff  # ONNX's length without pads
+        total = max(full - want, 0)
+        begin.append(total // 2)
+        end.append(total - total // 2)
+        out_pad.append(max(want - full, 0))
+    attrs = {"strides": strides, "pads": begin + end, "output_padding": out_pad, "dilations": dil}
+    params = {"weight": np.ascontiguousarray(kernel.transpose(nd + 1, nd, *range(nd)))}
+    if c.cfg.get("use_bias", True):
+        params["bias"] = _quantized(c, c.weight("bias"), "bias_quantizer", "bias", types)
+    y = c.node("conv_transpose", [x], "cf", attrs=attrs, params=params, types=types)
+    activation(c, c.cfg.get("activation"), y, "cf")
+
+
 def _depthwise_weight(dk: np.ndarray) -> np.ndarray:
     """Keras ``(*k, cin, mult)`` -> IR ``(cin*mult, 1, *k)`` (output channel = c*mult + m)."""
     nd = dk.ndim - 2
@@ -968,6 +1004,7 @@ _CONVERTERS: dict[str, Callable[[_Call], None]] = {
     "UpSampling1D": _upsampling, "UpSampling2D": _upsampling,
     "ZeroPadding1D": _zero_padding, "ZeroPadding2D": _zero_padding,
     "Cropping1D": _cropping, "Cropping2D": _cropping,
+    "Conv1DTranspose": _conv_transpose, "Conv2DTranspose": _conv_transpose,
 }  # fmt: skip
 
 # what to tell users of layers lightspeed does not convert
@@ -983,8 +1020,6 @@ _ADVICE = {
     "Embedding": "embeddings are not supported; feed one-hot or dense features",
     "Lambda": "Lambda layers hold Python code lightspeed cannot read; replace them with Keras layers",
     "Conv3D": "3-D convolutions are not supported; use Conv2D",
-    "Conv2DTranspose": "transposed convolution is not supported yet; use UpSampling2D + Conv2D",
-    "Conv1DTranspose": "transposed convolution is not supported yet; use UpSampling1D + Conv1D",
     "FixedPointQuantizer": "this is an HGQ (version 1) proxy model; export it from HGQ2, or "
     "convert it to QONNX",
     "BinaryDense": "BinaryDense is a custom layer; retrain with QKeras QDense(kernel_quantizer="
