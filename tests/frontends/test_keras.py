@@ -134,8 +134,15 @@ def _k3(build):
 
 
 def test_unsupported_layers_named():
-    model = _k3(lambda k, L: k.Sequential([k.Input((5, 4)), L.LSTM(3, name="lstm"), L.Dense(2)]))
-    with pytest.raises(UnsupportedOpError, match=r"Keras layer LSTM \('lstm'\).*recurrent"):
+    model = _k3(
+        lambda k, L: k.Sequential([k.Input((5, 4)), L.SimpleRNN(3, name="rnn"), L.Dense(2)])
+    )
+    with pytest.raises(UnsupportedOpError, match=r"Keras layer SimpleRNN \('rnn'\).*recurrent"):
+        lightspeed.load(model)
+    model = _k3(
+        lambda k, L: k.Sequential([k.Input((5, 4)), L.LSTM(3, activation="relu", name="lstm")])
+    )
+    with pytest.raises(UnsupportedOpError, match=r"'lstm'.*activation 'relu'.*defaults"):
         lightspeed.load(model)
     model = _k3(lambda k, L: k.Sequential([k.Input((6,)), L.LayerNormalization(name="ln")]))
     with pytest.raises(UnsupportedOpError, match=r"LayerNormalization.*LayerNorm is not supported"):
@@ -430,3 +437,25 @@ def test_conv_transpose_layers_match_keras(dims, k, s, pad):
     assert "conv_transpose" in {n.op for n in g.nodes}
     got = run_float(g, {next(iter(g.inputs)): x})[g.outputs[0]]
     np.testing.assert_allclose(got, m.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kw"),
+    [("LSTM", {}), ("GRU", {}), ("GRU", {"reset_after": False}),
+     ("LSTM", {"return_sequences": True})],
+)  # fmt: skip
+def test_recurrent_layers_match_keras(cls, kw):
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(0)
+    layer = getattr(keras.layers, cls)(4, **kw)
+    m = keras.Sequential(
+        [keras.Input((5, 3)), layer, keras.layers.Flatten(), keras.layers.Dense(2)]
+    )
+    for w in m.weights:
+        w.assign(rng.normal(0, 0.5, w.shape))
+    x = rng.normal(0, 1, (20, 5, 3)).astype(np.float32)
+    g = lightspeed.load(m)
+    got = run_float(g, {next(iter(g.inputs)): x})[g.outputs[0]]
+    np.testing.assert_allclose(got, m.predict(x, verbose=0), atol=1e-5)
+    q = lightspeed.quantize(g, "auto", rng.normal(0, 1, (300, 5, 3)))
+    assert np.abs(q.predict(x) - got).max() < 0.05

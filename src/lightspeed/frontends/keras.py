@@ -711,6 +711,51 @@ def _conv_transpose(c: _Call) -> None:
     activation(c, c.cfg.get("activation"), y, "cf")
 
 
+def _recurrent(c: _Call) -> None:
+    """Keras LSTM / GRU (forward, default activations): unrolled over the model's sequence
+    length by :mod:`lightspeed.ops.recurrent`, the weights reordered to ONNX's gate order."""
+    from lightspeed.ops.recurrent import Emitter, gru_steps, lstm_steps
+
+    cfg, kind = c.cfg, c.layer.cls
+    want_rec = "sigmoid"
+    if cfg.get("activation", "tanh") != "tanh" or cfg.get("recurrent_activation") != want_rec:
+        raise c.refuse(
+            f"activation {cfg.get('activation')!r} / recurrent_activation "
+            f"{cfg.get('recurrent_activation')!r}",
+            "use activation='tanh' and recurrent_activation='sigmoid' (the defaults)",
+        )
+    for key in ("go_backwards", "stateful", "return_state"):
+        if cfg.get(key):
+            raise c.refuse(f"{key}=True", f"set {key}=False")
+    x = c.x(0, "cl")
+    shape = c.s.st.shapes[x]
+    if len(shape) != 2:
+        raise c.refuse(f"an input of shape {list(shape)}", "feed (timesteps, features)")
+    kernel, rec = c.weight("kernel"), c.weight("recurrent_kernel")
+    h = rec.shape[0]
+    bias = c.weight("bias") if cfg.get("use_bias", True) else None
+    e = Emitter(c.s.st, c.name)
+    if kind == "LSTM":
+        order = np.r_[0:h, 3 * h : 4 * h, h : 2 * h, 2 * h : 3 * h]  # Keras i,f,c,o -> i,o,f,c
+        b = np.zeros(4 * h) if bias is None else bias.reshape(-1)[order]
+        hs, _ = lstm_steps(e, x, shape, kernel[:, order].T, rec[:, order].T, b, h)
+    else:  # GRU: z, r, h in both; reset_after (TF2's default) is ONNX's linear_before_reset
+        after = bool(cfg.get("reset_after", True))
+        if bias is None:
+            wb = rb = np.zeros(3 * h)
+        elif after:
+            wb, rb = bias.reshape(2, 3 * h)
+        else:
+            wb, rb = bias.reshape(-1), np.zeros(3 * h)
+        hs = gru_steps(e, x, shape, kernel.T, rec.T, wb, rb, h, int(after))
+    if cfg.get("return_sequences", False):
+        rows = [e.node("reshape", [v], {"shape": [1, h]}) for v in hs]
+        out = e.node("concat", rows, {"axis": 1}) if len(rows) > 1 else rows[0]
+    else:
+        out = hs[-1]
+    c.set_out(out, "cl")
+
+
 def _depthwise_weight(dk: np.ndarray) -> np.ndarray:
     """Keras ``(*k, cin, mult)`` -> IR ``(cin*mult, 1, *k)`` (output channel = c*mult + m)."""
     nd = dk.ndim - 2
@@ -1005,12 +1050,11 @@ _CONVERTERS: dict[str, Callable[[_Call], None]] = {
     "ZeroPadding1D": _zero_padding, "ZeroPadding2D": _zero_padding,
     "Cropping1D": _cropping, "Cropping2D": _cropping,
     "Conv1DTranspose": _conv_transpose, "Conv2DTranspose": _conv_transpose,
+    "LSTM": _recurrent, "GRU": _recurrent,
 }  # fmt: skip
 
 # what to tell users of layers lightspeed does not convert
 _ADVICE = {
-    "LSTM": "recurrent layers are not supported yet; use Conv1D over the sequence",
-    "GRU": "recurrent layers are not supported yet; use Conv1D over the sequence",
     "SimpleRNN": "recurrent layers are not supported yet; use Conv1D over the sequence",
     "Bidirectional": "recurrent layers are not supported yet; use Conv1D over the sequence",
     "MultiHeadAttention": "attention is not supported yet",

@@ -122,7 +122,7 @@ def _drop_dead(og: OnnxGraph) -> None:
 # -- import: the unrolled cell
 
 
-class _Emitter:
+class Emitter:
     """Emits the nodes of one unrolled layer with unique names."""
 
     def __init__(self, st: ImportState, name: str) -> None:
@@ -180,7 +180,7 @@ def _check(onode, st: ImportState, a: dict, name: str, gates: int) -> str:
     return x
 
 
-def _outputs(e: _Emitter, onode, a: dict, hs: list[str], h_size: int, c_last: str | None) -> None:
+def _outputs(e: Emitter, onode, a: dict, hs: list[str], h_size: int, c_last: str | None) -> None:
     """Y (sequence, 1, hidden) in layout 1, or (sequence, hidden) for a merged batch-first
     node; the final states (1, hidden) where used."""
     outs = [*onode.output, "", "", ""]
@@ -198,14 +198,22 @@ def _outputs(e: _Emitter, onode, a: dict, hs: list[str], h_size: int, c_last: st
 def import_lstm(onode, st: ImportState, a: dict, name: str) -> None:
     x = _check(onode, st, a, name, 4)
     w, r, wb, rb, h_size = _weights(onode, st, name, 4)
-    steps, features = st.shapes[x]
-    e = _Emitter(st, name)
+    e = Emitter(st, name)
+    hs, c = lstm_steps(e, x, st.shapes[x], w, r, wb + rb, h_size)
+    _outputs(e, onode, a, hs, h_size, c)
+
+
+def lstm_steps(
+    e: Emitter, x: str, shape, w: np.ndarray, r: np.ndarray, b: np.ndarray, h_size: int
+) -> tuple[list[str], str | None]:
+    """The unrolled LSTM on ``x`` (steps, features); ONNX gate order i, o, f, c in the rows
+    of ``w`` (4H, F) and ``r`` (4H, H), ``b`` the summed biases (4H). Returns every step's h
+    and the last cell state."""
+    steps, features = shape
     h = c = None
     hs = []
     for t in range(steps):
-        gates = e.node(
-            "dense", [e.step_input(x, t, features)], params={"weight": w.T, "bias": wb + rb}
-        )
+        gates = e.node("dense", [e.step_input(x, t, features)], params={"weight": w.T, "bias": b})
         if h is not None:
             gates = e.node("add", [gates, e.node("dense", [h], params={"weight": r.T})])
         i, o, f, g = (e.rows(gates, k * h_size, (k + 1) * h_size) for k in range(4))
@@ -214,15 +222,31 @@ def import_lstm(onode, st: ImportState, a: dict, name: str) -> None:
         c = ig if c is None else e.node("add", [e.node("mul", [f, c]), ig])
         h = e.node("mul", [o, e.node("tanh", [c])])
         hs.append(h)
-    _outputs(e, onode, a, hs, h_size, c)
+    return hs, c
 
 
 def import_gru(onode, st: ImportState, a: dict, name: str) -> None:
     x = _check(onode, st, a, name, 3)
     w, r, wb, rb, h_size = _weights(onode, st, name, 3)
-    before_reset = int(a.get("linear_before_reset", 0))
-    steps, features = st.shapes[x]
-    e = _Emitter(st, name)
+    e = Emitter(st, name)
+    hs = gru_steps(e, x, st.shapes[x], w, r, wb, rb, h_size, int(a.get("linear_before_reset", 0)))
+    _outputs(e, onode, a, hs, h_size, None)
+
+
+def gru_steps(
+    e: Emitter,
+    x: str,
+    shape,
+    w: np.ndarray,
+    r: np.ndarray,
+    wb: np.ndarray,
+    rb: np.ndarray,
+    h_size: int,
+    before_reset: int,
+) -> list[str]:
+    """The unrolled GRU on ``x`` (steps, features); ONNX gate order z, r, h in the rows of
+    ``w`` (3H, F) and ``r`` (3H, H), input and recurrent biases apart. Returns every step's h."""
+    steps, features = shape
     sl = [slice(k * h_size, (k + 1) * h_size) for k in range(3)]
     h = None
     hs = []
@@ -255,4 +279,4 @@ def import_gru(onode, st: ImportState, a: dict, name: str) -> None:
             cand = e.node("tanh", [e.node("add", [xh, rec])])
             h = e.node("add", [cand, e.node("mul", [z, e.node("sub", [h, cand])])])
         hs.append(h)
-    _outputs(e, onode, a, hs, h_size, None)
+    return hs
