@@ -207,15 +207,8 @@ def const_type(p: dict[str, Any], name: str) -> FixedType:
     return FixedType(width, integer, p["signed"], rounding, overflow)
 
 
-def activation_type(p: dict[str, Any], name: str) -> FixedType:
-    """The exact cast a Quant on activations performs (refusing what fixed point cannot do)."""
-    if np.unique(p["frac"]).size != 1 or np.unique(p["bits"]).size != 1:
-        raise UnsupportedOpError(
-            f"node {name!r}: per-channel/per-element Quant scales or bit widths on activations "
-            "are not supported; use one power-of-two scale and one bit width per activation tensor"
-        )
-    if int(p["bits"].reshape(-1)[0]) < 1:
-        raise UnsupportedOpError(f"node {name!r}: a 0-bit Quant on activations zeroes the tensor")
+def _check_modes(p: dict, name: str) -> None:
+    """Quant rounding and narrow-range settings that have an ap_fixed equivalent."""
     if p["rounding"] not in ROUNDING:
         raise UnsupportedOpError(
             f"node {name!r}: Quant rounding_mode {p['rounding']} has no ap_fixed equivalent; "
@@ -226,6 +219,18 @@ def activation_type(p: dict[str, Any], name: str) -> FixedType:
             f"node {name!r}: unsigned narrow-range Quant (max 2^b-2) has no ap_ufixed overflow "
             "mode; use narrow=0 for unsigned activations"
         )
+
+
+def activation_type(p: dict[str, Any], name: str) -> FixedType:
+    """The exact cast a Quant on activations performs (refusing what fixed point cannot do)."""
+    if np.unique(p["frac"]).size != 1 or np.unique(p["bits"]).size != 1:
+        raise UnsupportedOpError(
+            f"node {name!r}: per-channel/per-element Quant scales or bit widths on activations "
+            "are not supported; use one power-of-two scale and one bit width per activation tensor"
+        )
+    if int(p["bits"].reshape(-1)[0]) < 1:
+        raise UnsupportedOpError(f"node {name!r}: a 0-bit Quant on activations zeroes the tensor")
+    _check_modes(p, name)
     k = int(p["frac"].reshape(-1)[0])
     bits = int(p["bits"].reshape(-1)[0])
     overflow = "SAT_SYM" if p["narrow"] else "SAT"
@@ -321,16 +326,7 @@ def _scaled_quant(onode: Any, st: ImportState, p: dict[str, Any], name: str) -> 
             f"node {name!r}: per-element Quant bit widths on activations are not supported; "
             "use one bit width per activation tensor"
         )
-    if p["rounding"] not in ROUNDING:
-        raise UnsupportedOpError(
-            f"node {name!r}: Quant rounding_mode {p['rounding']} has no ap_fixed equivalent; "
-            "use ROUND, ROUND_TO_ZERO or FLOOR"
-        )
-    if p["narrow"] and not p["signed"]:
-        raise UnsupportedOpError(
-            f"node {name!r}: unsigned narrow-range Quant (max 2^b-2) has no ap_ufixed overflow "
-            "mode; use narrow=0 for unsigned activations"
-        )
+    _check_modes(p, name)
     src = dyn(st, onode.input[0], "Quant", name)
     shape = st.shapes[src]
     bits = int(p["bits"].reshape(-1)[0])
