@@ -61,3 +61,30 @@ def check_against_ort(model, feeds, input_shape=None, atol=1e-5):
         assert r.shape == o.shape
         np.testing.assert_allclose(o, r, atol=atol, rtol=1e-5)
     return g
+
+
+def export_brevitas_mlp(path, hidden: int, outputs: int, last_bias: bool, seed: int = 0):
+    """A Brevitas 8 -> hidden -> outputs MLP with fixed-point (power-of-two) quantizers,
+    calibrated on random inputs and exported to QONNX at ``path``; returns the net."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("brevitas")
+    pytest.importorskip("onnxoptimizer", reason="brevitas' QONNX export needs onnxoptimizer")
+    import brevitas.nn as qnn
+    from brevitas import quant as bq
+    from brevitas.export import export_qonnx
+
+    torch.manual_seed(seed)
+    last = {"bias_quant": bq.Int16Bias} if last_bias else {}
+    net = torch.nn.Sequential(
+        qnn.QuantIdentity(act_quant=bq.Int8ActPerTensorFixedPoint, return_quant_tensor=True),
+        qnn.QuantLinear(8, hidden, bias=True, weight_quant=bq.Int8WeightPerTensorFixedPoint,
+                        bias_quant=bq.Int16Bias, return_quant_tensor=True),
+        qnn.QuantReLU(act_quant=bq.Uint8ActPerTensorFixedPoint, return_quant_tensor=True),
+        qnn.QuantLinear(hidden, outputs, bias=last_bias,
+                        weight_quant=bq.Int8WeightPerTensorFixedPoint, **last),
+    )  # fmt: skip
+    with torch.no_grad():
+        net(torch.randn(64, 8))
+    net.eval()
+    export_qonnx(net, torch.randn(1, 8), str(path), dynamo=False)
+    return net

@@ -10,7 +10,7 @@ import lightspeed
 from lightspeed.errors import ConfigError, UnsupportedOpError
 from lightspeed.fixed import parse_type
 from lightspeed.frontends import load_model
-from tests.frontends.helpers import make_model, rnd, run_ir
+from tests.frontends.helpers import export_brevitas_mlp, make_model, rnd, run_ir
 
 QD = "qonnx.custom_op.general"
 
@@ -163,25 +163,8 @@ def test_narrow_signed_activation_is_sat_sym():
 def test_brevitas_export_imports_with_trained_types(tmp_path):
     """A real Brevitas QONNX export (power-of-two scales) imports and matches qonnx's executor."""
     torch = pytest.importorskip("torch")
-    pytest.importorskip("brevitas")
-    pytest.importorskip("onnxoptimizer", reason="brevitas' QONNX export needs onnxoptimizer")
-    import brevitas.nn as qnn
-    from brevitas import quant as bq
-    from brevitas.export import export_qonnx
-
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        qnn.QuantIdentity(act_quant=bq.Int8ActPerTensorFixedPoint, return_quant_tensor=True),
-        qnn.QuantLinear(8, 6, bias=True, weight_quant=bq.Int8WeightPerTensorFixedPoint,
-                        bias_quant=bq.Int16Bias, return_quant_tensor=True),
-        qnn.QuantReLU(act_quant=bq.Uint8ActPerTensorFixedPoint, return_quant_tensor=True),
-        qnn.QuantLinear(6, 3, bias=False, weight_quant=bq.Int8WeightPerTensorFixedPoint),
-    )  # fmt: skip
-    net.eval()
-    with torch.no_grad():
-        net(torch.randn(64, 8))
     path = tmp_path / "brevitas.onnx"
-    export_qonnx(net, torch.randn(1, 8), str(path), dynamo=False)
+    net = export_brevitas_mlp(path, hidden=6, outputs=3, last_bias=False)
     g = load_model(path)
     assert [n.op for n in g.nodes] == ["quant", "dense", "relu", "quant", "dense"]
     assert tstr(g.nodes[0])["result"].startswith("ap_fixed<8,")

@@ -15,7 +15,7 @@ import lightspeed
 from lightspeed.cli import main
 from lightspeed.errors import ConfigError
 from lightspeed.frontends import load_model
-from tests.frontends.helpers import make_model, rnd
+from tests.frontends.helpers import export_brevitas_mlp, make_model, rnd
 from tests.frontends.test_qonnx_import import QD, qonnx_reference, quant
 
 pytest.importorskip("qonnx")
@@ -242,28 +242,10 @@ def test_input_types_with_search_are_refused():
 @pytest.mark.filterwarnings("ignore:The GemmToMatMul")
 def test_brevitas_mlp_after_gemm_to_matmul_is_bit_exact(tmp_path):
     """hls4ml's recipe on a Brevitas fixed-point export: cleanup + GemmToMatMul, then trained."""
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("brevitas")
-    pytest.importorskip("onnxoptimizer", reason="brevitas' QONNX export needs onnxoptimizer")
-    import brevitas.nn as qnn
     import onnx
-    from brevitas import quant as bq
-    from brevitas.export import export_qonnx
 
-    torch.manual_seed(1)
-    net = torch.nn.Sequential(
-        qnn.QuantIdentity(act_quant=bq.Int8ActPerTensorFixedPoint, return_quant_tensor=True),
-        qnn.QuantLinear(8, 16, bias=True, weight_quant=bq.Int8WeightPerTensorFixedPoint,
-                        bias_quant=bq.Int16Bias, return_quant_tensor=True),
-        qnn.QuantReLU(act_quant=bq.Uint8ActPerTensorFixedPoint, return_quant_tensor=True),
-        qnn.QuantLinear(16, 4, bias=True, weight_quant=bq.Int8WeightPerTensorFixedPoint,
-                        bias_quant=bq.Int16Bias),
-    )  # fmt: skip
-    with torch.no_grad():
-        net(torch.randn(64, 8))
-    net.eval()
     path = tmp_path / "brevitas_mlp.onnx"
-    export_qonnx(net, torch.randn(1, 8), str(path), dynamo=False)
+    export_brevitas_mlp(path, hidden=16, outputs=4, last_bias=True, seed=1)
     m = _qonnx(onnx.load(str(path)), _gemm_to_matmul())
     assert "Gemm" not in [n.op_type for n in m.graph.node]
     g = load_model(m)

@@ -122,6 +122,12 @@ class ModelStats:
     # successful request latency counts per LATENCY_BOUNDS_NS bucket (+ overflow)
     latency_hist: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_NS) + 1))
 
+    def failed(self, code: str, ns: int = 0) -> None:
+        """Count one failed request by its status code (``ns``: its time in the server)."""
+        self.fail_count += 1
+        self.fail_ns += ns
+        self.fail_reasons[code] = self.fail_reasons.get(code, 0) + 1
+
 
 class _Request:
     __slots__ = (
@@ -422,19 +428,14 @@ class Scheduler:
 
     def _fail(self, req: _Request, exc: ServeError, now: int) -> None:
         """Answer one request with an error: counted by reason, logged once."""
-        stats = self.stats
-        stats.fail_count += 1
-        stats.fail_ns += now - req.arrival
-        stats.fail_reasons[exc.code] = stats.fail_reasons.get(exc.code, 0) + 1
+        self.stats.failed(exc.code, now - req.arrival)
         self._log_failure(self.name, req.id, exc)
         if not req.future.done():
             req.future.set_exception(exc)
 
     def refused(self, exc: ServeError, request_id: str = "") -> None:
         """Count and log a request refused before it was queued (bad shape, NaN, ...)."""
-        stats = self.stats
-        stats.fail_count += 1
-        stats.fail_reasons[exc.code] = stats.fail_reasons.get(exc.code, 0) + 1
+        self.stats.failed(exc.code)
         self._log_failure(self.name, request_id, exc)
 
     def _take(self, now: int) -> list[_Request] | int:

@@ -311,7 +311,7 @@ class EnsembleModel(LoadedModel):
             tensors = await run_steps(self._steps, inputs, self._get, request_id, timeout_ns)
         except Exception as exc:
             err = as_serve_error(self.name, exc)
-            self.scheduler.refused(err, request_id)
+            self.scheduler.refused(err, request_id)  # counted and logged
             stats.fail_ns += time.monotonic_ns() - t0
             raise err from None
         took = time.monotonic_ns() - t0

@@ -194,8 +194,7 @@ class SequenceScheduler:
         return self._running > 0 or self.queued > 0
 
     def refused(self, exc: ServeError, request_id: str = "") -> None:
-        self.stats.fail_count += 1
-        self.stats.fail_reasons[exc.code] = self.stats.fail_reasons.get(exc.code, 0) + 1
+        self.stats.failed(exc.code)
         self._log_failure(self.name, request_id, exc)
 
     def submit(
@@ -424,9 +423,7 @@ class SequenceScheduler:
             s.last = now
             if isinstance(res, BaseException) or res is None:
                 err = as_serve_error(self.name, res or RuntimeError("no result"))
-                stats.fail_count += 1
-                stats.fail_ns += now - req.arrival
-                stats.fail_reasons[err.code] = stats.fail_reasons.get(err.code, 0) + 1
+                stats.failed(err.code, now - req.arrival)
                 self._log_failure(self.name, req.id, err)
                 if not req.future.done():
                     req.future.set_exception(err)

@@ -217,21 +217,3 @@ def finish_mac(nl: Netlist, plan: MacPlan) -> Sig:
             q = cast_product(nl, p, F, acc_t.rounding, acc_t)
             acc = nl.cast(nl.add(acc, q), F, "TRN", acc_t)
     return nl.cast(acc, res_t.frac, res_t.rounding, res_t)
-
-
-def mac(
-    nl: Netlist,
-    xs: list[Sig | None],
-    w: np.ndarray,
-    w_t: FixedType,
-    bias: int | None,
-    b_t: FixedType | None,
-    acc_t: FixedType,
-    res_t: FixedType,
-    opts: FirmwareOptions,
-) -> Sig:
-    """One output of a multiply-accumulate: ``(res_t) sum_i x_i w_i + bias`` per the contract.
-
-    ``xs[i] is None`` stands for a constant zero input (padding).
-    """
-    return finish_mac(nl, plan_mac(nl, xs, w, w_t, bias, b_t, acc_t, res_t, opts))

@@ -1,4 +1,4 @@
-"""Emitter for :mod:`lightspeed.ops.dense`: one MAC (see :func:`arith.mac`) per output."""
+"""Emitter for :mod:`lightspeed.ops.dense`: one MAC (:func:`arith.plan_mac`, :func:`arith.finish_mac`) per output."""
 
 from __future__ import annotations
 

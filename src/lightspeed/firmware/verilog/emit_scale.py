@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lightspeed.firmware.verilog.arith import mac
+from lightspeed.firmware.verilog.arith import finish_mac, plan_mac
 from lightspeed.firmware.verilog.lowering import EmitContext, register
 
 
@@ -16,7 +16,7 @@ def emit_batchnorm(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
     y = np.empty(x.shape, dtype=object)
     for idx in np.ndindex(*x.shape):
         c = idx[0]
-        y[idx] = mac(
+        plan = plan_mac(
             ctx.nl,
             [x[idx]],  # type: ignore[list-item]
             np.array([scale[c]]),
@@ -27,4 +27,5 @@ def emit_batchnorm(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
             p["result"],
             ctx.opts,
         )
+        y[idx] = finish_mac(ctx.nl, plan)
     return [y]
