@@ -207,12 +207,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return await self._abort(context, exc)
         return pb.RepositoryModelUnloadResponse()
 
-    # ------------------------------------------------------------------ not offered
-    async def _unimplemented(self, request, context, what: str):
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, f"{what} is not supported by the lightspeed server"
-        )
-
+    # ------------------------------------------------------------------ shared memory
     async def SystemSharedMemoryStatus(self, request, context):
         try:
             regions = self.core.shm.status(request.name)
@@ -235,12 +230,26 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.SystemSharedMemoryUnregisterResponse()
 
     async def CudaSharedMemoryStatus(self, request, context):
-        return pb.CudaSharedMemoryStatusResponse()
+        try:
+            regions = self.core.shm.cuda_status(request.name)
+        except ServeError as exc:
+            return await self._abort(context, exc)
+        resp = pb.CudaSharedMemoryStatusResponse()
+        for r in regions:
+            resp.regions[r["name"]].CopyFrom(pb.CudaSharedMemoryStatusResponse.RegionStatus(**r))
+        return resp
 
     async def CudaSharedMemoryRegister(self, request, context):
-        await self._unimplemented(request, context, "CUDA shared memory")
+        try:
+            self.core.shm.register_cuda(
+                request.name, request.raw_handle, request.device_id, request.byte_size
+            )
+        except ServeError as exc:
+            return await self._abort(context, exc)
+        return pb.CudaSharedMemoryRegisterResponse()
 
     async def CudaSharedMemoryUnregister(self, request, context):
+        self.core.shm.unregister_cuda(request.name)
         return pb.CudaSharedMemoryUnregisterResponse()
 
 

@@ -9,6 +9,8 @@ which is what ``tritonclient.http`` does by default.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 
@@ -265,6 +267,45 @@ class HttpFrontEnd:
         self.core.shm.unregister(request.match_info.get("region", ""))
         return web.Response(status=200)
 
+    async def cuda_shm_status(self, request):
+        try:
+            regions = self.core.shm.cuda_status(request.match_info.get("region", ""))
+            return web.json_response(regions)
+        except ServeError as exc:
+            return _error(exc)
+
+    async def cuda_shm_register(self, request):
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(
+                invalid("register body must be JSON with raw_handle, device_id, byte_size")
+            )
+        try:
+            handle = body.get("raw_handle") if isinstance(body, dict) else None
+            b64 = handle.get("b64") if isinstance(handle, dict) else None
+            if not isinstance(b64, str | bytes):
+                raise invalid('CUDA register body needs "raw_handle": {"b64": <base64 handle>}')
+            try:
+                raw = base64.b64decode(b64, validate=True)
+            except (ValueError, binascii.Error):
+                raise invalid("raw_handle.b64 is not valid base64") from None
+            self.core.shm.register_cuda(
+                request.match_info["region"],
+                raw,
+                int(body.get("device_id", 0)),
+                int(body.get("byte_size", 0)),
+            )
+        except (TypeError, ValueError):
+            return _error(invalid("device_id and byte_size must be integers"))
+        except ServeError as exc:
+            return _error(exc)
+        return web.Response(status=200)
+
+    async def cuda_shm_unregister(self, request):
+        self.core.shm.unregister_cuda(request.match_info.get("region", ""))
+        return web.Response(status=200)
+
     async def repo_index(self, request):
         ready_only = False
         if request.can_read_body:
@@ -319,6 +360,11 @@ def create_http_app(
     r.add_post("/v2/systemsharedmemory/region/{region}/register", fe.shm_register)
     r.add_post("/v2/systemsharedmemory/unregister", fe.shm_unregister)
     r.add_post("/v2/systemsharedmemory/region/{region}/unregister", fe.shm_unregister)
+    r.add_get("/v2/cudasharedmemory/status", fe.cuda_shm_status)
+    r.add_get("/v2/cudasharedmemory/region/{region}/status", fe.cuda_shm_status)
+    r.add_post("/v2/cudasharedmemory/region/{region}/register", fe.cuda_shm_register)
+    r.add_post("/v2/cudasharedmemory/unregister", fe.cuda_shm_unregister)
+    r.add_post("/v2/cudasharedmemory/region/{region}/unregister", fe.cuda_shm_unregister)
     r.add_post("/v2/repository/index", fe.repo_index)
     r.add_post("/v2/repository/models/{model}/load", fe.repo_load)
     r.add_post("/v2/repository/models/{model}/unload", fe.repo_unload)

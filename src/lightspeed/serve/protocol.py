@@ -21,6 +21,7 @@ EXTENSIONS = [
     "statistics",
     "binary_tensor_data",
     "system_shared_memory",
+    "cuda_shared_memory",
 ]
 
 # v2 protocol datatype -> numpy dtype (BYTES/strings are not served).

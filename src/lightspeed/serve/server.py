@@ -111,7 +111,7 @@ class Server:
         self.core.loading = cfg.load_all and not load_first
         if cfg.workers > 1:
             self.core.frozen = multi_worker_refusal("repository load/unload", cfg.workers)
-            self.core.shm.refusal = multi_worker_refusal("system shared memory", cfg.workers)
+            self.core.shm.refusal = multi_worker_refusal("shared memory", cfg.workers)
         if cfg.grpc_port >= 0:
             from lightspeed.serve.grpc_server import create_grpc_server
 
