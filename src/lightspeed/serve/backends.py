@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +68,14 @@ def _ort_dims(shape, batched: bool) -> tuple[int, ...]:
 class OnnxRuntimeBackend(Backend):
     """onnxruntime session; CUDA execution provider for GPU instances when available."""
 
-    def __init__(self, path: Path, *, gpu: str = "cpu", threads: int = 1, batched: bool = True):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        providers: Sequence = ("CPUExecutionProvider",),
+        threads: int = 1,
+        batched: bool = True,
+    ):
         from lightspeed.errors import require
 
         ort = require("onnxruntime", "serve", "the onnxruntime backend")
@@ -79,19 +86,9 @@ class OnnxRuntimeBackend(Backend):
         # extra intra-op threads only fight over the cores with the network loop
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        providers = ["CPUExecutionProvider"]
-        has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-        if gpu == "gpu" and not has_cuda:
-            # Triton fails such a load too: a GPU model silently on the CPU misleads capacity plans
-            raise invalid(
-                f"instance_group kind KIND_GPU for {path.name}, but onnxruntime has no "
-                "CUDAExecutionProvider here (install onnxruntime-gpu and a CUDA driver, or use "
-                "KIND_CPU / KIND_AUTO)"
-            )
-        if gpu in ("gpu", "auto") and has_cuda:
-            providers.insert(0, "CUDAExecutionProvider")
+        # providers come from serve/devices.py (instance groups, accelerators, GPU ids)
         try:
-            self._session = ort.InferenceSession(str(path), opts, providers=providers)
+            self._session = ort.InferenceSession(str(path), opts, providers=list(providers))
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise invalid(f"ONNX file {path} failed to load in onnxruntime: {exc}") from None
         self.providers = self._session.get_providers()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lightspeed.errors import require
 from lightspeed.serve import backends as B
 from lightspeed.serve.batcher import (
     LATENCY_BOUNDS_NS,
@@ -26,6 +27,7 @@ from lightspeed.serve.batcher import (
     as_serve_error,
 )
 from lightspeed.serve.cache import ResponseCache, request_key
+from lightspeed.serve.devices import gpu_count, placements
 from lightspeed.serve.ensemble import Step, check_composing, ensemble_steps, run_steps
 from lightspeed.serve.errors import ServeError, invalid, not_found, unavailable
 from lightspeed.serve.logs import kv
@@ -397,10 +399,17 @@ def build_instances(config, path: Path, version: int, options: CoreOptions) -> l
     name = backend_name(config)
     count, gpu = _instance_count(config)
     batched = config.max_batch_size > 0
+    mc = model_config_pb2()
     if name == "onnxruntime":
+        ort = require("onnxruntime", "serve", "the onnxruntime backend")
+        available = set(ort.get_available_providers())
+        where = placements(config, gpu_count(available), available, mc.ModelInstanceGroup)
+        count = len(where)
 
-        def make():
-            return B.OnnxRuntimeBackend(path, gpu=gpu, threads=options.ort_threads, batched=batched)
+        def make(i: int = 0):
+            return B.OnnxRuntimeBackend(
+                path, providers=where[i].providers, threads=options.ort_threads, batched=batched
+            )
     elif name == "lightspeed":
         if gpu == "gpu":
             raise invalid(
@@ -416,17 +425,17 @@ def build_instances(config, path: Path, version: int, options: CoreOptions) -> l
             )
         dtypes = {s.name: s.dtype for s in tensor_specs(config.output, "output", config.name)}
 
-        def make():
+        def make(i: int = 0):
             return B.LightspeedBackend(path, output_dtypes=dtypes)
     elif name == "python":
         module = B.load_python_module(path, f"_lightspeed_model_{config.name}_{version}")
         if hasattr(module, "TritonPythonModel"):
 
-            def make():
+            def make(i: int = 0):
                 return B.TritonPythonBackend(module.TritonPythonModel, config, path, version)
         elif callable(getattr(module, "infer", None)):
 
-            def make():
+            def make(i: int = 0):
                 return B.PythonCallableBackend(module.infer)
         else:
             raise invalid(
@@ -442,7 +451,7 @@ def build_instances(config, path: Path, version: int, options: CoreOptions) -> l
             f"(the {name} backend cannot infer them)"
         )
     validate_config(config, config.name)
-    return [first] + [make() for _ in range(count - 1)]
+    return [first] + [make(i) for i in range(1, count)]
 
 
 def warm_up(config, model_dir: Path, instances: list[B.Backend]) -> None:
