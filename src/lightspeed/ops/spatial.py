@@ -375,8 +375,8 @@ def _resize_import(onode, st: ImportState, a: dict, name: str) -> None:
     shape = st.shapes[x]
     full = [1, *shape]
     mode = decode_str(a.get("mode", "nearest"))
-    if mode != "nearest":
-        raise unsupported(op, name, f"mode {mode!r} (only nearest-neighbour upsampling)")
+    if mode not in ("nearest", "linear"):
+        raise unsupported(op, name, f"mode {mode!r} (nearest or linear upsampling)")
     if op == "Upsample" or st.opset < 11:
         sc = opt_const(st, onode, 1) if len(onode.input) > 1 else np.asarray(a.get("scales"))
         scales_f = [float(v) for v in np.asarray(sc).reshape(-1)]
@@ -410,6 +410,17 @@ def _resize_import(onode, st: ImportState, a: dict, name: str) -> None:
     scales = [round(s) for s in scales_f[1:]]
     if any(s < 1 or s != f for s, f in zip(scales, scales_f[1:], strict=True)):
         raise unsupported(op, name, f"scales {scales_f[1:]} (only integer upsampling factors)")
+    if mode == "linear":
+        from lightspeed.ops.resample import CTMS, linear_node
+
+        if ctm not in CTMS:
+            raise unsupported(
+                op, name,
+                f"linear mode with coordinate_transformation_mode {ctm!r} (supported: "
+                f"{', '.join(CTMS)}, as torch and Keras export bilinear upsampling)",
+            )  # fmt: skip
+        st.emit(linear_node(name, x, onode.output[0], scales, ctm))
+        return
     for n_in, s in zip(shape, scales, strict=True):
         want = [i // s for i in range(n_in * s)]
         got = [nearest_source(i, s, n_in, ctm, nearest) for i in range(n_in * s)]
