@@ -144,3 +144,14 @@ def test_firmware_bit_exact(target, scales, ctm, tmp_path):
     x = np.random.default_rng(6).normal(0, 1, (300, 2, 3, 3))
     q = lightspeed.quantize(g, "auto", x, options=AutoOptions(weight_bits=8, frac_bits=6))
     assert_firmware_exact(q, tmp_path, target, n=300)
+
+
+@pytest.mark.parametrize("target", ["verilog", "hls"])
+def test_fixed_precision_pins_every_role(target, tmp_path):
+    """precision='ap_fixed<10,3>' types weight, accumulator and result alike: casts, still exact."""
+    g = _graph((2, 3, 3), [1, 2, 3], "half_pixel")
+    x = np.clip(np.random.default_rng(7).normal(0, 1, (300, 2, 3, 3)), -3.5, 3.5)  # in the type
+    q = lightspeed.quantize(g, "ap_fixed<10,3>", x)
+    assert q.precision["up"]["accum"] == q.precision["up"]["weight"]
+    assert np.abs(np.asarray(q.predict(x)) - np.asarray(q.predict_float(x))).max() < 0.05
+    assert_firmware_exact(q, tmp_path, target, n=300)

@@ -12,8 +12,9 @@ coordinate ``c`` of that mode, clamped to ``[0, n - 1]``, and mixes input
 Fixed-point contract: each axis's weights are put on the ``weight`` type's
 grid (``ufixed`` with ``f`` fractional bits; exact when the weights are
 dyadic, e.g. quarters for factor 2, otherwise rounded to nearest); the output
-is the exact sum of input x product-of-axis-weights in ``accum`` (fraction
-``in.frac + d*f`` for ``d`` resized axes, never overflows), cast to
+is the exact sum of input x product-of-axis-weights (fraction ``in.frac +
+d*f`` for ``d`` resized axes, never overflows), cast to ``accum`` (auto: that
+exact type, so no cast; a pinned type: one cast with its modes), then to
 ``result``. Trained precision keeps the sum exact (result = accum) and
 refuses weights that are not exact in 16 fractional bits (``align_corners``
 with most sizes).
@@ -154,17 +155,23 @@ def _fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
     m = x.m.astype(object if bits > 62 else np.int64)
     acc = _apply(m, [(a, w.astype(m.dtype)) for a, w in mats])
     acc_frac = x.t.frac + len(mats) * f
-    assert acc_frac == prec["accum"].frac
+    acc_t = prec["accum"]
+    if acc_t != exact_accum(node, x.t, shape, f):  # a pinned accumulator: one cast to it
+        acc, acc_frac = requantize(acc, acc_frac, acc_t), acc_t.frac
     return [Fx(requantize(acc, acc_frac, prec["result"]), prec["result"])]
 
 
-def _accum(node: Node, t_in: FixedType, shape: Shape, f: int) -> tuple[FixedType, FixedType]:
-    _, wts = taps(node, shape, f)
-    total = int(wts.sum(axis=1).max())  # the largest weight sum of an output (>= 0 weights)
+def exact_accum(node: Node, t_in: FixedType, shape: Shape, f: int) -> FixedType:
+    """The type that holds every weighted sum exactly (weights at ``f`` fractional bits)."""
+    mats = int_axis_weights(node, shape, f)
+    total = math.prod(int(w.sum(axis=1).max()) for _, w in mats)  # largest weight sum (>= 0)
     lo, hi = t_in.min_int * total, t_in.max_int * total
-    d = len(_resized(node, shape))
+    return exact_type(min(lo, 0), max(hi, 0), t_in.frac + len(mats) * f)
+
+
+def _accum(node: Node, t_in: FixedType, shape: Shape, f: int) -> tuple[FixedType, FixedType]:
     w_t = FixedType(f + 1, 1, False, "RND", "SAT")
-    return w_t, exact_type(min(lo, 0), max(hi, 0), t_in.frac + d * f)
+    return w_t, exact_accum(node, t_in, shape, f)
 
 
 def _in_shape(node: Node) -> Shape:
@@ -174,9 +181,10 @@ def _in_shape(node: Node) -> Shape:
 def _auto(node: Node, ctx: AutoContext) -> Precision:
     shape = _in_shape(node)
     f, _ = weight_frac(node, shape, min(MAX_FRAC, max(ctx.options.weight_bits - 1, 1)))
+    if "weight" in ctx.fixed:
+        f = ctx.fixed["weight"].frac
     w_t, acc = _accum(node, ctx.in_types[0], shape, f)
-    prec = {"weight": w_t, "accum": acc}
-    prec.update({k: v for k, v in ctx.fixed.items() if k in ("weight", "accum")})
+    prec = {"weight": ctx.fixed.get("weight", w_t), "accum": ctx.fixed.get("accum", acc)}
     lo, hi = ctx.out_ranges[0]
     prec["result"] = ctx.fixed.get("result") or result_type(lo, hi, ctx.options)
     return prec
@@ -229,4 +237,12 @@ RESIZE_LINEAR = Op(
     "ONNX Resize mode linear, torch Upsample bilinear, Keras UpSampling bilinear",
 )
 
-__all__ = ["CTMS", "RESIZE_LINEAR", "axis_weights", "linear_node", "taps", "weight_frac"]
+__all__ = [
+    "CTMS",
+    "RESIZE_LINEAR",
+    "axis_weights",
+    "exact_accum",
+    "linear_node",
+    "taps",
+    "weight_frac",
+]

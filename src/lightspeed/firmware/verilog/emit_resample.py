@@ -10,7 +10,7 @@ import numpy as np
 
 from lightspeed.firmware.verilog.arith import cast_to
 from lightspeed.firmware.verilog.lowering import EmitContext, register
-from lightspeed.ops.resample import taps
+from lightspeed.ops.resample import exact_accum, taps
 
 
 @register("resize_linear")
@@ -18,12 +18,17 @@ def emit_resize_linear(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarr
     x = ins[0]
     f = ctx.prec["weight"].frac
     ind, wts = taps(ctx.node, x.shape, f)
-    wf = ctx.prec["accum"].frac - ctx.in_types[0].frac  # d * f
+    exact = exact_accum(ctx.node, ctx.in_types[0], x.shape, f)
+    wf = exact.frac - ctx.in_types[0].frac  # d * f
+    pinned = ctx.prec["accum"] != exact
     flat = x.reshape(-1)
     out = np.empty(len(ind), dtype=object)
     for o in range(len(ind)):
         terms = [(ctx.nl.mulc(flat[i], int(w), wf), False)
                  for i, w in zip(ind[o], wts[o], strict=True) if w]  # fmt: skip
-        out[o] = cast_to(ctx.nl, ctx.nl.sum(terms), ctx.prec["result"])
+        acc = ctx.nl.sum(terms)
+        if pinned:
+            acc = cast_to(ctx.nl, acc, ctx.prec["accum"])
+        out[o] = cast_to(ctx.nl, acc, ctx.prec["result"])
     scales = [int(s) for s in ctx.node.attrs["scales"]]
     return [out.reshape(tuple(n * s for n, s in zip(x.shape, scales, strict=True)))]
