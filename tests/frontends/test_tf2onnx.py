@@ -1,8 +1,8 @@
 """Keras and QKeras models exported to ONNX by their own tools, against the frameworks.
 
 The Keras 2 venv (tests/models/keras_corpus.py) writes, next to the Keras files,
-``k2_mlp``/``k2_cnn`` exported by tf2onnx (float, NHWC with Transposes around the
-convolutions) and ``qmlp6``/``qcnn6_tf2onnx`` exported by qonnx's QKeras converter
+``k2_mlp``/``k2_cnn``/``k2_upsample`` exported by tf2onnx (float, NHWC with Transposes
+around the convolutions; bilinear ``UpSampling2D`` as ``Resize`` linear/half_pixel) and ``qmlp6``/``qcnn6_tf2onnx`` exported by qonnx's QKeras converter
 (``qonnx.converters.keras.from_keras``, which wraps tf2onnx: QONNX with ``Quant``
 nodes on weights, biases and activations, MatMul + Add(Quant(bias)) for QDense).
 Float exports keep >= 99% argmax agreement with Keras at auto precision; QONNX
@@ -29,11 +29,18 @@ def _export(d, name, kind):
 
 
 @pytest.mark.peer
-@pytest.mark.parametrize("name", ["k2_mlp", "k2_cnn"])
-def test_tf2onnx_float_keras(keras2_dir, name):  # noqa: F811
+@pytest.mark.parametrize("fmt", ["tf2onnx", "h5"])
+@pytest.mark.parametrize("name", ["k2_mlp", "k2_cnn", "k2_upsample"])
+def test_tf2onnx_float_keras(keras2_dir, name, fmt):  # noqa: F811
+    """k2_upsample: UpSampling2D(bilinear) is Resize linear/half_pixel in the export."""
     ref = np.load(keras2_dir / f"{name}.npz")
-    g = lightspeed.load(_export(keras2_dir, name, "tf2onnx"))
+    path = keras2_dir / f"{name}.h5" if fmt == "h5" else _export(keras2_dir, name, fmt)
+    g = lightspeed.load(path)
+    if name == "k2_upsample":
+        assert "resize_linear" in {n.op for n in g.nodes}
     q = lightspeed.quantize(g, calibration=ref["x"])
+    f = np.asarray(q.predict_float(ref["x"])).reshape(ref["y"].shape)
+    np.testing.assert_allclose(f, ref["y"], atol=2e-5)
     y = _out(g, q.predict(ref["x"]))
     assert y.shape == ref["y"].shape
     agree = (y.argmax(-1) == ref["y"].argmax(-1)).mean()

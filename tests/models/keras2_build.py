@@ -172,9 +172,26 @@ def qcnn6_tf2onnx():
     return keras.Model(x, y, name="qcnn6_tf2onnx"), grid_inputs((8, 8, 2), lim=2.0)
 
 
-BUILDERS = [qmlp6, qcnn6, qconv1d_sep, qconv_bn, qbinary_ternary, k2_mlp, k2_cnn, qcnn6_tf2onnx]
+def k2_upsample():
+    """Bilinear upsampling and zero padding, as tf2onnx writes them (Resize linear, Pad)."""
+    x = keras.Input((6, 6, 2), name="img")
+    h = L.Conv2D(3, 3, activation="relu", name="c1")(x)
+    h = L.UpSampling2D(2, interpolation="bilinear", name="up")(h)
+    h = L.ZeroPadding2D(((1, 0), (2, 1)), name="pad")(h)
+    h = L.Conv2D(4, 3, strides=2, activation="relu", name="c2")(h)
+    h = L.Flatten(name="flat")(h)
+    y = L.Dense(5, activation="softmax", name="out")(h)
+    return keras.Model(x, y, name="k2_upsample"), RNG.normal(0, 1, (300, 6, 6, 2)).astype(
+        np.float32
+    )
+
+
+BUILDERS = [
+    qmlp6, qcnn6, qconv1d_sep, qconv_bn, qbinary_ternary, k2_mlp, k2_cnn, qcnn6_tf2onnx,
+    k2_upsample,
+]  # fmt: skip
 # exported to ONNX as well: float Keras with tf2onnx, QKeras with qonnx's from_keras (QONNX)
-TF2ONNX = ("k2_mlp", "k2_cnn")
+TF2ONNX = ("k2_mlp", "k2_cnn", "k2_upsample")
 QONNX = ("qmlp6", "qcnn6_tf2onnx")
 
 
