@@ -228,7 +228,10 @@ def main(out: str) -> None:
         y = model.predict(x, verbose=0, batch_size=len(x))
         np.savez(os.path.join(out, f"{name}.npz"), x=x, y=y)
         if name in TF2ONNX + QONNX:
-            export_onnx(model, name, out)
+            try:
+                export_onnx(model, name, out)
+            except ImportError as exc:  # the ONNX tests then skip, naming the missing file
+                print(f"no ONNX export of {name}: {exc}", file=sys.stderr)
     print("built", len(BUILDERS), "models")
 
 

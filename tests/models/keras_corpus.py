@@ -63,23 +63,31 @@ def keras2_python() -> tuple[Path | None, str]:
     wanted = "\n".join(KERAS2_PACKAGES + ONNX_EXPORT_PACKAGES + NO_DEPS_PACKAGES)
     if py.exists() and stamp.exists() and stamp.read_text() == wanted:
         return py, ""
-    pip = [str(py), "-m", "pip", "install", "-q"]
     try:
-        if not py.exists():  # an existing venv is updated in place (pip skips what it has)
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True,
-                           capture_output=True, timeout=300)  # fmt: skip
-        subprocess.run([*pip, *KERAS2_PACKAGES, *ONNX_EXPORT_PACKAGES], check=True,
-                       capture_output=True, timeout=1200)  # fmt: skip
-        subprocess.run([*pip, "--no-deps", *NO_DEPS_PACKAGES], check=True,
-                       capture_output=True, timeout=300)  # fmt: skip
-        check = "import tf_keras, qkeras, tf2onnx.optimizer, qonnx.converters.keras"
-        subprocess.run([str(py), "-c", check], check=True,
-                       capture_output=True, timeout=300, env=_keras2_env())  # fmt: skip
+        try:  # an existing venv is updated in place (pip skips what it has) ...
+            _install(venv, fresh=not py.exists())
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError):
+            _install(venv, fresh=True)  # ... and rebuilt when that fails (a broken venv)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         detail = getattr(exc, "stderr", b"") or b""
         return None, f"cannot build the Keras 2 venv at {venv}: {exc} {detail[-300:]!r}"
     stamp.write_text(wanted)
     return py, ""
+
+
+def _install(venv: Path, fresh: bool) -> None:
+    py = venv / "bin" / "python"
+    if fresh:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True,
+                       capture_output=True, timeout=300)  # fmt: skip
+    pip = [str(py), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, *KERAS2_PACKAGES, *ONNX_EXPORT_PACKAGES], check=True,
+                   capture_output=True, timeout=1200)  # fmt: skip
+    subprocess.run([*pip, "--no-deps", *NO_DEPS_PACKAGES], check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    check = "import tf_keras, qkeras, tf2onnx.optimizer, qonnx.converters.keras"
+    subprocess.run([str(py), "-c", check], check=True,
+                   capture_output=True, timeout=300, env=_keras2_env())  # fmt: skip
 
 
 def _keras2_env() -> dict[str, str]:
