@@ -89,3 +89,12 @@ def test_cli_compile_qonnx_export_trained(keras2_dir, tmp_path):  # noqa: F811
                  str(tmp_path / "y.npy")]) == 0  # fmt: skip
     y = np.load(tmp_path / "y.npy")
     assert np.array_equal(y.reshape(ref["y"].shape), ref["y"])
+
+
+@pytest.mark.peer
+def test_plain_tf2onnx_qkeras_is_refused_with_advice(keras2_dir):  # noqa: F811
+    """Plain tf2onnx writes QKeras's quantizers as float Round/Clip arithmetic: say what to do."""
+    from lightspeed.errors import UnsupportedOpError
+
+    with pytest.raises(UnsupportedOpError, match=r"Round .*from_keras"):
+        lightspeed.load(_export(keras2_dir, "qmlp6", "tf2onnx"))
