@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lightspeed.firmware.hls.registry import EmitContext, register
-from lightspeed.firmware.hls.writer import elementwise
+from lightspeed.firmware.hls.writer import cnum, elementwise
 from lightspeed.ops.spatial import index_map, pad_fill
 
 
@@ -18,9 +18,8 @@ def emit_gather(ctx: EmitContext) -> list[str]:
     tab = f"{ctx.name}_idx"
     ctx.w.int_table(tab, idx)
     if (idx < 0).any():  # constant padding: the fill is exact in the output type
-        t = ctx.in_types[0]
-        fill = float(pad_fill(ctx.node, t)) * 2.0**-t.frac
+        fill = cnum(pad_fill(ctx.node, ctx.in_types[0]), ctx.in_types[0])
         return elementwise(
-            ctx.n_out, f"{tab}[i] >= 0 ? ({ctx.out_ctype})x[{tab}[i]] : ({ctx.out_ctype}){fill!r}"
+            ctx.n_out, f"{tab}[i] >= 0 ? ({ctx.out_ctype})x[{tab}[i]] : ({ctx.out_ctype}){fill}"
         )
     return elementwise(ctx.n_out, f"x[{tab}[i]]")
