@@ -158,7 +158,61 @@ def k2_cnn():
     return keras.Model(x, y, name="k2_cnn"), RNG.normal(0, 1, (400, 10, 10, 2)).astype(np.float32)
 
 
-BUILDERS = [qmlp6, qcnn6, qconv1d_sep, qconv_bn, qbinary_ternary, k2_mlp, k2_cnn]
+def qcnn6_tf2onnx():
+    """A QKeras CNN of the layers qonnx's QKeras-to-QONNX converter handles (no depthwise)."""
+    x = keras.Input((8, 8, 2), name="img")
+    h = QConv2D(4, 3, padding="same", kernel_quantizer=q6(), bias_quantizer=q6(), name="c1")(x)
+    h = QActivation(quantized_relu(6, 2), name="r1")(h)
+    h = L.MaxPooling2D(2, name="p1")(h)
+    h = QConv2D(4, 3, kernel_quantizer=q6(), bias_quantizer=q6(), name="c2")(h)
+    h = QActivation(quantized_relu(6, 2), name="r2")(h)
+    h = L.Flatten(name="flat")(h)
+    h = QDense(5, kernel_quantizer=q6(), bias_quantizer=q6(), name="fc")(h)
+    y = QActivation(quantized_bits(10, 4, alpha=1), name="out")(h)
+    return keras.Model(x, y, name="qcnn6_tf2onnx"), grid_inputs((8, 8, 2), lim=2.0)
+
+
+def k2_upsample():
+    """Bilinear upsampling and zero padding, as tf2onnx writes them (Resize linear, Pad)."""
+    x = keras.Input((6, 6, 2), name="img")
+    h = L.Conv2D(3, 3, activation="relu", name="c1")(x)
+    h = L.UpSampling2D(2, interpolation="bilinear", name="up")(h)
+    h = L.ZeroPadding2D(((1, 0), (2, 1)), name="pad")(h)
+    h = L.Conv2D(4, 3, strides=2, activation="relu", name="c2")(h)
+    h = L.Flatten(name="flat")(h)
+    y = L.Dense(5, activation="softmax", name="out")(h)
+    return keras.Model(x, y, name="k2_upsample"), RNG.normal(0, 1, (300, 6, 6, 2)).astype(
+        np.float32
+    )
+
+
+BUILDERS = [
+    qmlp6, qcnn6, qconv1d_sep, qconv_bn, qbinary_ternary, k2_mlp, k2_cnn, qcnn6_tf2onnx,
+    k2_upsample,
+]  # fmt: skip
+# exported to ONNX as well: float Keras with tf2onnx, QKeras with qonnx's from_keras (QONNX)
+TF2ONNX = ("k2_mlp", "k2_cnn", "k2_upsample", "qmlp6")  # qmlp6: quantizers as float arithmetic
+QONNX = ("qmlp6", "qcnn6_tf2onnx")
+
+
+def export_onnx(model, name: str, kind: str, out: str) -> None:
+    """``NAME_tf2onnx.onnx`` (float, tf2onnx) or ``NAME_qonnx.onnx`` (QONNX, qonnx.converters)."""
+    import tensorflow as tf
+    import tf2onnx
+    import tf2onnx.convert
+    import tf2onnx.optimizer  # qonnx's converter edits tf2onnx.optimizer on import
+
+    spec = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name=model.input_names[0])]
+    if kind == "tf2onnx":
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=13)
+        path = os.path.join(out, f"{name}_tf2onnx.onnx")
+    else:
+        from qonnx.converters.keras import from_keras
+
+        proto, _ = from_keras(model, name, input_signature=spec, opset=13)
+        path = os.path.join(out, f"{name}_qonnx.onnx")
+    with open(path, "wb") as f:
+        f.write(proto.SerializeToString())
 
 
 def main(out: str) -> None:
@@ -173,6 +227,13 @@ def main(out: str) -> None:
         model.save(os.path.join(out, f"{name}.h5"))
         y = model.predict(x, verbose=0, batch_size=len(x))
         np.savez(os.path.join(out, f"{name}.npz"), x=x, y=y)
+        for kind in ("tf2onnx", "qonnx"):
+            if name not in (TF2ONNX if kind == "tf2onnx" else QONNX):
+                continue
+            try:
+                export_onnx(model, name, kind, out)
+            except ImportError as exc:  # the ONNX tests then skip, naming the missing file
+                print(f"no ONNX export of {name}: {exc}", file=sys.stderr)
     print("built", len(BUILDERS), "models")
 
 

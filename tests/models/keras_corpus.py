@@ -6,8 +6,10 @@
   environment with Keras 3. They are built by ``keras2_build.py`` inside a
   separate cached venv (``~/.cache/lightspeed/keras2-venv``, or
   ``$LIGHTSPEED_KERAS2_VENV``), created on first use with
-  :data:`KERAS2_PACKAGES` (about 70 s here, once); the script writes the
-  files and ``model.predict`` outputs, the tests read them with lightspeed.
+  :data:`KERAS2_PACKAGES` (about 70 s here, once) and :data:`ONNX_EXPORT_PACKAGES`
+  (tf2onnx and qonnx's QKeras converter, about 15 s more); the script writes the
+  files, ``model.predict`` outputs and ONNX/QONNX exports, the tests read them
+  with lightspeed.
   Without network or on failure the tests that need it skip, saying why.
 """
 
@@ -30,6 +32,20 @@ KERAS2_PACKAGES = [
     "pyparsing==3.3.3",
     "h5py==3.14.0",  # TF 2.21 caps h5py below 3.16
 ]
+# tf2onnx for float Keras; QKeras -> QONNX is qonnx's converter, which qonnx 1.0 no longer
+# ships: qonnx 0.4.0 without its pins (protobuf 3.20.3, tensorflow <= 2.14) on the onnx 1.16
+# line it was written for (it imports onnx.mapping), plus the rest of its requirements
+ONNX_EXPORT_PACKAGES = [
+    "tf2onnx==1.17.0",
+    "onnx==1.16.2",
+    "onnxruntime==1.32.0",
+    "clize==5.0.2",
+    "bitstring==5.0.0",
+    "sigtools==4.0.1",
+    "toposort==1.10",
+    "six==1.17.0",
+]
+NO_DEPS_PACKAGES = ["qonnx==0.4.0"]
 HERE = Path(__file__).parent
 
 
@@ -44,21 +60,34 @@ def keras2_python() -> tuple[Path | None, str]:
     venv = keras2_venv()
     py = venv / "bin" / "python"
     stamp = venv / "lightspeed-packages.txt"
-    wanted = "\n".join(KERAS2_PACKAGES)
+    wanted = "\n".join(KERAS2_PACKAGES + ONNX_EXPORT_PACKAGES + NO_DEPS_PACKAGES)
     if py.exists() and stamp.exists() and stamp.read_text() == wanted:
         return py, ""
     try:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True,
-                       capture_output=True, timeout=300)  # fmt: skip
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *KERAS2_PACKAGES], check=True,
-                       capture_output=True, timeout=1200)  # fmt: skip
-        subprocess.run([str(py), "-c", "import tf_keras, qkeras"], check=True,
-                       capture_output=True, timeout=300, env=_keras2_env())  # fmt: skip
+        try:  # an existing venv is updated in place (pip skips what it has) ...
+            _install(venv, fresh=not py.exists())
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError):
+            _install(venv, fresh=True)  # ... and rebuilt when that fails (a broken venv)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         detail = getattr(exc, "stderr", b"") or b""
         return None, f"cannot build the Keras 2 venv at {venv}: {exc} {detail[-300:]!r}"
     stamp.write_text(wanted)
     return py, ""
+
+
+def _install(venv: Path, fresh: bool) -> None:
+    py = venv / "bin" / "python"
+    if fresh:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True,
+                       capture_output=True, timeout=300)  # fmt: skip
+    pip = [str(py), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, *KERAS2_PACKAGES, *ONNX_EXPORT_PACKAGES], check=True,
+                   capture_output=True, timeout=1200)  # fmt: skip
+    subprocess.run([*pip, "--no-deps", *NO_DEPS_PACKAGES], check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    check = "import tf_keras, qkeras, tf2onnx.optimizer, qonnx.converters.keras"
+    subprocess.run([str(py), "-c", check], check=True,
+                   capture_output=True, timeout=300, env=_keras2_env())  # fmt: skip
 
 
 def _keras2_env() -> dict[str, str]:

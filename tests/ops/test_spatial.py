@@ -91,6 +91,7 @@ def _i64(*v):
 
 ONNX_CASES = {
     "pad": ([helper.make_node("Pad", ["x", "pads"], ["y"], mode="constant")], {"pads": _i64(0, 0, 1, 2, 0, 1, 0, 0)}, 13),
+    "pad_value": ([helper.make_node("Pad", ["x", "pads", "v"], ["y"])], {"pads": _i64(0, 0, 1, 2, 0, 1, 0, 0), "v": np.float32(-1.3)}, 13),
     "pad_reflect": ([helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect")], {"pads": _i64(0, 0, 2, 1, 0, 1, 3, 0)}, 13),
     "pad_edge": ([helper.make_node("Pad", ["x", "pads"], ["y"], mode="edge")], {"pads": _i64(0, 1, 0, 2, 0, 0, 3, 1)}, 13),
     "pad_wrap": ([helper.make_node("Pad", ["x", "pads"], ["y"], mode="wrap")], {"pads": _i64(0, 0, 2, 1, 0, 0, 3, 2)}, 19),
@@ -124,9 +125,9 @@ def test_float_matches_onnxruntime(case):
     ("node", "inits", "match"),
     [
         (helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect"), {"pads": _i64(0, 0, -1, 1, 0, 0, 1, 1)}, "negative pads"),
-        (helper.make_node("Pad", ["x", "pads", "v"], ["y"]), {"pads": _i64(0, 0, 1, 1, 0, 0, 1, 1), "v": np.float32(1)}, "zero padding"),
+        (helper.make_node("Pad", ["x", "pads", "v"], ["y"]), {"pads": _i64(0, 0, 1, 1, 0, 0, 1, 1), "v": np.float32(np.inf)}, "finite"),
         (helper.make_node("Pad", ["x", "pads"], ["y"]), {"pads": _i64(1, 0, 0, 0, 0, 0, 0, 0)}, "batch"),
-        (helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="linear"), {"sc": np.array([1, 1, 2, 2], np.float32)}, "linear"),
+        (helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="cubic"), {"sc": np.array([1, 1, 2, 2], np.float32)}, "cubic"),
         (helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="nearest"), {"sc": np.array([1, 1, 1.5, 2], np.float32)}, "integer"),
         (helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="nearest", coordinate_transformation_mode="align_corners"), {"sc": np.array([1, 1, 3, 3], np.float32)}, "align_corners"),
         (helper.make_node("Slice", ["x", "st", "en", "ax"], ["y"]), {"st": _i64(1), "en": _i64(2), "ax": _i64(0)}, "batch"),
@@ -146,7 +147,7 @@ def test_torch_export():
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.pad = torch.nn.ZeroPad2d((1, 2, 0, 1))
+            self.pad = torch.nn.ConstantPad2d((1, 2, 0, 1), -0.5)
             self.up = torch.nn.Upsample(scale_factor=2, mode="nearest")
             self.shuffle = torch.nn.PixelShuffle(2)
 
@@ -169,7 +170,7 @@ def _ir_model():
     rng = np.random.default_rng(0)
     nodes = [
         Node("conv", "conv", ["x"], ["c"], {"pads": [1, 1, 1, 1]}, {"weight": rng.normal(0, 0.5, (4, 2, 3, 3)), "bias": rng.normal(0, 0.1, 4)}),
-        Node("pad", "pad", ["c"], ["p"], {"pads": [0, 1, 0, 0, 0, 1]}),
+        Node("pad", "pad", ["c"], ["p"], {"pads": [0, 1, 0, 0, 0, 1], "value": 0.75}),
         Node("refl", "pad", ["p"], ["p2"], {"pads": [0, 0, 1, 0, 1, 0], "mode": "reflect"}),
         Node("slice", "slice", ["p2"], ["s"], {"starts": [3, 0, 1], "ends": [-1, 5, 6], "steps": [-1, 1, 1]}),
         Node("up", "resize", ["s"], ["u"], {"scales": [1, 2, 2]}),
@@ -202,6 +203,43 @@ def test_types_pass_through_and_qonnx_round_trip(tmp_path):
         "trained", input_types={"x": "ap_fixed<6,2>"},
     )  # fmt: skip
     assert qt.tensor_types["y"] == qt.tensor_types["x"]
+
+
+def _pad_graph(value):
+    node = Node("p", "pad", ["x"], ["y"], {"pads": [1, 0, 0, 2], "value": value})
+    return infer_shapes(Graph("t", {"x": (3, 4)}, ["y"], [node]))
+
+
+@pytest.mark.parametrize(
+    ("value", "fill", "out_type"),
+    [
+        (0.75, 12, "ap_fixed<6,2>"),  # on the grid, in range: the type passes through
+        (-0.1, -2, "ap_fixed<6,2>"),  # off the grid: nearest (-1.6 lsb -> -2)
+        (0.09375, 2, "ap_fixed<6,2>"),  # half an lsb: ties up (1.5 lsb -> 2)
+        (-37.3, -597, "ap_fixed<11,7>"),  # out of range: integer bits added, fraction kept
+        (5.0, 80, "ap_fixed<8,4>"),
+    ],
+)
+def test_pad_value_fill_and_type(value, fill, out_type):
+    from lightspeed.fixed import parse_type
+
+    q = lightspeed.quantize(_pad_graph(value), "trained", input_types={"x": "ap_fixed<6,2>"})
+    t = q.tensor_types["y"]
+    assert (t.width, t.integer, t.signed) == (lambda p: (p.width, p.integer, p.signed))(
+        parse_type(out_type)
+    )
+    x = np.round(np.random.default_rng(0).uniform(-2, 1.9, (50, 3, 4)) * 16) / 16
+    y = np.asarray(q.predict(x))
+    assert y.shape == (50, 4, 6)
+    np.testing.assert_array_equal(y[:, 1:, :4], x)  # the inputs pass through unchanged
+    assert np.all(y[:, 0] == fill / 16) and np.all(y[:, :, 4:] == fill / 16)
+    np.testing.assert_array_equal(np.asarray(q.predict_float(x))[:, 0], value)
+
+
+@pytest.mark.parametrize("target", ["verilog", "hls"])
+def test_pad_value_widened_firmware_bit_exact(target, tmp_path):
+    q = lightspeed.quantize(_pad_graph(-37.3), "trained", input_types={"x": "ap_fixed<6,2>"})
+    assert_firmware_exact(q, tmp_path, target, n=200)
 
 
 def test_s2d_crd_export_is_refused(tmp_path):

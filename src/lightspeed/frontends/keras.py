@@ -973,10 +973,13 @@ def _upsampling(c: _Call) -> None:
     x = c.x(0, "cf")
     nd = len(c.s.st.shapes[x]) - 1
     size = _tuple(c.cfg.get("size", 2), nd)
-    if str(c.cfg.get("interpolation", "nearest")) != "nearest":
-        raise c.refuse(
-            f"interpolation={c.cfg.get('interpolation')!r}", "use interpolation='nearest'"
-        )
+    interp = str(c.cfg.get("interpolation", "nearest"))
+    if interp == "bilinear":  # tf.image.resize: half-pixel centres, edges clamped
+        attrs = {"scales": [1, *size], "ctm": "half_pixel"}
+        c.node("resize_linear", [x], "cf", attrs=attrs)
+        return
+    if interp != "nearest":
+        raise c.refuse(f"interpolation={interp!r}", "use interpolation='nearest' or 'bilinear'")
     c.node("resize", [x], "cf", attrs={"mode": "nearest", "scales": [1, *size]})
 
 

@@ -44,6 +44,9 @@ ADVICE = {
     "Gather": "Reshape/Transpose (Gather is only supported on constants)",
     "Split": "separate Conv/Gemm layers (Split is only supported on constants)",
     "QuantizeLinear": "QONNX Quant (export with Brevitas' export_qonnx)",
+    "Round": "QONNX Quant: a float Round is a quantizer written as arithmetic, as plain "
+    "tf2onnx exports QKeras; export QKeras with qonnx.converters.keras.from_keras, or load "
+    "the Keras .h5 / arch.json + weights directly",
     "DequantizeLinear": "QONNX Quant (export with Brevitas' export_qonnx)",
     "Einsum": "MatMul with a constant weight",
     "Abs": "Relu",

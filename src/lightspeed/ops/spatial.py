@@ -8,9 +8,16 @@ every type), so these ops are pure wiring in firmware. Axes are IR axes
 channels-first, Keras channels-last: the frontend gives the axes).
 
 - ``pad`` (attr ``pads``: begin of each axis, then end of each axis, >= 0;
-  attr ``mode``): ``constant`` zero padding (ONNX ``Pad`` with value 0; Keras
-  ZeroPadding), or ``reflect``/``edge``/``wrap`` (ONNX's modes, NumPy's
-  ``np.pad`` rules), which copy input elements.
+  attr ``mode``; attr ``value``, default 0): ``constant`` padding (ONNX
+  ``Pad``, torch ``F.pad(value=v)``, Keras ZeroPadding), or
+  ``reflect``/``edge``/``wrap`` (ONNX's modes, NumPy's ``np.pad`` rules),
+  which copy input elements. A non-zero ``value`` is put on the input type's
+  grid once (:func:`pad_fill`: nearest, ties up); where the result lies
+  outside the input type's range, the output type gets the integer bits (and
+  sign) it needs, with the input's fraction and modes, so the input values
+  pass through unchanged. Float semantics use the exact value. ``pad`` has a
+  ``result`` role for this: a type pinned by the user (a fixed precision or
+  a layer config) converts the padded tensor to it like any cast.
 - ``slice`` (attrs ``starts``, ``ends``, optional ``steps`` (default 1) and
   ``axes`` (default every axis), one entry per listed axis): axis ``a`` keeps
   the input indices ``range(start, end, step)``, all inside the axis; axes
@@ -37,6 +44,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lightspeed.errors import ModelError, ShapeError
+from lightspeed.fixed import FixedType, requantize, type_for_int_range
 from lightspeed.ir.graph import Node, Shape
 from lightspeed.ops.base import Fx, Op, Precision, QParams
 from lightspeed.ops.onnx_export import Builder
@@ -73,8 +81,6 @@ def _pad_map(node: Node, idx: np.ndarray) -> np.ndarray:
     mode = str(node.attrs.get("mode", "constant"))
     width = [(pads[a], pads[a + r]) for a in range(r)]
     if mode == "constant":
-        if float(node.attrs.get("value", 0.0)) != 0.0:
-            raise ShapeError("constant padding supports the value 0 only")
         return np.pad(idx, width, constant_values=-1)
     if mode not in PAD_MODES:
         raise ShapeError(f"pad mode {mode!r} (one of {', '.join(PAD_MODES)})")
@@ -185,27 +191,53 @@ def _shape(node: Node, ins: list[Shape]) -> list[Shape]:
     return [tuple(int(d) for d in index_map(node, ins[0]).shape)]
 
 
-def gather(node: Node, x: np.ndarray) -> np.ndarray:
-    """Apply the node's index map to a batch (floats or integers)."""
+def gather(node: Node, x: np.ndarray, fill: float | int = 0) -> np.ndarray:
+    """Apply the node's index map to a batch (floats or integers); padding gets ``fill``."""
     idx = index_map(node, x.shape[1:])
     flat = x.reshape(x.shape[0], -1)
     out = flat[:, np.maximum(idx, 0).reshape(-1)]
     pad = (idx < 0).reshape(-1)
     if pad.any():
-        out[:, pad] = 0
+        out[:, pad] = fill
     return out.reshape(x.shape[0], *idx.shape)
 
 
+def pad_value(node: Node) -> float:
+    return float(node.attrs.get("value", 0.0)) if node.op == "pad" else 0.0
+
+
+def pad_fill(node: Node, t: FixedType) -> int:
+    """The padding constant as an integer at type ``t``'s scale (nearest, ties up)."""
+    v = Fraction(pad_value(node)) * Fraction(2) ** t.frac
+    return math.floor(v + Fraction(1, 2))
+
+
 def _float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
-    return [gather(node, xs[0])]
+    return [gather(node, xs[0], pad_value(node))]
 
 
 def _fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
-    return [Fx(gather(node, xs[0].m), xs[0].t)]
+    x = xs[0]
+    m = gather(node, x.m, pad_fill(node, x.t))
+    t = prec.get("result", x.t)
+    return [Fx(m if t == x.t else requantize(m, x.t.frac, t), t)]
 
 
 def _keep_type(node: Node, ctx) -> Precision:
     return {}
+
+
+def _pad_type(node: Node, ctx) -> Precision:
+    """The input's type, widened in integer bits where the fill value lies outside it."""
+    t = ctx.in_types[0]
+    if not math.isfinite(pad_value(node)):
+        raise ModelError(f"node {node.name!r}: pad value {pad_value(node)} is not a finite number")
+    m = pad_fill(node, t)
+    if t.min_int <= m <= t.max_int:
+        return {"result": t}
+    lo, hi = min(t.min_int, m), max(t.max_int, m)
+    wide = type_for_int_range(lo, hi, t.frac, lo < 0, t.rounding, t.overflow)
+    return {"result": wide}
 
 
 # -- ONNX import
@@ -241,8 +273,8 @@ def _pad_import(onode, st: ImportState, a: dict, name: str) -> None:
         value = 0.0 if vc is None or np.size(vc) == 0 else float(np.asarray(vc).reshape(-1)[0])
         ac = opt_const(st, onode, 3)
         axes = None if ac is None else _ints(ac)
-    if value != 0.0 and mode == "constant":
-        raise unsupported("Pad", name, f"constant value {value} (only zero padding)")
+    if not math.isfinite(value):
+        raise unsupported("Pad", name, f"constant value {value} (only finite values)")
     n = len(raw) // 2
     begin, end = [0] * rank, [0] * rank
     for i, ax in enumerate(_axes(axes, rank, n)):
@@ -266,6 +298,8 @@ def _pad_import(onode, st: ImportState, a: dict, name: str) -> None:
     attrs: dict[str, Any] = {"pads": pads}
     if mode != "constant":
         attrs["mode"] = mode
+    elif value != 0.0:
+        attrs["value"] = value
     st.emit(Node(name, "pad", [x], [out], attrs=attrs))
 
 
@@ -341,8 +375,8 @@ def _resize_import(onode, st: ImportState, a: dict, name: str) -> None:
     shape = st.shapes[x]
     full = [1, *shape]
     mode = decode_str(a.get("mode", "nearest"))
-    if mode != "nearest":
-        raise unsupported(op, name, f"mode {mode!r} (only nearest-neighbour upsampling)")
+    if mode not in ("nearest", "linear"):
+        raise unsupported(op, name, f"mode {mode!r} (nearest or linear upsampling)")
     if op == "Upsample" or st.opset < 11:
         sc = opt_const(st, onode, 1) if len(onode.input) > 1 else np.asarray(a.get("scales"))
         scales_f = [float(v) for v in np.asarray(sc).reshape(-1)]
@@ -376,6 +410,17 @@ def _resize_import(onode, st: ImportState, a: dict, name: str) -> None:
     scales = [round(s) for s in scales_f[1:]]
     if any(s < 1 or s != f for s, f in zip(scales, scales_f[1:], strict=True)):
         raise unsupported(op, name, f"scales {scales_f[1:]} (only integer upsampling factors)")
+    if mode == "linear":
+        from lightspeed.ops.resample import CTMS, linear_node
+
+        if ctm not in CTMS:
+            raise unsupported(
+                op, name,
+                f"linear mode with coordinate_transformation_mode {ctm!r} (supported: "
+                f"{', '.join(CTMS)}, as torch and Keras export bilinear upsampling)",
+            )  # fmt: skip
+        st.emit(linear_node(name, x, onode.output[0], scales, ctm))
+        return
     for n_in, s in zip(shape, scales, strict=True):
         want = [i // s for i in range(n_in * s)]
         got = [nearest_source(i, s, n_in, ctm, nearest) for i in range(n_in * s)]
@@ -430,6 +475,10 @@ def _pad_export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec
             f"node {node.name!r}: pad mode 'wrap' needs ONNX opset 19; the QONNX export is "
             "opset 13 (constant, reflect and edge export)"
         )
+    if pad_value(node) != 0.0:
+        fill = b.const(f"{key}_value", np.array(pad_value(node)), dtype=np.float32)
+        b.node("Pad", [ins[0], pads, fill], [out], key, mode=mode)
+        return
     b.node("Pad", [ins[0], pads], [out], key, mode=mode)
 
 
@@ -474,15 +523,15 @@ def _block_export(b: Builder, node: Node, key: str, ins: list[str], out: str, pr
     b.node("DepthToSpace", ins, [out], key, blocksize=int(node.attrs["blocksize"]), mode=mode)
 
 
-def _op(name: str, doc: str, onnx_import: dict, onnx_export) -> Op:
+def _op(name: str, doc: str, onnx_import: dict, onnx_export, typing=_keep_type) -> Op:
     return Op(
         name=name,
-        roles=(),
+        roles=("result",) if typing is _pad_type else (),
         infer_shape=_shape,
         run_float=_float,
         run_fixed=_fixed,
-        auto_precision=_keep_type,
-        trained_precision=_keep_type,
+        auto_precision=typing,
+        trained_precision=typing,
         wiring=True,
         onnx_import=onnx_import,
         onnx_export=onnx_export,
@@ -492,9 +541,11 @@ def _op(name: str, doc: str, onnx_import: dict, onnx_export) -> Op:
 
 PAD = _op(
     "pad",
-    "zero padding (attr pads: begins, then ends, per non-batch axis); ONNX Pad, Keras ZeroPadding",
+    "constant (attr value, default 0), reflect, edge or wrap padding (attr pads: begins, then "
+    "ends, per non-batch axis); ONNX Pad, torch F.pad, Keras ZeroPadding",
     {"Pad": _pad_import},
     _pad_export,
+    typing=_pad_type,
 )
 SLICE = _op(
     "slice",
@@ -537,5 +588,6 @@ __all__ = [
     "gather",
     "index_map",
     "nearest_source",
+    "pad_fill",
     "slice_indices",
 ]
