@@ -282,8 +282,7 @@ def _fw_fixed_model():
 @pytest.mark.parametrize("target", ["verilog", "hls"])
 def test_edge_list_firmware_bit_exact(target, tmp_path):
     q, d = _fw_edge_model()
-    r = assert_firmware_exact(q, tmp_path, target, X=d)
-    assert r["n"] == 400 if "n" in r else True
+    assert_firmware_exact(q, tmp_path, target, X=d)
 
 
 @pytest.mark.parametrize("target", ["verilog", "hls"])

@@ -37,6 +37,7 @@ _RECIPES = {
     "jet_tagger": "lightspeed.zoo.jet_tagger",
     "jet_tagger_q6": "lightspeed.zoo.jet_tagger_q6",
     "deepsets": "lightspeed.zoo.deepsets",
+    "jedinet": "lightspeed.zoo.jedinet",
     "autoencoder": "lightspeed.zoo.autoencoder",
     "facile": "lightspeed.zoo.facile",
 }
