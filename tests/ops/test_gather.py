@@ -34,7 +34,9 @@ def test_gather_elements_literal():
     x = rng.integers(-60, 60, (5, N, F))
     idx = rng.integers(0, N, (5, E, F))
     node = Node("g", "gather_elements", ["x", "i"], ["y"], {"axis": 0})
-    (y,) = get_op("gather_elements").run_fixed(node, [Fx(x, T), Fx(idx, FixedType(2, 2, False))], {}, {})
+    (y,) = get_op("gather_elements").run_fixed(
+        node, [Fx(x, T), Fx(idx, FixedType(2, 2, False))], {}, {}
+    )
     assert y.t == T
     for b, e, f in np.ndindex(*y.m.shape):
         assert y.m[b, e, f] == x[b, idx[b, e, f], f]
@@ -44,7 +46,9 @@ def test_gather_elements_literal():
         assert yc.m[b, e, f] == x[b, idx[0, e, f], f]
 
 
-@pytest.mark.parametrize("res", [FixedType(6, 4, True, "RND", "SAT"), FixedType(5, 3, True, "TRN", "WRAP")], ids=str)
+@pytest.mark.parametrize(
+    "res", [FixedType(6, 4, True, "RND", "SAT"), FixedType(5, 3, True, "TRN", "WRAP")], ids=str
+)
 def test_scatter_add_exact_sum_then_cast(res):
     rng = np.random.default_rng(1)
     u = rng.integers(T.min_int, T.max_int + 1, (40, E, F))
@@ -102,7 +106,9 @@ class FixedGraphIN(torch.nn.Module):
         pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
         self.register_buffer("recv", torch.tensor([i for i, _ in pairs]))
         self.register_buffer("send", torch.tensor([j for _, j in pairs]))
-        self.edge = torch.nn.Sequential(torch.nn.Linear(2 * p, 6), torch.nn.ReLU(), torch.nn.Linear(6, d))
+        self.edge = torch.nn.Sequential(
+            torch.nn.Linear(2 * p, 6), torch.nn.ReLU(), torch.nn.Linear(6, d)
+        )
         self.node = torch.nn.Linear(p + d, 3)
 
     def forward(self, x):
@@ -180,7 +186,9 @@ def test_out_of_range_and_oversized_graphs_are_refused():
     q = lightspeed.quantize(g, "auto", d)
     bad = dict(d, receivers=d["receivers"].copy())
     bad["receivers"][3, 2] = N
-    with pytest.raises(InputError, match=r"'receivers'.*index 4 at \(3, 2\).*\[0, 4\).*at most 4 nodes"):
+    with pytest.raises(
+        InputError, match=r"'receivers'.*index 4 at \(3, 2\).*\[0, 4\).*at most 4 nodes"
+    ):
         q.predict(bad)
     with pytest.raises(InputError, match=r"index -1"):
         q.predict(dict(d, senders=-np.ones_like(d["senders"])))
@@ -200,7 +208,9 @@ def test_integer_input_read_as_data_is_refused():
             return x * idx.float()
 
     with pytest.raises(ModelError, match=r"'idx' has an integer type.*only as indices"):
-        lightspeed.load(_export(Bad(), (torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.long)), ["x", "idx"]))
+        lightspeed.load(
+            _export(Bad(), (torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.long)), ["x", "idx"])
+        )
 
 
 def test_index_add_and_scatter_nd_are_refused_with_the_fix():
@@ -210,7 +220,7 @@ def test_index_add_and_scatter_nd_are_refused_with_the_fix():
         def forward(self, x):
             return torch.zeros(x.shape[0], 2, 3).index_add_(1, recv, x)
 
-    with pytest.raises(UnsupportedOpError, match="repeated indices.*scatter_add"):
+    with pytest.raises(UnsupportedOpError, match=r"repeated indices.*scatter_add"):
         lightspeed.load(_export(IndexAdd(), (torch.zeros(2, 3, 3),), ["x"]))
     from onnx import helper
 
@@ -219,7 +229,7 @@ def test_index_add_and_scatter_nd_are_refused_with_the_fix():
     nodes = [helper.make_node("ScatterND", ["z", "i", "x"], ["y"], reduction="add")]
     model = make_model(nodes, {"x": [None, 3]}, {"y": [None, 3]},
                        inits={"z": np.zeros((1, 3), np.float32), "i": np.zeros((1, 1), np.int64)})  # fmt: skip
-    with pytest.raises(UnsupportedOpError, match="ScatterND.*batch axis.*ScatterElements"):
+    with pytest.raises(UnsupportedOpError, match=r"ScatterND.*batch axis.*ScatterElements"):
         lightspeed.load(model)
 
 
@@ -253,7 +263,9 @@ def test_server_refuses_bad_edge_index(tmp_path):
         np.testing.assert_array_equal(ok, q.predict({k: v[:2] for k, v in d.items()})["y"])
         bad = d["receivers"][:2].copy()
         bad[1, 0] = 9
-        with pytest.raises(InferenceServerException, match=r"receivers.*index 9.*\[0, 4\).*at most 4 nodes"):
+        with pytest.raises(
+            InferenceServerException, match=r"receivers.*index 9.*\[0, 4\).*at most 4 nodes"
+        ):
             infer(bad)
 
 
@@ -265,9 +277,9 @@ def _fw_edge_model():
     from lightspeed.quantize import AutoOptions
 
     d = _edge_data(300)
-    return lightspeed.quantize(g, "auto", d, options=AutoOptions(frac_bits=5, weight_bits=8)), _edge_data(
-        400, seed=5
-    )
+    return lightspeed.quantize(
+        g, "auto", d, options=AutoOptions(frac_bits=5, weight_bits=8)
+    ), _edge_data(400, seed=5)
 
 
 def _fw_fixed_model():

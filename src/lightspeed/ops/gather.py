@@ -236,11 +236,8 @@ def _scatter_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> lis
     res = prec["result"]
     ind = _indices(node, xs, limit(node, {}))
     lo, hi = _exact_bounds(node, u.t)
-    m = as_exact(u.m)
-    if max(-lo, hi).bit_length() >= 62:
-        m = m.astype(object)
-    else:
-        m = m.astype(np.int64)
+    wide = max(-lo, hi).bit_length() >= 62  # the exact sums need Python integers
+    m = as_exact(u.m).astype(object if wide else np.int64)
     s = _scatter(node, m, ind)  # the exact sum, at the updates' scale
     return [Fx(requantize(s, u.t.frac, res), res)]
 
@@ -405,7 +402,9 @@ def _scatter_import(onode, st: ImportState, a: dict, name: str) -> None:
     if axis == 0:
         raise unsupported(op, name, "indices along the batch axis")
     if base.ndim != rank or base.shape[0] not in (1, BATCH):
-        raise unsupported(op, name, f"zeros of shape {base.shape} (need (batch, ...) of rank {rank})")
+        raise unsupported(
+            op, name, f"zeros of shape {base.shape} (need (batch, ...) of rank {rank})"
+        )
     reduction = decode_str(a.get("reduction", "none"))
     attrs: dict[str, Any] = {"axis": axis - 1, "shape": [int(d) for d in base.shape[1:]]}
     ins = [u]
