@@ -214,7 +214,7 @@ def _scatter(node: Node, u: np.ndarray, ind: np.ndarray) -> np.ndarray:
     y = np.zeros((b, out_n), dtype=u.dtype)
     flat = u.reshape(b, -1)
     if tgt.shape[0] == 1:  # constant indices: one pattern for every sample
-        np.add.at(y, (slice(None), tgt[0]), flat)
+        np.add.at(y.T, tgt[0], flat.T)  # y.T is a view: rows of y.T are output positions
     else:
         rows = np.broadcast_to(np.arange(b)[:, None], tgt.shape)
         np.add.at(y, (rows, tgt), flat)

@@ -190,16 +190,16 @@ class LoadedModel:
                         "fixed-point backend cannot represent; clean the data before sending"
                     )
         for name, n in self._index_limits.items():
-            arr = inputs.get(name)
-            if arr is None or not arr.size:
+            ind = inputs.get(name)
+            if ind is None or not ind.size:
                 continue
-            bad = (arr < 0) | (arr >= n)
-            if arr.dtype.kind == "f":
-                bad |= ~np.isfinite(arr) | (arr != np.floor(arr))
+            bad = (ind < 0) | (ind >= n)
+            if ind.dtype.kind == "f":
+                bad |= ~np.isfinite(ind) | (ind != np.floor(ind))
             if bad.any():
                 pos = [int(i) for i in np.argwhere(bad)[0]]
                 raise invalid(
-                    f"model '{self.name}': input '{name}' holds index {arr[tuple(pos)]} at "
+                    f"model '{self.name}': input '{name}' holds index {ind[tuple(pos)]} at "
                     f"{pos}, outside [0, {n}): the model is compiled for graphs of at most {n} "
                     "nodes (integer indices 0.."
                     f"{n - 1}); pad smaller graphs, split bigger ones or recompile"

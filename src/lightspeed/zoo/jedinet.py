@@ -47,7 +47,9 @@ def build(n_particles: int = N_PARTICLES) -> Any:
     torch = c.torch_module()
     nn = torch.nn
 
-    class InteractionNetwork(nn.Module):
+    module: Any = nn.Module  # torch is optional: typed as Any here
+
+    class InteractionNetwork(module):
         def __init__(self) -> None:
             super().__init__()
             recv, send = edges(n_particles)

@@ -9,6 +9,8 @@ Comparisons are built once per index signal and shared by all features.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from lightspeed.firmware.netlist import Netlist, Sig
@@ -68,8 +70,9 @@ def emit_gather_elements(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.nda
             out[pos] = x[tuple(src)]
             continue
         cands = [x[(*pos[:axis], k, *pos[axis + 1 :])] for k in range(n)]
-        hi = min(n - 1, max(nl.net(ind[pos]).hi >> max(ind[pos].frac, 0), 0))
-        out[pos] = _mux(nl, ind[pos], cands, 0, hi, memo)
+        sel: Any = ind[pos]
+        hi = min(n - 1, max(nl.net(sel).hi >> max(sel.frac, 0), 0))
+        out[pos] = _mux(nl, sel, cands, 0, hi, memo)
     return [out]
 
 
@@ -93,7 +96,9 @@ def emit_scatter_add(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray
                 dst = list(pos)
                 dst[axis] = k
                 flat = int(np.ravel_multi_index(tuple(dst), shape))
-                terms[flat].append(nl.select_pos(_eq(nl, idx[pos], k, memo), u[pos], zero))
+                sel: Any = idx[pos]
+                upd: Any = u[pos]
+                terms[flat].append(nl.select_pos(_eq(nl, sel, k, memo), upd, zero))
     out = np.empty(len(terms), dtype=object)
     for i, ts in enumerate(terms):
         total = nl.sum([(s, False) for s in ts]) if ts else zero
