@@ -22,6 +22,7 @@ from lightspeed.fixed import quantize_float
 from lightspeed.ir.graph import Graph
 from lightspeed.ops import Fx, _mac_jit, get_op
 from lightspeed.ops import mac as _mac
+from lightspeed.ops.gather import check_index_inputs, graph_size_hint
 
 if TYPE_CHECKING:
     from lightspeed.quantize.model import QuantizedModel
@@ -48,6 +49,7 @@ def check_inputs(
             raise InputError(f"input {name!r} has dtype {a.dtype}; give a float or integer array")
         if tuple(a.shape[1:]) != tuple(shape):
             hint = " (add a batch axis: x[None])" if tuple(a.shape) == tuple(shape) else ""
+            hint = hint or graph_size_hint(graph, name)
             raise InputError(
                 f"input {name!r} has shape {a.shape}; expected (batch, {', '.join(map(str, shape))})"
                 + hint
@@ -62,6 +64,7 @@ def check_inputs(
         if not np.all(np.isfinite(a)):
             raise InputError(f"input {name!r} contains NaN or Inf; clean it before inference")
         out[name] = a
+    check_index_inputs(graph, inputs)  # edge lists: every index inside the compiled graph
     return out
 
 

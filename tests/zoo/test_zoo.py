@@ -13,7 +13,7 @@ from lightspeed.errors import InputError
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-MODELS = ["autoencoder", "deepsets", "facile", "jet_tagger", "jet_tagger_q6"]
+MODELS = ["autoencoder", "deepsets", "facile", "jedinet", "jet_tagger", "jet_tagger_q6"]
 
 
 @pytest.fixture(scope="module")

@@ -74,6 +74,13 @@ def convert_node(onode: Any, st: ImportState, model: Any) -> None:
     if op == "Shape" and not st.is_const(onode.input[0]):
         _shape_of_dynamic(onode, st)
         return
+    if op == "Shape" and st.resolve(onode.input[0]) in st.batch_consts:
+        full = np.array([BATCH, *st.const(onode.input[0]).shape[1:]], dtype=np.int64)
+        a = onnx_attrs(onode)
+        st.consts[onode.output[0]] = full[a.get("start", 0) : a.get("end", None)]
+        return
+    if op in ("ConstantOfShape", "Expand") and _batch_sized(onode, st):
+        return
     present = [t for t in onode.input if t]
     if (
         not qonnx
@@ -221,6 +228,33 @@ def _constant(onode: Any, st: ImportState, name: str) -> None:
     else:
         raise unsupported("Constant", name, "sparse or string value")
     st.consts[onode.output[0]] = v
+
+
+def _batch_sized(onode: Any, st: ImportState) -> bool:
+    """ConstantOfShape/Expand of a constant to a shape that starts with the batch size
+    (torch's ``zeros(x.shape[0], ...)``, ``index.expand_as(x)``): folded with a batch axis
+    of 1 and recorded as a batch constant (the same values for every sample)."""
+    shape_t = onode.input[0] if onode.op_type == "ConstantOfShape" else onode.input[1]
+    if not st.is_const(shape_t):
+        return False
+    shape = np.asarray(st.const(shape_t))
+    if shape.ndim != 1 or not shape.size or shape[0] != BATCH or np.any(shape[1:] == BATCH):
+        return False
+    from onnx import numpy_helper
+
+    shape = np.array([1, *shape[1:]], dtype=np.int64)
+    if onode.op_type == "ConstantOfShape":
+        a = {x.name: x for x in onode.attribute}
+        value = numpy_helper.to_array(a["value"].t) if "value" in a else np.zeros(1, np.float32)
+        out = np.full(tuple(shape), value.reshape(-1)[0], dtype=value.dtype)
+    else:
+        src = np.asarray(st.const(onode.input[0]))
+        if src.ndim > len(shape) or (src.ndim == len(shape) and src.shape[0] != 1):
+            return False
+        out = src * np.ones(tuple(shape), dtype=src.dtype)
+    st.consts[onode.output[0]] = out
+    st.batch_consts.add(onode.output[0])
+    return True
 
 
 def _shape_of_dynamic(onode: Any, st: ImportState) -> None:

@@ -156,7 +156,18 @@ def import_onnx(source: str | Path | Any, input_shape: InputShape = None) -> Gra
     passes.standard(graph, exact=st.exact)
     _scales.apply_scales(graph)
     _apply_metadata(st.meta, graph)  # after folding: the exported nodes exist as exported
-    return passes.standard(graph)
+    graph = passes.standard(graph)
+    integer = [vi.name for vi in g.input if vi.name in inputs
+               and vi.type.tensor_type.elem_type in _INDEX_ELEM_TYPES]  # fmt: skip
+    if integer:  # edge lists: typed ap_uint<k> for indices 0 .. n-1 (ops/gather.py)
+        from lightspeed.ops.gather import type_index_inputs
+
+        type_index_inputs(graph, integer)
+    return graph
+
+
+# ONNX INT8, UINT8, INT16, UINT16, INT32, INT64, UINT32, UINT64: integer (index) inputs
+_INDEX_ELEM_TYPES = (3, 2, 5, 4, 6, 7, 12, 13)
 
 
 def _rewritten(g: Any, st: ImportState) -> list[Any]:
@@ -226,10 +237,10 @@ def _graph_inputs(g: Any, st: ImportState, input_shape: InputShape) -> dict[str,
             raise ModelError(
                 f"input {vi.name!r} is not a tensor (sequence/map inputs are not supported)"
             )
-        if tt.elem_type not in (1, 10, 11, 16):  # float, float16, double, bfloat16
+        if tt.elem_type not in (1, 10, 11, 16, *_INDEX_ELEM_TYPES):  # floats; integers: indices
             raise ModelError(
                 f"input {vi.name!r} has a non-float element type ({tt.elem_type}); "
-                "lightspeed models take float inputs"
+                "lightspeed models take float inputs (and integer index inputs)"
             )
         dims: list[int | None] = []
         if tt.HasField("shape"):

@@ -115,6 +115,9 @@ class ImportState:
     batch: dict[str, int | None] = field(default_factory=dict)  # static batch of each input
     exact: bool = False  # a lightspeed export: fold affine ops only into their own layer
     meta: dict[str, Any] = field(default_factory=dict)  # lightspeed.precision metadata
+    # constants whose leading axis of 1 stands for the batch (torch's zeros/expand sized by
+    # x.shape[0]): the same values for every sample; Shape() of them reports the batch
+    batch_consts: set[str] = field(default_factory=set)
 
     def resolve(self, t: str) -> str:
         while t in self.alias:

@@ -137,9 +137,18 @@ class LightspeedBackend(Backend):
         # process) so that every request size uses them; same bits either way
         load_jit()
 
+    @property
+    def index_limits(self) -> dict[str, int]:
+        """Index inputs (edge lists) -> the compiled limit; the server checks each request."""
+        from lightspeed.ops.gather import index_limits
+
+        return index_limits(self._model.graph)
+
     def io(self):
         m = self._model
-        ins = [TensorSpec(n, "FP32", tuple(m.input_shapes[n])) for n in m.input_names]
+        limits = self.index_limits
+        ins = [TensorSpec(n, "INT64" if n in limits else "FP32", tuple(m.input_shapes[n]))
+               for n in m.input_names]  # fmt: skip
         outs = [TensorSpec(n, "FP64", tuple(m.output_shapes[n])) for n in m.output_names]
         return ins, outs
 

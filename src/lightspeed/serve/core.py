@@ -120,6 +120,10 @@ class LoadedModel:
         self.output_names = list(self.outputs)
         self._instances = instances
         self._finite_only = any(getattr(i, "finite_only", False) for i in instances)
+        # edge-list inputs of graph models: every index must lie in [0, limit)
+        self._index_limits: dict[str, int] = dict(
+            getattr(next(iter(instances), None), "index_limits", None) or {}
+        )
         self._cache = cache if config.response_cache.enable else None
         seq = sequence_policy(config, self.name, model_config_pb2())
         self.scheduler: Scheduler | SequenceScheduler
@@ -187,6 +191,21 @@ class LoadedModel:
                         f"model '{self.name}': input '{name}' contains NaN or Inf, which the "
                         "fixed-point backend cannot represent; clean the data before sending"
                     )
+        for name, n in self._index_limits.items():
+            ind = inputs.get(name)
+            if ind is None or not ind.size:
+                continue
+            bad = (ind < 0) | (ind >= n)
+            if ind.dtype.kind == "f":
+                bad |= ~np.isfinite(ind) | (ind != np.floor(ind))
+            if bad.any():
+                pos = [int(i) for i in np.argwhere(bad)[0]]
+                raise invalid(
+                    f"model '{self.name}': input '{name}' holds index {ind[tuple(pos)]} at "
+                    f"{pos}, outside [0, {n}): the model is compiled for graphs of at most {n} "
+                    "nodes (integer indices 0.."
+                    f"{n - 1}); pad smaller graphs, split bigger ones or recompile"
+                )
         if not batched:
             return 1
         if rows > self.max_batch_size:

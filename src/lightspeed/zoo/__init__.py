@@ -33,10 +33,13 @@ __all__ = [
 ]
 
 MODELS_DIR = Path(__file__).parent / "models"
+# models whose inputs are jet constituents, which the shipped sample does not have
+CONSTITUENT_MODELS = ("deepsets", "jedinet")
 _RECIPES = {
     "jet_tagger": "lightspeed.zoo.jet_tagger",
     "jet_tagger_q6": "lightspeed.zoo.jet_tagger_q6",
     "deepsets": "lightspeed.zoo.deepsets",
+    "jedinet": "lightspeed.zoo.jedinet",
     "autoencoder": "lightspeed.zoo.autoencoder",
     "facile": "lightspeed.zoo.facile",
 }
@@ -95,9 +98,9 @@ def default_split(name: str) -> tuple[Any, Any]:
     from lightspeed.zoo._common import SPLIT_SEED, TEST_FRACTION
 
     _check(name)
-    if name == "deepsets":
+    if name in CONSTITUENT_MODELS:
         raise InputError(
-            "the DeepSets tagger needs a sample with constituents: "
+            f"the {name} tagger needs a sample with constituents: "
             "lightspeed data jets --n 2000 --constituents 30 -o FILE, then pass load_jets(FILE)"
         )
     return load_default_jets().split(TEST_FRACTION, SPLIT_SEED)
@@ -152,7 +155,7 @@ def evaluate(
     predict = None
     if quantized:
         if calibration is None:
-            calibration = sample if name == "deepsets" else default_split(name)[0]
+            calibration = sample if name in CONSTITUENT_MODELS else default_split(name)[0]
         predict = quantize(name, calibration, path=onnx_path).predict
     return mod.evaluate(onnx_path, sample, predict)
 

@@ -33,14 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="torch seed (default 0)")
     args = parser.parse_args(argv)
     names = (
-        args.only.split(",") if args.only else ["jet_tagger", "autoencoder", "facile", "deepsets"]
+        args.only.split(",")
+        if args.only
+        else ["jet_tagger", "autoencoder", "facile", "deepsets", "jedinet"]
     )
     try:
         for name in names:
             kwargs = {"seed": args.seed}
-            if name == "deepsets":
+            if name in zoo.CONSTITUENT_MODELS:
                 if not args.constituents:
-                    print("deepsets: skipped (pass --constituents FILE)")
+                    print(f"{name}: skipped (pass --constituents FILE)")
                     continue
                 kwargs["sample"] = load_jets(args.constituents)
             card = zoo.train(name, args.out, **kwargs)
