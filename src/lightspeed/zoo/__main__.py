@@ -3,7 +3,8 @@
 Trains every recipe on the shipped jet sample (the DeepSets tagger on a generated
 file with constituents, e.g. ``lightspeed data jets --n 20000 --seed 7
 --constituents 30 -o FILE``) and writes ``<name>.onnx`` + ``<name>.json`` to DIR
-(default: the package's ``zoo/models``), printing the float metrics.
+(default: the package's ``zoo/models``), printing the float metrics. The recurrent
+``sequence_rnn`` trains on its own generated time series (``--only sequence_rnn``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="torch seed (default 0)")
     args = parser.parse_args(argv)
     names = (
-        args.only.split(",") if args.only else ["jet_tagger", "autoencoder", "facile", "deepsets"]
+        args.only.split(",") if args.only else ["jet_tagger", "autoencoder", "facile", "deepsets", "sequence_rnn"]
     )
     try:
         for name in names:
