@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="torch seed (default 0)")
     args = parser.parse_args(argv)
     names = (
-        args.only.split(",") if args.only else ["jet_tagger", "autoencoder", "facile", "deepsets", "sequence_rnn"]
+        args.only.split(",")
+        if args.only
+        else ["jet_tagger", "autoencoder", "facile", "deepsets", "sequence_rnn"]
     )
     try:
         for name in names:

@@ -51,7 +51,7 @@ class SequenceSample:
 
     def split(self, test_fraction: float, seed: int) -> tuple[SequenceSample, SequenceSample]:
         order = np.random.default_rng(seed).permutation(len(self))
-        n_test = int(round(len(self) * test_fraction))
+        n_test = round(len(self) * test_fraction)
         test, train = order[:n_test], order[n_test:]
         return (
             SequenceSample(self.x[train], self.labels[train]),
