@@ -95,8 +95,9 @@ def inputs(sample: SequenceSample) -> np.ndarray:
 
 def build() -> Any:
     torch = c.torch_module()
+    module: Any = torch.nn.Module
 
-    class Net(torch.nn.Module):
+    class Net(module):
         def __init__(self) -> None:
             super().__init__()
             self.rnn = torch.nn.LSTM(FEATURES, HIDDEN, batch_first=True)
