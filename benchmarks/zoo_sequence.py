@@ -8,8 +8,11 @@ On the test split of the generated time series its model card reports on:
   * Verilog at 200 MHz: latency in cycles, LUT/FF/DSP by lightspeed's estimate,
     Verilator bit-exact check on ``--vectors`` test windows (build time reported);
   * ``--yosys SECONDS``: Yosys synth_xilinx (xcvu9p) with that time limit.
-``--table-size N`` (default: the auto 1024) gives every sigmoid/tanh table N entries,
-a smaller design for the firmware rows (the accuracy rows then use it too).
+``--table-size N`` (default: the auto 1024) gives every sigmoid/tanh table N entries.
+``--steps K`` (< 16): the same trained network (the recipe retrains it bit-identically,
+checked against the shipped ONNX) exported for windows of the last K steps, a design
+about K/16 the size for when the full one is too slow to build in Verilator; every row
+is then for K steps.
 
 Writes benchmarks/results/zoo_sequence_rnn.json and prints a Markdown table.
 
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vectors", type=int, default=200, help="Verilator vectors (0: skip)")
     ap.add_argument("--table-size", type=int, default=0, help="sigmoid/tanh table entries")
+    ap.add_argument("--steps", type=int, default=0, help="compile for the last K steps")
     ap.add_argument("--yosys", type=float, default=0.0, help="Yosys time limit in s (0: skip)")
     ap.add_argument("--out", default=str(RESULTS / "zoo_sequence_rnn.json"))
     args = ap.parse_args(argv)
@@ -57,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
     train, test = zoo.default_split("sequence_rnn")
     path = zoo.model_path("sequence_rnn")
+    tmpdir = tempfile.TemporaryDirectory()
+    if args.steps:
+        path, train, test = _fewer_steps(args.steps, Path(tmpdir.name))
     graph = lightspeed.load(path)
     config = None
     if args.table_size:
@@ -66,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     q = lightspeed.quantize(graph, "auto", calibration=train.x[:5000], config=config)
     row: dict = {
         "model": "sequence_rnn",
+        "steps": args.steps or rec.STEPS,
         "n_test": len(test),
         "table_size": args.table_size or 1024,
         "quantize_seconds": time.perf_counter() - t0,
@@ -109,11 +117,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _fewer_steps(k: int, tmp: Path):
+    """The shipped network exported for the last ``k`` steps, and the split cut to them."""
+    from lightspeed import zoo
+    from lightspeed.zoo import sequence_rnn as rec
+    from lightspeed.zoo._common import export_onnx
+
+    model, _ = rec.fit(rec.generate())
+    full = export_onnx(model, rec.generate(4).x, tmp / "full.onnx", rec.INPUT, rec.OUTPUT)
+    if full.read_bytes() != zoo.model_path("sequence_rnn").read_bytes():
+        raise SystemExit("the recipe did not reproduce the shipped model; cannot cut it")
+    train, test = zoo.default_split("sequence_rnn")
+    cut = [rec.SequenceSample(s.x[:, -k:], s.labels) for s in (train, test)]
+    path = export_onnx(model, cut[0].x, tmp / f"steps{k}.onnx", rec.INPUT, rec.OUTPUT)
+    return path, cut[0], cut[1]
+
+
 def markdown(r: dict) -> str:
     est, ver = r["estimate"], r.get("verilator", {})
     lines = [
         "| quantity | value |",
         "|---|---|",
+        f"| compiled sequence length | {r['steps']} steps |",
         f"| sigmoid/tanh table entries | {r['table_size']} |",
         f"| accuracy float / auto fixed | {r['float']['accuracy']:.4f} / {r['fixed']['accuracy']:.4f} |",
         f"| AUC float / auto fixed | {r['float']['auc']:.4f} / {r['fixed']['auc']:.4f} |",

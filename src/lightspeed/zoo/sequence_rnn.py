@@ -121,12 +121,13 @@ def evaluate(
     }
 
 
-def train(
-    out_dir: Path, sample: SequenceSample | None = None, epochs: int = 30, seed: int = 0
-) -> c.ModelCard:
+def fit(sample: SequenceSample, epochs: int = 30, seed: int = 0) -> tuple[Any, list[float]]:
+    """The trained torch module and its loss per epoch (deterministic: seeded, one thread).
+
+    The LSTM's weights do not depend on the sequence length: exporting the module with
+    shorter windows gives the same network compiled for fewer steps."""
     torch = c.seed_everything(seed)
-    sample = sample if sample is not None else generate()
-    train_s, test_s = sample.split(c.TEST_FRACTION, c.SPLIT_SEED)
+    train_s, _ = sample.split(c.TEST_FRACTION, c.SPLIT_SEED)
     model = build()
     history = c.train_loop(
         model,
@@ -138,6 +139,15 @@ def train(
         lr=1e-2,
         batch_size=128,
     )
+    return model, history
+
+
+def train(
+    out_dir: Path, sample: SequenceSample | None = None, epochs: int = 30, seed: int = 0
+) -> c.ModelCard:
+    sample = sample if sample is not None else generate()
+    train_s, test_s = sample.split(c.TEST_FRACTION, c.SPLIT_SEED)
+    model, history = fit(sample, epochs, seed)
     out_dir = Path(out_dir)
     path = c.export_onnx(model, train_s.x, out_dir / f"{NAME}.onnx", INPUT, OUTPUT)
     card = c.ModelCard(
