@@ -11,8 +11,9 @@ quantization and overflow mode somewhere, narrow wrapping and saturating
 accumulators, truncated products), and a small CNN (Conv2D + ReLU + MaxPool +
 Dense). hls4ml converts PyTorch CNNs to channels-last internally but takes
 channels-first inputs (``ChannelsLastConversion: full``), like lightspeed.
-Softmax/sigmoid/tanh are left out on purpose: their lookup tables are laid out
-differently from hls4ml's (documented in docs/quantization.md).
+Softmax/sigmoid/tanh are left out here: lightspeed's default tables are laid out
+differently from hls4ml's (documented in docs/quantization.md); sigmoid/tanh with
+``table_layout: hls4ml`` are compared inside LSTM/GRU in test_hls4ml_recurrent.py.
 """
 
 from __future__ import annotations

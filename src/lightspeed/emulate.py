@@ -23,6 +23,7 @@ from lightspeed.ir.graph import Graph
 from lightspeed.ops import Fx, _mac_jit, get_op
 from lightspeed.ops import mac as _mac
 from lightspeed.ops.gather import check_index_inputs, graph_size_hint
+from lightspeed.ops.recurrent import sequence_mismatch
 
 if TYPE_CHECKING:
     from lightspeed.quantize.model import QuantizedModel
@@ -48,6 +49,9 @@ def check_inputs(
         if a.dtype.kind not in "fiub":
             raise InputError(f"input {name!r} has dtype {a.dtype}; give a float or integer array")
         if tuple(a.shape[1:]) != tuple(shape):
+            seq = sequence_mismatch(graph, name, a.shape)
+            if seq is not None:
+                raise InputError(seq)
             hint = " (add a batch axis: x[None])" if tuple(a.shape) == tuple(shape) else ""
             hint = hint or graph_size_hint(graph, name)
             raise InputError(

@@ -76,12 +76,44 @@ def test_onnx_gru_before_reset_form():
     assert "batchnorm" not in {n.op for n in g.nodes}  # reset-before form: no per-unit scale
 
 
-def test_sequence_of_another_length_is_refused_with_the_compiled_length():
-    m = _model(torch.nn.LSTM)
+@pytest.mark.parametrize("cell", [torch.nn.LSTM, torch.nn.GRU], ids=["lstm", "gru"])
+@pytest.mark.parametrize("steps", [7, 4, 1])
+def test_sequence_of_another_length_is_refused_with_the_compiled_length(cell, steps):
+    from lightspeed.errors import InputError
+
+    m = _model(cell)
     g = lightspeed.load(m, input_shape=(5, 4))
     q = lightspeed.quantize(g, "auto", np.random.default_rng(0).normal(0, 1, (100, 5, 4)))
-    with pytest.raises(LightspeedError, match=r"5, 4"):
-        q.predict(np.zeros((3, 7, 4)))
+    want = rf"input 'input' is a sequence of {steps} steps.*compiled for exactly 5 \(recurrent layer '\w+' is unrolled over 5 steps\)"
+    with pytest.raises(InputError, match=want):
+        q.predict(np.zeros((3, steps, 4)))
+    with pytest.raises(InputError, match=want):  # the float emulation checks the same way
+        lightspeed.emulate.run_float(g, {"input": np.zeros((3, steps, 4))})
+    # a wrong feature count is an ordinary shape error, not a sequence length
+    with pytest.raises(InputError, match=r"has shape \(3, 5, 3\); expected \(batch, 5, 4\)"):
+        q.predict(np.zeros((3, 5, 3)))
+    assert q.predict(np.zeros((3, 5, 4))).shape == (3, 3)
+
+
+def test_sequence_length_after_a_per_step_layer_is_still_named():
+    """A Linear applied to every step before the LSTM: the input is still the sequence."""
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pre = torch.nn.Linear(4, 3)
+            self.rnn = torch.nn.GRU(3, 2, batch_first=True)
+
+        def forward(self, x):
+            return self.rnn(torch.relu(self.pre(x)))[0][:, -1]
+
+    torch.manual_seed(0)
+    g = lightspeed.load(Net().eval(), input_shape=(6, 4))
+    from lightspeed.ops.recurrent import sequence_inputs
+
+    assert [(k, v[0]) for k, v in sequence_inputs(g).items()] == [("input", 6)]
+    with pytest.raises(LightspeedError, match="compiled for exactly 6"):
+        lightspeed.emulate.run_float(g, {"input": np.zeros((2, 9, 4))})
 
 
 def test_seq_first_layout_is_refused_with_the_fix(tmp_path):

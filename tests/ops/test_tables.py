@@ -85,3 +85,75 @@ def test_softmax_exp_table_size_from_the_config_wins():
         g, "auto", calibration=np.zeros((2, 5)), config={"layers": {"act": {"exp_table_size": 256}}}
     )
     assert q.qparams["act"]["exp_table"].shape == (256,)
+
+
+# ---------------------------------------------------------------------------
+# table_layout: hls4ml (entries at left bin edges in float32, index truncated toward zero)
+
+
+def _hls4ml_layout_model(op: str, n: int = 8):
+    cfg = {
+        "inputs": {"x": "ap_fixed<12,4>"},
+        "layers": {"act": {"table": "ap_fixed<18,8>", "result": "ap_fixed<18,8>",
+                           "table_layout": "hls4ml"}},
+    }  # fmt: skip
+    return lightspeed.quantize(_graph(op, n), "ap_fixed<16,6>", config=cfg)
+
+
+@pytest.mark.parametrize(("op", "half_range"), [("sigmoid", 8), ("tanh", 4)])
+def test_hls4ml_layout_follows_nnet_activation(op, half_range):
+    """Every input of an ap_fixed<12,4>: index = trunc(x * 1024 / (2 * range)) + 512,
+    clamped; entry = f(-range + index * step) computed in float32, truncated to
+    ap_fixed<18,8> (hls4ml's nnet::sigmoid / nnet::tanh with its default table type)."""
+    q = _hls4ml_layout_model(op, 1)
+    x = np.arange(-2048, 2048)[:, None] / 256.0  # the whole input grid
+    step = 2 * half_range / 1024
+    idx = np.clip(np.trunc(x[:, 0] / step).astype(np.int64) + 512, 0, 1023)
+    at = (-half_range + idx * step).astype(np.float32)
+    f = (
+        (1.0 / (np.float32(1) + np.exp(-at)).astype(np.float64)).astype(np.float32)
+        if op == "sigmoid"
+        else np.tanh(at)
+    )
+    want = np.floor(f.astype(np.float64) * 1024) / 1024
+    np.testing.assert_array_equal(q.predict(x)[:, 0], want)
+    # the default layout is another contract: bin centres, floor index
+    cfg = {"inputs": {"x": "ap_fixed<12,4>"},
+           "layers": {"act": {"table": "ap_fixed<18,8>", "result": "ap_fixed<18,8>"}}}  # fmt: skip
+    centre = lightspeed.quantize(_graph(op, 1), "ap_fixed<16,6>", config=cfg)
+    assert np.mean(centre.predict(x)[:, 0] != want) > 0.1  # measured 23-37%
+
+
+def test_hls4ml_layout_refusals():
+    g = _graph("tanh", 2)
+    with pytest.raises(ConfigError, match=r"table_layout 'middle' is not one of centre, hls4ml"):
+        lightspeed.quantize(
+            g, "ap_fixed<16,6>", config={"layers": {"act": {"table_layout": "middle"}}}
+        )
+    with pytest.raises(ConfigError, match=r"symmetric around 0"):
+        lightspeed.quantize(
+            g, "ap_fixed<16,6>",
+            config={"layers": {"act": {"table_layout": "hls4ml", "table_range": [-4, 12]}}},
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("target", ["verilog", "hls"])
+def test_hls4ml_layout_firmware_bit_exact(tmp_path, target):
+    from lightspeed import firmware
+    from lightspeed.errors import ToolMissingError
+    from lightspeed.firmware import tools
+
+    needs = ("find_verilator", "find_make", "find_cxx") if target == "verilog" else (
+        "find_ap_types", "find_cxx")  # fmt: skip
+    try:
+        for tool in needs:
+            getattr(tools, tool)()
+    except ToolMissingError as exc:
+        pytest.skip(str(exc))
+    for op in ("sigmoid", "tanh"):
+        q = _hls4ml_layout_model(op, 4)
+        x = np.random.default_rng(0).uniform(-9, 9, (2000, 4))
+        x[:100] = np.arange(-2048, 2048, 10.24)[:400].reshape(100, 4) / 256.0  # near zero too
+        fw = firmware.generate(q, tmp_path / f"{target}_{op}", target=target)
+        r = firmware.check(fw, x, q=q)
+        assert r["exact"], r["mismatches"]

@@ -13,7 +13,9 @@ from lightspeed.errors import InputError
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-MODELS = ["autoencoder", "deepsets", "facile", "jedinet", "jet_tagger", "jet_tagger_q6"]
+MODELS = [
+    "autoencoder", "deepsets", "facile", "jedinet", "jet_tagger", "jet_tagger_q6", "sequence_rnn"
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +47,11 @@ def test_onnx_well_formed(name) -> None:
     assert "Softmax" not in {n.op_type for n in model.graph.node}
 
 
-@pytest.mark.parametrize("name", ["jet_tagger", "autoencoder", "facile", "jet_tagger_q6"])
+@pytest.mark.parametrize(
+    "name", ["jet_tagger", "autoencoder", "facile", "jet_tagger_q6", "sequence_rnn"]
+)
 def test_documented_metrics_on_shipped_sample(name, test_split) -> None:
-    got = zoo.evaluate(name, test_split)
+    got = zoo.evaluate(name, test_split if name != "sequence_rnn" else None)
     want = zoo.info(name).metrics
     assert set(got) == set(want)
     for k, v in want.items():
@@ -156,15 +160,19 @@ def test_deepsets_accuracy_on_fresh_jets(tmp_path) -> None:
     assert got == pytest.approx(zoo.info("deepsets").metrics["accuracy"], abs=0.055)
 
 
-@pytest.mark.parametrize("name", ["jet_tagger", "autoencoder", "facile", "jet_tagger_q6"])
+@pytest.mark.parametrize(
+    "name", ["jet_tagger", "autoencoder", "facile", "jet_tagger_q6", "sequence_rnn"]
+)
 def test_fixed_point_metrics(name, test_split) -> None:
     """Auto-precision fixed point reproduces the card's fixed metrics and stays close to float."""
-    got = zoo.evaluate(name, test_split, quantized=True)
+    got = zoo.evaluate(name, test_split if name != "sequence_rnn" else None, quantized=True)
     card = zoo.info(name)
     for k, v in card.metrics_fixed.items():
         assert got[k] == pytest.approx(v, abs=5e-3), k
     if name == "jet_tagger":
         assert got["accuracy"] == pytest.approx(card.metrics["accuracy"], abs=0.01)
+    if name == "sequence_rnn":
+        assert got["accuracy"] == pytest.approx(card.metrics["accuracy"], abs=0.005)
     if name == "facile":
         assert got["resolution_68"] == pytest.approx(card.metrics["resolution_68"], abs=0.002)
 
@@ -179,3 +187,21 @@ def test_missing_torch_gives_install_command(tmp_path, monkeypatch) -> None:
         zoo.train("jet_tagger", tmp_path, epochs=1)
     # the shipped models still load and run without torch
     assert zoo.evaluate("facile")["rms_rel_error"] > 0
+
+
+def test_sequence_rnn_data_model_and_recipe(tmp_path) -> None:
+    """The generated series is deterministic and learnable; the recipe trains in seconds."""
+    pytest.importorskip("torch")
+    from lightspeed.zoo import sequence_rnn as rec
+
+    a, b = rec.generate(500), rec.generate(500)
+    np.testing.assert_array_equal(a.x, b.x)
+    assert a.x.shape == (500, rec.STEPS, rec.FEATURES) and a.x.dtype == np.float32
+    assert 0.4 < a.labels.mean() < 0.6 and np.abs(a.x).max() < 50
+    assert zoo.info("sequence_rnn").metrics["accuracy"] > 0.85
+    card = zoo.train("sequence_rnn", tmp_path, sample=rec.generate(1500), epochs=4)
+    assert card.training["n_train"] == 1125 and card.metrics["accuracy"] > 0.6
+    # the shipped model refuses a window of another length, naming the compiled one
+    q = zoo.quantize("sequence_rnn", n_calibration=500)
+    with pytest.raises(InputError, match="compiled for exactly 16"):
+        q.predict(np.zeros((2, 20, 3)))

@@ -22,6 +22,7 @@ _ROUNDING = {"RND_CONV": "ROUND", "TRN": "FLOOR", "TRN_ZERO": "ROUND_TO_ZERO"}
 META_ATTRS = (
     "table_size",
     "table_range",
+    "table_layout",
     "exp_table_size",
     "exp_range",
     "inv_table_size",

@@ -34,6 +34,8 @@ from lightspeed.ir.graph import Node
 from lightspeed.ops.onnx_import import ImportState, OnnxGraph, dyn, f64, opt_const, unsupported
 
 _PERM = [1, 0, 2]
+# attr of the slices taking each time step of a recurrent layer's input (value: the layer)
+SEQUENCE_ATTR = "sequence_of"
 
 
 # -- the exporter's batch-first wrapping, folded back (runs on the ONNX graph before import)
@@ -135,11 +137,13 @@ class Emitter:
         self.st.emit(Node(tag, op, ins, [out], attrs=attrs or {}, params=params or {}))
         return out
 
-    def rows(self, x: str, start: int, stop: int) -> str:
-        return self.node("slice", [x], {"starts": [start], "ends": [stop], "axes": [0]})
+    def rows(self, x: str, start: int, stop: int, **extra: Any) -> str:
+        return self.node("slice", [x], {"starts": [start], "ends": [stop], "axes": [0], **extra})
 
     def step_input(self, x: str, t: int, features: int) -> str:
-        return self.node("reshape", [self.rows(x, t, t + 1)], {"shape": [features]})
+        # the step's slice names its layer: input checks name the compiled length with it
+        step = self.rows(x, t, t + 1, **{SEQUENCE_ATTR: self.name})
+        return self.node("reshape", [step], {"shape": [features]})
 
 
 def _weights(onode, st: ImportState, name: str, gates: int):
@@ -280,3 +284,55 @@ def gru_steps(
             h = e.node("add", [cand, e.node("mul", [z, e.node("sub", [h, cand])])])
         hs.append(h)
     return hs
+
+
+# -- the compiled sequence length, for input checks (emulator and server)
+
+
+def sequence_inputs(graph: Any) -> dict[str, tuple[int, str]]:
+    """Graph inputs whose first non-batch axis a recurrent layer unrolls over:
+    ``{input: (compiled steps, layer name)}``.
+
+    A step slice reads either the input itself or a tensor computed from it step by
+    step (per-step ops keep the leading axis and the rank, e.g. a dense layer first)."""
+    found: dict[str, tuple[int, str]] = {}
+    for node in graph.nodes:
+        layer = node.attrs.get(SEQUENCE_ATTR)
+        if layer is None:
+            continue
+        tensor = node.inputs[0]
+        steps = graph.shapes.get(tensor, (0,))[0]
+        while tensor not in graph.inputs:
+            p = graph.producer(tensor)
+            if p is None or len(p.inputs) != 1 or p.op in ("transpose", "reshape", "flatten"):
+                break
+            before, after = graph.shapes.get(p.inputs[0]), graph.shapes.get(tensor)
+            if (
+                before is None
+                or after is None
+                or len(before) != len(after)
+                or before[0] != after[0]
+            ):
+                break
+            tensor = p.inputs[0]
+        if tensor in graph.inputs and graph.inputs[tensor][0] == steps:
+            found.setdefault(tensor, (int(steps), str(layer)))
+    return found
+
+
+def sequence_mismatch(graph: Any, name: str, shape: tuple[int, ...]) -> str | None:
+    """Why a batch of shape ``shape`` (batch first) for input ``name`` cannot run, when its
+    sequence length differs from the compiled one (and nothing else does); else None."""
+    seq = sequence_inputs(graph).get(name)
+    want = tuple(graph.inputs.get(name, ()))
+    if seq is None or len(shape) != len(want) + 1 or tuple(shape[2:]) != want[1:]:
+        return None
+    steps, layer = seq
+    if shape[1] == steps:
+        return None
+    return (
+        f"input {name!r} is a sequence of {shape[1]} steps, but the model is compiled for "
+        f"exactly {steps} (recurrent layer {layer!r} is unrolled over {steps} steps): pad or "
+        f"cut the sequences to {steps} steps, or export and compile the model again for "
+        f"{shape[1]}"
+    )

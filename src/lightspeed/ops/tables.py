@@ -8,6 +8,13 @@ width ``step = (hi - lo) / table_size`` (a power of two); the index is
 ``floor((x - lo) / step)`` clamped to [0, size-1]; the entry is ``f`` at the
 bin centre, rounded to the ``table`` type; the result casts the entry.
 
+``table_layout="hls4ml"`` (sigmoid/tanh only) lays the table out the way hls4ml's
+``nnet::sigmoid``/``nnet::tanh`` do, so that a model can be compared with hls4ml's
+C simulation bit for bit: the entry is ``f`` at the bin's *left* edge, evaluated in
+float32 (``1 / (1 + expf(-x))``, ``tanhf``), and the index truncates toward zero,
+``trunc(x / step) - lo / step`` (so the bin at 0 is two steps wide). The range must
+be symmetric, as hls4ml's is.
+
 Softmax (over the last axis): ``d_i = x_i - max(x)``; ``e_i = EXP[idx(d_i)]``
 with bins over [-exp_range, 0); ``s = sum(e_i)`` in ``accum``; ``inv =
 INV[idx(s)]`` with bins over (0, 2**ceil(log2(n))]; ``y_i = (result)(e_i * inv)``.
@@ -77,18 +84,62 @@ def table_geometry(
     return float(lo), float(hi), size, step_log2
 
 
-def bin_index(m: np.ndarray, frac: int, lo: float, step_log2: int, size: int) -> np.ndarray:
-    """floor((x - lo) / 2**step_log2) clamped to [0, size-1], for x = m * 2**-frac (exact)."""
+LAYOUTS = ("centre", "hls4ml")
+
+
+def table_layout(node: Node) -> str:
+    """The node's ``table_layout`` attr ("centre" unless set), checked."""
+    layout = str(node.attrs.get("table_layout", "centre"))
+    if layout not in LAYOUTS:
+        raise ConfigError(
+            f"node {node.name!r}: table_layout {layout!r} is not one of {', '.join(LAYOUTS)}"
+        )
+    if layout == "hls4ml":
+        lo, hi, _, _ = table_geometry(node)
+        if lo != -hi:
+            raise ConfigError(
+                f"node {node.name!r}: table_layout 'hls4ml' needs a range symmetric around 0 "
+                f"(hls4ml's tables are), not [{lo}, {hi})"
+            )
+    return layout
+
+
+def bin_index(
+    m: np.ndarray, frac: int, lo: float, step_log2: int, size: int, to_zero: bool = False
+) -> np.ndarray:
+    """floor((x - lo) / 2**step_log2) clamped to [0, size-1], for x = m * 2**-frac (exact).
+
+    ``to_zero``: ``trunc(x / step) - lo / step`` instead (the hls4ml layout)."""
     sh = -step_log2 - frac  # x / step = m * 2**sh
     base = round(lo * 2.0**-step_log2)
-    q = (m << sh) if sh >= 0 else (m >> -sh)
+    if sh >= 0:
+        q = m << sh
+    elif to_zero:
+        q = np.where(m < 0, -((-m) >> -sh), m >> -sh)
+    else:
+        q = m >> -sh
     return np.clip(q - base, 0, size - 1).astype(np.int64)
+
+
+def _float32_entries(op: str, x: np.ndarray) -> np.ndarray:
+    """hls4ml's table values: ``float`` arithmetic (its sigmoid divides in double and returns
+    float). A C library's ``tanhf`` may round an entry one float32 ulp differently from
+    NumPy's, which only shows in tables with >= 16 fractional bits (measured: 0 of 1024
+    entries differ at hls4ml's default ap_fixed<18,8>, 2 at ap_fixed<18,2,RND>)."""
+    x32 = x.astype(np.float32)
+    if op == "sigmoid":
+        s = 1.0 / (np.float32(1.0) + np.exp(-x32)).astype(np.float64)
+        return s.astype(np.float32).astype(np.float64)
+    return np.tanh(x32).astype(np.float64)
 
 
 def unary_table(node: Node, t: FixedType) -> np.ndarray:
     lo, _, size, step_log2 = table_geometry(node)
-    centres = lo + (np.arange(size) + 0.5) * 2.0**step_log2
-    return quantize_float(_FUNCS[node.op](centres), t, what=f"{node.name} table")
+    if table_layout(node) == "hls4ml":
+        values = _float32_entries(node.op, lo + np.arange(size) * 2.0**step_log2)
+    else:
+        values = _FUNCS[node.op](lo + (np.arange(size) + 0.5) * 2.0**step_log2)
+    return quantize_float(values, t, what=f"{node.name} table")
 
 
 def _unary_float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -102,13 +153,14 @@ def _unary_qparams(node: Node, prec: Precision) -> QParams:
 def _unary_fixed(node: Node, xs: list[Fx], prec: Precision, q: QParams) -> list[Fx]:
     x = xs[0]
     lo, _, size, step_log2 = table_geometry(node)
-    idx = bin_index(x.m, x.t.frac, lo, step_log2, size)
+    to_zero = table_layout(node) == "hls4ml"
+    idx = bin_index(x.m, x.t.frac, lo, step_log2, size, to_zero)
     entries = q["table"][idx]
     return [Fx(requantize(entries, prec["table"].frac, prec["result"]), prec["result"])]
 
 
 def _unary_auto(node: Node, ctx: AutoContext) -> Precision:
-    table_geometry(node)
+    table_layout(node)
     bits = ctx.options.table_bits
     t = (
         FixedType(bits, 0, False, "RND", "SAT")
@@ -142,7 +194,7 @@ def _unary(name: str) -> Op:
         trained_default=True,
         quantize_params=_unary_qparams,
         cost=_unary_cost,
-        doc=f"{name} by a lookup table (table_size, table_range attrs)",
+        doc=f"{name} by a lookup table (table_size, table_range, table_layout attrs)",
         onnx_import={name.capitalize(): unary(name)},
         onnx_export=simple(name.capitalize()),
     )

@@ -23,7 +23,14 @@ from lightspeed.ir.graph import Graph
 from lightspeed.ops import AutoOptions, get_op
 
 # layer keys that set node attributes rather than types
-TABLE_ATTRS = ("table_size", "table_range", "exp_table_size", "exp_range", "inv_table_size")
+TABLE_ATTRS = (
+    "table_size",
+    "table_range",
+    "table_layout",
+    "exp_table_size",
+    "exp_range",
+    "inv_table_size",
+)
 
 
 # precision modes: one type everywhere, types from calibration, the source model's own

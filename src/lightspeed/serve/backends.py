@@ -39,6 +39,11 @@ class Backend:
         """Run one batch. ``outputs`` lists the output names to return."""
         raise NotImplementedError
 
+    def shape_hint(self, name: str, shape: tuple[int, ...]) -> str | None:
+        """Why input ``name`` of ``shape`` (batch first) does not fit, when the model knows
+        more than its dims (a compiled sequence length); None to keep the plain message."""
+        return None
+
     def close(self) -> None:
         """Release resources (called after the last execution of this instance)."""
 
@@ -151,6 +156,11 @@ class LightspeedBackend(Backend):
                for n in m.input_names]  # fmt: skip
         outs = [TensorSpec(n, "FP64", tuple(m.output_shapes[n])) for n in m.output_names]
         return ins, outs
+
+    def shape_hint(self, name, shape):
+        from lightspeed.ops.recurrent import sequence_mismatch
+
+        return sequence_mismatch(self._model.graph, name, tuple(shape))
 
     def execute(self, inputs, outputs):
         result = self._model.predict_dict(dict(inputs))

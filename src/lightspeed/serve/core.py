@@ -173,8 +173,14 @@ class LoadedModel:
                 s != d and s != -1 for s, d in zip(spec.dims, dims, strict=True)
             ):
                 want = ([-1] if batched else []) + list(spec.dims)
+                hint = (
+                    self._instances[0].shape_hint(name, shape)
+                    if batched and self._instances
+                    else None
+                )
                 raise invalid(
                     f"model '{self.name}': input '{name}' has shape {list(shape)}, expected {want}"
+                    + (f"; {hint}" if hint else "")
                 )
             if batched:
                 n = shape[0]

@@ -2,7 +2,7 @@
 
 >>> from lightspeed import zoo
 >>> zoo.list_models()
-['autoencoder', 'deepsets', 'facile', 'jet_tagger']
+['autoencoder', 'deepsets', 'facile', 'jet_tagger', 'jet_tagger_q6', 'sequence_rnn']
 >>> zoo.model_path("jet_tagger")        # raw 16 hls4ml features -> 5 logits
 >>> zoo.info("jet_tagger").metrics      # float accuracy on the shipped sample's test split
 >>> zoo.evaluate("jet_tagger", quantized=True)   # bit-exact fixed point at auto precision
@@ -42,6 +42,7 @@ _RECIPES = {
     "jedinet": "lightspeed.zoo.jedinet",
     "autoencoder": "lightspeed.zoo.autoencoder",
     "facile": "lightspeed.zoo.facile",
+    "sequence_rnn": "lightspeed.zoo.sequence_rnn",
 }
 
 
@@ -92,12 +93,17 @@ def default_split(name: str) -> tuple[Any, Any]:
     """(train, test) split the model card of ``name`` reports on (shipped sample, 25% test, seed 0).
 
     The DeepSets tagger needs constituents, which the shipped sample does not have:
-    pass your own sample to :func:`evaluate` / :func:`quantize` for it.
+    pass your own sample to :func:`evaluate` / :func:`quantize` for it. A recipe with
+    its own data (the recurrent ``sequence_rnn``, on a generated time series) gives its
+    own ``default_split``.
     """
     from lightspeed.data.io import load_default_jets
     from lightspeed.zoo._common import SPLIT_SEED, TEST_FRACTION
 
     _check(name)
+    own = getattr(recipe(name), "default_split", None)
+    if own is not None:
+        return own()
     if name in CONSTITUENT_MODELS:
         raise InputError(
             f"the {name} tagger needs a sample with constituents: "
@@ -115,11 +121,13 @@ def quantize(
 ) -> Any:
     """Quantize the zoo model with :func:`lightspeed.quantize`; returns the QuantizedModel.
 
-    ``calibration`` is a JetSample (its recipe inputs are used) or an input array;
+    ``calibration`` is a sample (JetSample, or the recipe's own; its recipe inputs are
+    used) or an input array;
     by default the first ``n_calibration`` jets of the training split. ``precision``:
     the recipe's (``"trained"`` for the QAT models, which need no calibration), else auto.
     """
-    from lightspeed.data.io import JetSample
+    import numpy as np
+
     from lightspeed.frontends import load_model
     from lightspeed.quantize import quantize
 
@@ -130,7 +138,7 @@ def quantize(
         return quantize(graph, precision=chosen)
     if calibration is None:
         calibration = default_split(name)[0]
-    x = mod.inputs(calibration) if isinstance(calibration, JetSample) else calibration
+    x = calibration if isinstance(calibration, np.ndarray) else mod.inputs(calibration)
     return quantize(graph, precision=chosen, calibration=x[:n_calibration])
 
 

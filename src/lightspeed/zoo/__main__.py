@@ -3,7 +3,8 @@
 Trains every recipe on the shipped jet sample (the DeepSets tagger on a generated
 file with constituents, e.g. ``lightspeed data jets --n 20000 --seed 7
 --constituents 30 -o FILE``) and writes ``<name>.onnx`` + ``<name>.json`` to DIR
-(default: the package's ``zoo/models``), printing the float metrics.
+(default: the package's ``zoo/models``), printing the float metrics. The recurrent
+``sequence_rnn`` trains on its own generated time series (``--only sequence_rnn``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     names = (
         args.only.split(",")
         if args.only
-        else ["jet_tagger", "autoencoder", "facile", "deepsets", "jedinet"]
+        else ["jet_tagger", "autoencoder", "facile", "deepsets", "jedinet", "sequence_rnn"]
     )
     try:
         for name in names:

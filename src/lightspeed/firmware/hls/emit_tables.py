@@ -11,10 +11,12 @@ from __future__ import annotations
 from lightspeed.firmware.hls.registry import EmitContext, register
 from lightspeed.firmware.hls.writer import cnum, ctype, elementwise, raw_type
 from lightspeed.fixed import FixedType
-from lightspeed.ops.tables import softmax_geometry, table_geometry
+from lightspeed.ops.tables import softmax_geometry, table_geometry, table_layout
 
 
-def table_lookup(ctx: EmitContext, lo: float, size: int, step_log2: int) -> str:
+def table_lookup(
+    ctx: EmitContext, lo: float, size: int, step_log2: int, to_zero: bool = False
+) -> str:
     """Write the node's one-input ROM ``{name}_table``; the C++ expression reading it at ``x[i]``.
 
     The index rule is :func:`lightspeed.ops.tables.bin_index` (``table_index`` in the header).
@@ -25,7 +27,7 @@ def table_lookup(ctx: EmitContext, lo: float, size: int, step_log2: int) -> str:
     )
     return (
         f"({ctx.out_ctype}){p}_table[table_index<{raw_type(t_in)}>(x[i], {-step_log2 - t_in.frac}, "
-        f"{round(lo * 2.0**-step_log2)}, {size})]"
+        f"{round(lo * 2.0**-step_log2)}, {size}{', true' if to_zero else ''})]"
     )
 
 
@@ -33,7 +35,8 @@ def table_lookup(ctx: EmitContext, lo: float, size: int, step_log2: int) -> str:
 @register("tanh")
 def emit_unary_table(ctx: EmitContext) -> list[str]:
     lo, _, size, step_log2 = table_geometry(ctx.node)
-    return elementwise(ctx.n_out, table_lookup(ctx, lo, size, step_log2))
+    to_zero = table_layout(ctx.node) == "hls4ml"
+    return elementwise(ctx.n_out, table_lookup(ctx, lo, size, step_log2, to_zero))
 
 
 @register("softmax")

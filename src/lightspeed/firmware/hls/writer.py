@@ -180,12 +180,14 @@ def write_sources(q: QuantizedModel, opts: FirmwareOptions) -> dict[str, str]:
         "",
     ])  # fmt: skip
     helper = """// ROM address: clamp(floor(x / 2**step) - base, 0, size - 1) on x's raw integer bits
+// (trunc instead of floor with to_zero: the hls4ml table layout)
 template <class R, class T>
-static int table_index(const T& x, int sh, long long base, int size) {
+static int table_index(const T& x, int sh, long long base, int size, bool to_zero = false) {
   R raw;
   raw.range() = x.range();
   ap_int<96> q = raw;
-  q = sh >= 0 ? ap_int<96>(q << sh) : ap_int<96>(q >> (-sh));
+  if (sh < 0 && to_zero && q < 0) q = -ap_int<96>((-q) >> (-sh));
+  else q = sh >= 0 ? ap_int<96>(q << sh) : ap_int<96>(q >> (-sh));
   q -= base;
   if (q < 0) return 0;
   if (q > size - 1) return size - 1;

@@ -14,18 +14,21 @@ import numpy as np
 from lightspeed.firmware.netlist import Netlist, Sig
 from lightspeed.firmware.verilog.arith import cast_to, map_sigs
 from lightspeed.firmware.verilog.lowering import EmitContext, register
-from lightspeed.ops.tables import softmax_geometry, table_geometry
+from lightspeed.ops.tables import softmax_geometry, table_geometry, table_layout
 
 
-def table_index(nl: Netlist, s: Sig, lo: float, step_log2: int, size: int) -> Sig:
-    """ROM address of x = s: ``clamp(floor(x / 2**step_log2) - lo / 2**step_log2, 0, size-1)``."""
+def table_index(
+    nl: Netlist, s: Sig, lo: float, step_log2: int, size: int, to_zero: bool = False
+) -> Sig:
+    """ROM address of x = s: ``clamp(floor(x / 2**step_log2) - lo / 2**step_log2, 0, size-1)``
+    (``trunc`` instead of ``floor`` with ``to_zero``: the hls4ml table layout)."""
     m = Sig(s.net, 0)  # the integer word itself
     sh = -step_log2 - s.frac  # x / step = m * 2**sh
     if sh >= 0:
         q = nl.cast(m, sh, "TRN") if sh else m  # left shift (wiring)
         q = Sig(q.net, 0)
-    else:
-        q = Sig(nl.cast(m, sh, "TRN").net, 0)  # floor division by 2**-sh: drop bits
+    else:  # division by 2**-sh: drop bits (rounding toward zero for the hls4ml layout)
+        q = Sig(nl.cast(m, sh, "TRN_ZERO" if to_zero else "TRN").net, 0)
     base = round(lo * 2.0**-step_log2)
     d = nl.add(q, nl.const(-base, 0)) if base else q
     return nl.clamp(d, 0, size - 1)
@@ -36,10 +39,11 @@ def table_index(nl: Netlist, s: Sig, lo: float, step_log2: int, size: int) -> Si
 def emit_unary_table(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
     nl, res, tt = ctx.nl, ctx.prec["result"], ctx.prec["table"]
     lo, _, size, step_log2 = table_geometry(ctx.node)
+    to_zero = table_layout(ctx.node) == "hls4ml"
     table = ctx.qparams["table"]
 
     def one(s: Sig) -> Sig:
-        entry = nl.rom(table_index(nl, s, lo, step_log2, size), table, tt.frac)
+        entry = nl.rom(table_index(nl, s, lo, step_log2, size, to_zero), table, tt.frac)
         return cast_to(nl, entry, res)
 
     return [map_sigs(ins[0], one)]
