@@ -83,7 +83,11 @@ def check_layers(model: Any) -> None:
                 n, "GELU" + (" (x/2 * (1 + erf(x/sqrt 2)))" if op == "Erf" else ""), _GELU_FIX
             )
     for n in g.node:
-        if n.op_type == "Sub" and _is_normalization(n, producer, consumers, const):
+        if (
+            n.op_type == "Sub"
+            and not _has_op("layernorm")
+            and _is_normalization(n, producer, consumers, const)
+        ):
             raise _refuse(n, "layer normalization (x - ReduceMean(x) over the features)", _NORM_FIX)
         if (
             n.op_type == "Softmax"

@@ -90,6 +90,41 @@ def _refuse_known_layers(module: Any, error: str) -> None:
             )
 
 
+def _rms_norm_symbolic(g: Any, x: Any, shape: Any, weight: Any, eps: Any) -> Any:
+    """``aten::rms_norm`` for the TorchScript exporter (it has none before opset 23): the float
+    form ``x / sqrt(mean(x*x) + eps) * weight`` that the import fuses into ``rmsnorm``."""
+    import torch
+    from torch.onnx import symbolic_helper as sh
+
+    dims = sh._maybe_get_const(shape, "is")
+    if isinstance(dims, (list, tuple)) and len(dims) != 1:
+        raise ModelError(
+            f"RMSNorm over {len(dims)} axes: lightspeed normalizes over the last axis only"
+        )
+    e = sh._maybe_get_const(eps, "f")
+    e = float(torch.finfo(torch.float32).eps) if e is None or sh._is_none(eps) else float(e)
+    ms = g.op("ReduceMean", g.op("Mul", x, x), axes_i=[-1], keepdims_i=1)
+    den = g.op("Sqrt", g.op("Add", ms, g.op("Constant", value_t=torch.tensor(e))))
+    z = g.op("Div", x, den)
+    return z if sh._is_none(weight) else g.op("Mul", z, weight)
+
+
+@contextlib.contextmanager
+def _exportable(torch: Any) -> Iterator[None]:
+    """Export-time settings: nn.MultiheadAttention's fused fast path (which has no ONNX form)
+    off, so that it exports as MatMul/Softmax; RMSNorm through :func:`_rms_norm_symbolic`."""
+    from torch.onnx import register_custom_op_symbolic
+
+    register_custom_op_symbolic("aten::rms_norm", _rms_norm_symbolic, 9)
+    mha = torch.backends.mha
+    before = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(before)
+
+
 def _verbose() -> bool:
     return os.environ.get("LIGHTSPEED_VERBOSE", "") not in ("", "0")
 
@@ -147,7 +182,7 @@ def export_onnx_bytes(module: Any, input_shape: Any, opset: int = 17) -> bytes:
     # LIGHTSPEED_VERBOSE=1 only
     with _quiet_fds() as captured:
         try:
-            with warnings.catch_warnings(), torch.no_grad():
+            with warnings.catch_warnings(), torch.no_grad(), _exportable(torch):
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
                     module, args, buf, input_names=names, output_names=outputs,
