@@ -470,7 +470,8 @@ def _fuse_norms(g: OnnxGraph) -> None:
         # d = x - mean(x): layernorm; d used by the square and the division only
         op_type, x = "RMSNormalization", d
         sub = g.producer(d)
-        if sub is not None and sub.op_type == "Sub" and len(g.consumers(d)) == 2:
+        users = {id(u) for u in g.consumers(d)}  # Mul(d, d) lists d twice
+        if sub is not None and sub.op_type == "Sub" and len(users) == 2 and d not in g.outputs:
             m = _mean_of(g, sub.input[1])
             if m is not None and m[0] == sub.input[0] and m[1] == axis:
                 if len(g.consumers(sub.input[1])) == 1:
