@@ -39,6 +39,7 @@ _RECIPES = {
     "deepsets": "lightspeed.zoo.deepsets",
     "autoencoder": "lightspeed.zoo.autoencoder",
     "facile": "lightspeed.zoo.facile",
+    "transformer": "lightspeed.zoo.transformer",
 }
 
 
