@@ -86,7 +86,7 @@ def evaluate(
 
 
 def train(
-    out_dir: Path, sample: JetSample | None = None, epochs: int = 30, seed: int = 0
+    out_dir: Path, sample: JetSample | None = None, epochs: int = 100, seed: int = 0
 ) -> c.ModelCard:
     if sample is None:
         raise InputError(
