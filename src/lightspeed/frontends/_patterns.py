@@ -31,9 +31,9 @@ _RECURRENT_FIX = (
     "(lightspeed serve)"
 )
 _NORM_FIX = (
-    "its statistics are computed from each sample at run time, which has no fixed-point form "
-    "here (BatchNormalization works because its statistics are constants): train with "
-    "BatchNormalization instead, or serve the ONNX model with the onnxruntime backend"
+    "lightspeed normalizes each sample over the last axis only (LayerNormalization, "
+    "RMSNormalization): use LayerNorm over the feature axis, or BatchNormalization (constant "
+    "statistics), or serve the ONNX model with the onnxruntime backend"
 )
 _ATTENTION_FIX = (
     "write the attention out instead (Linear projections, softmax(q @ k.transpose(-2, -1) "
