@@ -76,8 +76,11 @@ def main() -> None:
             "fixed_accuracy": float(np.mean(y_small.argmax(1) == test.labels)),
             "argmax_agreement": float(np.mean(y_small.argmax(1) == float_out.argmax(1))),
             "latency_cycles_200MHz": int(est_small.latency),
-            "estimate": {"lut": round(est_small.lut), "ff": round(est_small.ff),
-                         "dsp": round(est_small.dsp)},
+            "estimate": {
+                "lut": round(est_small.lut),
+                "ff": round(est_small.ff),
+                "dsp": round(est_small.dsp),
+            },
         },
         "machine": platform.processor() or platform.machine(),
     }
@@ -86,7 +89,11 @@ def main() -> None:
             fw = firmware.generate(q_small, Path(tmp) / "fw", clock_period=5.0)
         if args.rtl:
             r = firmware.check(fw, x[: args.rtl], q=q_small)
-            row["rtl"] = {"n": args.rtl, "exact": bool(r["exact"]), "mismatches": len(r["mismatches"])}
+            row["rtl"] = {
+                "n": args.rtl,
+                "exact": bool(r["exact"]),
+                "mismatches": len(r["mismatches"]),
+            }
         if args.yosys:
             rep = firmware.synthesize(fw)
             row["yosys"] = {k: getattr(rep, k, None) for k in ("lut", "ff", "dsp")}

@@ -28,7 +28,11 @@ class Block(torch.nn.Module):
         if attention == "torch":
             self.att = torch.nn.MultiheadAttention(d, heads, batch_first=True)
         else:
-            self.heads, self.qkv, self.proj = heads, torch.nn.Linear(d, 3 * d), torch.nn.Linear(d, d)
+            self.heads, self.qkv, self.proj = (
+                heads,
+                torch.nn.Linear(d, 3 * d),
+                torch.nn.Linear(d, d),
+            )
         self.n1, self.n2 = torch.nn.LayerNorm(d), torch.nn.LayerNorm(d)
         self.mlp = torch.nn.Sequential(
             torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, d)
@@ -40,7 +44,9 @@ class Block(torch.nn.Module):
             return self.att(x, x, x)[0]
         b, n, d = x.shape
         hd = d // self.heads
-        q, k, v = (t.reshape(b, n, self.heads, hd).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
+        q, k, v = (
+            t.reshape(b, n, self.heads, hd).transpose(1, 2) for t in self.qkv(x).chunk(3, -1)
+        )
         a = torch.softmax(q @ k.transpose(-2, -1) / hd**0.5, dim=-1)
         return self.proj((a @ v).transpose(1, 2).reshape(b, n, d))
 
@@ -114,6 +120,7 @@ def test_unsupported_attention_forms_are_named():
         lightspeed.load(seq_first, input_shape=(4, 8))
 
 
+@pytest.mark.slow  # ~1 min each on a loaded 2-core machine
 @pytest.mark.parametrize("target", ["verilog", "hls"])
 def test_attention_block_firmware_bit_exact(target, tmp_path):
     from lightspeed.quantize import AutoOptions

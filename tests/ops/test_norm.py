@@ -108,7 +108,9 @@ def test_fixed_contract_matches_literal_reference(op, n):
 
 def _ln_onnx(opset=17, axis=-1):
     rng = np.random.default_rng(1)
-    nodes = [helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=axis, epsilon=1e-4)]
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=axis, epsilon=1e-4)
+    ]
     inits = {"g": rng.uniform(0.5, 1.5, 6).astype(np.float32),
              "b": rng.normal(0, 0.3, 6).astype(np.float32)}  # fmt: skip
     if axis != -1:

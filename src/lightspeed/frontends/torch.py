@@ -132,7 +132,8 @@ def _explicit_attention(torch: Any) -> Any:
         def __init__(self, m: Any) -> None:
             super().__init__()
             self.heads, self.dim = m.num_heads, m.embed_dim
-            self.batch_first, self._qkv_same_embed_dim = True, True  # read by TransformerEncoderLayer
+            # read by TransformerEncoderLayer
+            self.batch_first, self._qkv_same_embed_dim = True, True
             self.in_proj_weight, self.in_proj_bias = m.in_proj_weight, m.in_proj_bias
             self.out_proj = m.out_proj
 
@@ -152,7 +153,11 @@ def _explicit_attention(torch: Any) -> Any:
             def heads(t, w, b):  # (B, N, D) -> (B, h, N, hd)
                 return f.linear(t, w, b).reshape(t.shape[0], t.shape[1], h, hd).transpose(1, 2)
 
-            q, k, v = heads(query, ws[0], bs[0]), heads(key, ws[1], bs[1]), heads(value, ws[2], bs[2])
+            q, k, v = (
+                heads(query, ws[0], bs[0]),
+                heads(key, ws[1], bs[1]),
+                heads(value, ws[2], bs[2]),
+            )
             a = torch.softmax((q @ k.transpose(-2, -1)) * hd**-0.5, dim=-1)
             o = (a @ v).transpose(1, 2).reshape(query.shape[0], query.shape[1], d)
             weights = (a.mean(dim=1) if average_attn_weights else a) if need_weights else None

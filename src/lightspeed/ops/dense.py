@@ -195,7 +195,13 @@ def reduce_sum(onode, st: ImportState, a: dict, name: str) -> None:
             st.emit(Node(f"{name}_t{k}", "transpose", [cur], [last], attrs={"perm": perm}))
         summed = f"{name}__s{k}"
         st.emit(
-            Node(f"{name}_sum{k}", "dense", [last], [summed], params={"weight": np.ones((n, 1)) / (n if op == "ReduceMean" else 1)})
+            Node(
+                f"{name}_sum{k}",
+                "dense",
+                [last],
+                [summed],
+                params={"weight": np.ones((n, 1)) / (n if op == "ReduceMean" else 1)},
+            )
         )
         out_shape = [d for j, d in enumerate(shape) if j != i]
         if keep:

@@ -150,10 +150,7 @@ def _gamma_beta(node: Node, n: int) -> tuple[np.ndarray, np.ndarray]:
 def _float(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x = np.asarray(xs[0], dtype=np.float64)
     eps = float(node.attrs.get("epsilon", DEFAULT_EPS))
-    if node.op == "layernorm":
-        d = x - x.mean(axis=-1, keepdims=True)
-    else:
-        d = x
+    d = x - x.mean(axis=-1, keepdims=True) if node.op == "layernorm" else x
     z = d / np.sqrt((d * d).mean(axis=-1, keepdims=True) + eps)
     g, b = _gamma_beta(node, x.shape[-1])
     return [z * g + b]
@@ -403,9 +400,10 @@ def _reduced_axis(g: OnnxGraph, rm: Any) -> int | None:
     attrs = {a.name: a for a in rm.attribute}
     if "keepdims" in attrs and attrs["keepdims"].i == 0:
         return None
+    axes: list[int] | None
     if len(rm.input) > 1 and rm.input[1]:
-        axes = g.consts.get(rm.input[1])
-        axes = None if axes is None else [int(v) for v in np.asarray(axes).reshape(-1)]
+        c = g.consts.get(rm.input[1])
+        axes = None if c is None else [int(v) for v in np.asarray(c).reshape(-1)]
     else:
         axes = list(attrs["axes"].ints) if "axes" in attrs else None
     return axes[0] if axes is not None and len(axes) == 1 else None
@@ -473,10 +471,10 @@ def _fuse_norms(g: OnnxGraph) -> None:
         users = {id(u) for u in g.consumers(d)}  # Mul(d, d) lists d twice
         if sub is not None and sub.op_type == "Sub" and len(users) == 2 and d not in g.outputs:
             m = _mean_of(g, sub.input[1])
-            if m is not None and m[0] == sub.input[0] and m[1] == axis:
-                if len(g.consumers(sub.input[1])) == 1:
-                    op_type, x = "LayerNormalization", sub.input[0]
-                    nodes += [sub, m[2]]
+            centred = m is not None and m[0] == sub.input[0] and m[1] == axis
+            if m is not None and centred and len(g.consumers(sub.input[1])) == 1:
+                op_type, x = "LayerNormalization", sub.input[0]
+                nodes += [sub, m[2]]
         out, scale, bias = z_node.output[0], None, None
         mul = g.only_consumer(out, "Mul")
         if mul is not None:

@@ -37,7 +37,7 @@ def build() -> Any:
     torch = c.torch_module()
     nn = torch.nn
 
-    class Tagger(nn.Module):
+    class Tagger(nn.Module):  # type: ignore[name-defined]  # torch is an optional extra
         def __init__(self) -> None:
             super().__init__()
             self.embed = nn.Linear(N_FEATURES, DIM)
