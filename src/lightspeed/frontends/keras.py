@@ -1092,7 +1092,8 @@ _CONVERTERS: dict[str, Callable[[_Call], None]] = {
 _ADVICE = {
     "SimpleRNN": "recurrent layers are not supported yet; use Conv1D over the sequence",
     "Bidirectional": "recurrent layers are not supported yet; use Conv1D over the sequence",
-    "MultiHeadAttention": "attention is not supported yet",
+    "MultiHeadAttention": "Keras attention is not supported yet; PyTorch nn.MultiheadAttention "
+    "(lightspeed.load) and attention written out as MatMul/Softmax in ONNX are",
     "Attention": "attention is not supported yet",
     "Embedding": "embeddings are not supported; feed one-hot or dense features",
     "Lambda": "Lambda layers hold Python code lightspeed cannot read; replace them with Keras layers",
