@@ -86,7 +86,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         if args.rtl or args.yosys:
-            fw = firmware.generate(q_small, Path(tmp) / "fw", clock_period=5.0)
+            fw = firmware.generate(q_small, Path(tmp) / "fw", clock_period=5.0, force=True)
         if args.rtl:
             r = firmware.check(fw, x[: args.rtl], q=q_small)
             row["rtl"] = {
