@@ -144,8 +144,8 @@ def test_unsupported_layers_named():
     )
     with pytest.raises(UnsupportedOpError, match=r"'lstm'.*activation 'relu'.*defaults"):
         lightspeed.load(model)
-    model = _k3(lambda k, L: k.Sequential([k.Input((6,)), L.LayerNormalization(name="ln")]))
-    with pytest.raises(UnsupportedOpError, match=r"LayerNormalization.*LayerNorm is not supported"):
+    model = _k3(lambda k, L: k.Sequential([k.Input((5, 4)), L.LayerNormalization(1, name="ln")]))
+    with pytest.raises(UnsupportedOpError, match=r"'ln' \(LayerNormalization\): axis=1"):
         lightspeed.load(model)
     model = _k3(lambda k, L: k.Sequential([k.Input((6,)), L.Dense(3, activation="swish")]))
     with pytest.raises(UnsupportedOpError, match=r"activation '(swish|silu)'.*hard_silu"):

@@ -14,7 +14,8 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 MODELS = [
-    "autoencoder", "deepsets", "facile", "jedinet", "jet_tagger", "jet_tagger_q6", "sequence_rnn"
+    "autoencoder", "deepsets", "facile", "jedinet", "jet_tagger", "jet_tagger_q6", "sequence_rnn",
+    "transformer",
 ]
 
 
@@ -44,7 +45,8 @@ def test_onnx_well_formed(name) -> None:
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
     assert dims == card.inputs[inp.name] and dims[0] == "N"
     assert out.type.tensor_type.shape.dim[0].dim_param == "N"
-    assert "Softmax" not in {n.op_type for n in model.graph.node}
+    last = next(n for n in model.graph.node if out.name in n.output)
+    assert last.op_type != "Softmax"  # logits (the transformer's attention has inner ones)
 
 
 @pytest.mark.parametrize(
@@ -205,3 +207,32 @@ def test_sequence_rnn_data_model_and_recipe(tmp_path) -> None:
     q = zoo.quantize("sequence_rnn", n_calibration=500)
     with pytest.raises(InputError, match="compiled for exactly 16"):
         q.predict(np.zeros((2, 20, 3)))
+
+
+def test_transformer_compiles_with_attention_and_layernorm() -> None:
+    """The shipped transformer imports as dense/matmul/softmax/layernorm and agrees at auto."""
+    import lightspeed
+    from lightspeed.zoo._common import run_onnx
+
+    path = zoo.model_path("transformer")
+    g = lightspeed.load(path)
+    ops = [n.op for n in g.nodes]
+    assert ops.count("matmul") == 2 and ops.count("layernorm") == 2 and "softmax" in ops
+    rng = np.random.default_rng(0)
+    x = np.zeros((400, 16, 6), dtype=np.float32)  # jet-like: leading particles real
+    n_real = rng.integers(4, 17, 400)
+    for i, k in enumerate(n_real):
+        pt = np.sort(rng.exponential(1.0, k))[::-1]
+        x[i, :k, 0] = pt / pt.sum()
+        x[i, :k, 1:3] = rng.normal(0, 0.15, (k, 2))
+        x[i, :k, 3] = np.log(x[i, :k, 0])
+        x[i, :k, 4] = np.hypot(x[i, :k, 1], x[i, :k, 2])
+        x[i, :k, 5] = 1
+    ref = run_onnx(path, x)
+    y = lightspeed.quantize(g, "auto", x).predict(x)
+    assert (y.argmax(1) == ref.argmax(1)).mean() >= 0.98
+
+
+def test_transformer_needs_constituents(test_split) -> None:
+    with pytest.raises(InputError, match="--constituents"):
+        zoo.recipe("transformer").inputs(test_split)

@@ -31,9 +31,9 @@ _RECURRENT_FIX = (
     "(lightspeed serve)"
 )
 _NORM_FIX = (
-    "its statistics are computed from each sample at run time, which has no fixed-point form "
-    "here (BatchNormalization works because its statistics are constants): train with "
-    "BatchNormalization instead, or serve the ONNX model with the onnxruntime backend"
+    "lightspeed normalizes each sample over the last axis only (LayerNormalization, "
+    "RMSNormalization): use LayerNorm over the feature axis, or BatchNormalization (constant "
+    "statistics), or serve the ONNX model with the onnxruntime backend"
 )
 _ATTENTION_FIX = (
     "write the attention out instead (Linear projections, softmax(q @ k.transpose(-2, -1) "
@@ -83,7 +83,11 @@ def check_layers(model: Any) -> None:
                 n, "GELU" + (" (x/2 * (1 + erf(x/sqrt 2)))" if op == "Erf" else ""), _GELU_FIX
             )
     for n in g.node:
-        if n.op_type == "Sub" and _is_normalization(n, producer, consumers, const):
+        if (
+            n.op_type == "Sub"
+            and not _has_op("layernorm")
+            and _is_normalization(n, producer, consumers, const)
+        ):
             raise _refuse(n, "layer normalization (x - ReduceMean(x) over the features)", _NORM_FIX)
         if (
             n.op_type == "Softmax"

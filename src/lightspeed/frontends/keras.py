@@ -215,6 +215,11 @@ def _var_names(cls: str, cfg: dict[str, Any]) -> list[str]:
         return ["depthwise_kernel", "bias"]
     if base == "PReLU":
         return ["alpha"]
+    if base == "LayerNormalization":
+        return [*(["gamma"] if cfg.get("scale", True) else []),
+                *(["beta"] if cfg.get("center", True) else [])]  # fmt: skip
+    if base == "RMSNormalization":
+        return ["scale"]
     return ["kernel", "bias"]
 
 
@@ -820,6 +825,35 @@ def _batchnorm(c: _Call) -> None:
     )
 
 
+def _layernorm(c: _Call) -> None:
+    """LayerNormalization / RMSNormalization over the last (feature) axis."""
+    axis = c.cfg.get("axis", -1)
+    axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+    rank = len(c.kshape())
+    if not isinstance(axis, int) or axis not in (-1, rank):
+        raise c.refuse(
+            f"axis={axis}", "normalize the last (feature) axis only (axis=-1), the one axis "
+            "lightspeed's layernorm/rmsnorm reduce over"
+        )  # fmt: skip
+    params: dict[str, np.ndarray] = {}
+    if c.layer.cls == "RMSNormalization":
+        op, eps = "rmsnorm", c.cfg.get("epsilon", 1e-6)
+        params["weight"] = c.weight("scale")
+    else:
+        if c.cfg.get("rms_scaling", False):
+            raise c.refuse(
+                "rms_scaling=True (deprecated in Keras: x / sqrt(var(x) + eps), not centred)",
+                "use keras.layers.RMSNormalization",
+            )
+        op, eps = "layernorm", c.cfg.get("epsilon", 1e-3)
+        if c.cfg.get("scale", True):
+            params["weight"] = c.weight("gamma")
+        if c.cfg.get("center", True):
+            params["bias"] = c.weight("beta")
+    eps = 1e-7 if eps is None else float(eps)  # keras.config.epsilon() when None
+    c.node(op, [c.x(0, "cl")], "cl", attrs={"epsilon": eps}, params=params)
+
+
 def _pool(c: _Call) -> None:
     x = c.x(0, "cf")
     in_sp = c.s.st.shapes[x][1:]
@@ -1033,6 +1067,7 @@ _CONVERTERS: dict[str, Callable[[_Call], None]] = {
     "SeparableConv1D": _separable, "SeparableConv2D": _separable,
     "QSeparableConv1D": _separable, "QSeparableConv2D": _separable,
     "BatchNormalization": _batchnorm, "QBatchNormalization": _qbatchnorm,
+    "LayerNormalization": _layernorm, "RMSNormalization": _layernorm,
     "MaxPooling1D": _pool, "MaxPooling2D": _pool, "AveragePooling1D": _pool,
     "AveragePooling2D": _pool, "MaxPool1D": _pool, "MaxPool2D": _pool, "AvgPool1D": _pool,
     "AvgPool2D": _pool,
@@ -1060,10 +1095,9 @@ _CONVERTERS: dict[str, Callable[[_Call], None]] = {
 _ADVICE = {
     "SimpleRNN": "recurrent layers are not supported yet; use Conv1D over the sequence",
     "Bidirectional": "recurrent layers are not supported yet; use Conv1D over the sequence",
-    "MultiHeadAttention": "attention is not supported yet",
+    "MultiHeadAttention": "Keras attention is not supported yet; PyTorch nn.MultiheadAttention "
+    "(lightspeed.load) and attention written out as MatMul/Softmax in ONNX are",
     "Attention": "attention is not supported yet",
-    "LayerNormalization": "LayerNorm is not supported yet (its statistics depend on the input); "
-    "BatchNormalization folds, LayerNorm does not",
     "Embedding": "embeddings are not supported; feed one-hot or dense features",
     "Lambda": "Lambda layers hold Python code lightspeed cannot read; replace them with Keras layers",
     "Conv3D": "3-D convolutions are not supported; use Conv2D",

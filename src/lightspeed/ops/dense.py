@@ -165,10 +165,12 @@ def _const_left(onode, st: ImportState, name: str) -> None:
     st.emit(Node(f"{name}_t_out", "transpose", [yt], [onode.output[0]], attrs={"perm": perm}))
 
 
-def _reduce_sum(onode, st: ImportState, a: dict, name: str) -> None:
+def reduce_sum(onode, st: ImportState, a: dict, name: str) -> None:
     """ReduceSum over non-batch axes as dense layers of ones (exact sums; in firmware the
-    ones are wires into an adder tree), one axis at a time, the axis moved last and back."""
-    x = dyn(st, onode.input[0], "ReduceSum", name)
+    ones are wires into an adder tree), one axis at a time, the axis moved last and back.
+    ReduceMean over axes other than the spatial ones comes here too (weights 1/n)."""
+    op = onode.op_type
+    x = dyn(st, onode.input[0], op, name)
     rank = len(st.shapes[x]) + 1  # ONNX rank, batch included
     axes_c = opt_const(st, onode, 1)
     axes = [int(v) for v in (axes_c.reshape(-1) if axes_c is not None else a.get("axes", []))]
@@ -179,7 +181,7 @@ def _reduce_sum(onode, st: ImportState, a: dict, name: str) -> None:
         axes = list(range(rank))
     axes = sorted({ax + rank if ax < 0 else ax for ax in axes})
     if 0 in axes:
-        raise unsupported("ReduceSum", name, "a sum over the batch axis")
+        raise unsupported(op, name, "a reduction over the batch axis")
     keep = bool(a.get("keepdims", 1))
     cur = x
     for k, ax in enumerate(sorted(axes, reverse=True)):  # highest first: lower axes keep place
@@ -193,7 +195,13 @@ def _reduce_sum(onode, st: ImportState, a: dict, name: str) -> None:
             st.emit(Node(f"{name}_t{k}", "transpose", [cur], [last], attrs={"perm": perm}))
         summed = f"{name}__s{k}"
         st.emit(
-            Node(f"{name}_sum{k}", "dense", [last], [summed], params={"weight": np.ones((n, 1))})
+            Node(
+                f"{name}_sum{k}",
+                "dense",
+                [last],
+                [summed],
+                params={"weight": np.ones((n, 1)) / (n if op == "ReduceMean" else 1)},
+            )
         )
         out_shape = [d for j, d in enumerate(shape) if j != i]
         if keep:
@@ -221,7 +229,7 @@ def _export(b: Builder, node: Node, key: str, ins: list[str], out: str, prec, qp
 DENSE = Op(
     name="dense",
     trained_precision=_trained,
-    onnx_import={"Gemm": _gemm, "MatMul": _matmul, "ReduceSum": _reduce_sum},
+    onnx_import={"Gemm": _gemm, "MatMul": _matmul, "ReduceSum": reduce_sum},
     onnx_export=_export,
     roles=("weight", "bias", "accum", "result"),
     param_roles=("weight", "bias"),

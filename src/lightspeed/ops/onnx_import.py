@@ -32,7 +32,8 @@ ADVICE = {
     "Silu": "Relu or Sigmoid",
     "Exp": "Softmax (last axis)",
     "LogSoftmax": "Softmax (last axis)",
-    "Sqrt": "BatchNormalization with constant statistics",
+    "Sqrt": "BatchNormalization with constant statistics, or LayerNormalization/RMSNormalization "
+    "(x / sqrt(mean(x*x) + eps) over the last axis is fused into them)",
     "Pow": "Mul",
     "ReduceSum": "GlobalAveragePool",
     "ReduceMax": "MaxPool or GlobalMaxPool",
@@ -40,7 +41,6 @@ ADVICE = {
     "GRU": "nothing yet: recurrent layers (GRU) are not supported",
     "RNN": "nothing yet: recurrent layers (RNN) are not supported",
     "InstanceNormalization": "BatchNormalization with constant statistics",
-    "LayerNormalization": "nothing yet: LayerNorm is not supported (BatchNorm folds only constant statistics)",
     "Gather": "Reshape/Transpose (Gather is only supported on constants)",
     "Split": "separate Conv/Gemm layers (Split is only supported on constants)",
     "QuantizeLinear": "QONNX Quant (export with Brevitas' export_qonnx)",

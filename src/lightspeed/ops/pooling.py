@@ -173,7 +173,10 @@ def _reduce_mean_import(onode, st: ImportState, a: dict, name: str) -> None:
     axes = [int(v) for v in (axes_c.reshape(-1) if axes_c is not None else a.get("axes", []))]
     axes = sorted(v + rank if v < 0 else v for v in axes)
     if len(shape) < 2 or axes != list(range(2, rank)):
-        raise unsupported("ReduceMean", name, f"axes {axes} (only all spatial axes 2..{rank - 1})")
+        from lightspeed.ops.dense import reduce_sum  # other axes: a dense layer of 1/n
+
+        reduce_sum(onode, st, a, name)
+        return
     out = onode.output[0]
     if int(a.get("keepdims", 1)):
         st.emit(Node(name, "global_avgpool", [x], [out]))

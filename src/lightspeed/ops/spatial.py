@@ -337,6 +337,35 @@ def _slice_import(onode, st: ImportState, a: dict, name: str) -> None:
     st.emit(Node(name, "slice", [x], [onode.output[0]], attrs=attrs))
 
 
+def _split_import(onode, st: ImportState, a: dict, name: str) -> None:
+    """Split of a computed tensor (a fused q/k/v projection): one slice per output."""
+    x = dyn(st, onode.input[0], "Split", name)
+    shape = st.shapes[x]
+    rank = len(shape) + 1
+    axis = int(a.get("axis", 0))
+    axis = axis + rank if axis < 0 else axis
+    if axis == 0:
+        raise unsupported("Split", name, "a split of the batch axis")
+    d = shape[axis - 1]
+    c = opt_const(st, onode, 1)
+    sizes = _ints(c) if c is not None else _ints(a["split"]) if "split" in a else None
+    outs = list(onode.output)
+    if sizes is None:
+        k = int(a.get("num_outputs", len(outs)))
+        step = -(-d // k)
+        sizes = [min(step, d - i * step) for i in range(k)]
+    if sum(sizes) != d or len(sizes) != len(outs):
+        raise unsupported("Split", name, f"sizes {sizes} of an axis of length {d}")
+    start = 0
+    for i, (out, size) in enumerate(zip(outs, sizes, strict=True)):
+        lo, hi = [0] * len(shape), list(shape)
+        lo[axis - 1], hi[axis - 1] = start, start + size
+        start += size
+        if out:
+            attrs = {"starts": lo, "ends": hi, "steps": [1] * len(shape)}
+            st.emit(Node(f"{name}_{i}", "slice", [x], [out], attrs=attrs))
+
+
 BATCH_END = 2**31 - 1  # ends at or above this keep a whole axis (torch writes INT64_MAX)
 
 
@@ -550,7 +579,7 @@ PAD = _op(
 SLICE = _op(
     "slice",
     "keeps range(start, end, step) of every non-batch axis; ONNX Slice, Keras Cropping",
-    {"Slice": _slice_import},
+    {"Slice": _slice_import, "Split": _split_import},
     _slice_export,
 )
 RESIZE = _op(

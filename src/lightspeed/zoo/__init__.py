@@ -43,6 +43,7 @@ _RECIPES = {
     "autoencoder": "lightspeed.zoo.autoencoder",
     "facile": "lightspeed.zoo.facile",
     "sequence_rnn": "lightspeed.zoo.sequence_rnn",
+    "transformer": "lightspeed.zoo.transformer",
 }
 
 
