@@ -1,0 +1,536 @@
+"""Streaming convolutions (``--io stream``): one pixel per clock through line buffers.
+
+The fully parallel lowering builds every output pixel of a convolution in its own
+hardware, so a CNN's area grows with the image. Here the front of a CNN becomes a
+chain of *stages*, one per window layer (conv, max/average pool) plus the
+per-pixel layers that follow it (activations, batchnorm, quant):
+
+* the input arrives as a stream of pixels in raster order (row by row), all
+  channels of one pixel per beat (element ``c`` at ``[c*W +: W]``), marked by
+  ``valid_in``. The interface is **valid only**: no back-pressure; a beat may come
+  every clock or with gaps, and images may follow each other back to back;
+* a stage keeps the last ``(kh-1)*width + kw-1`` pixels in one shift register (the
+  line buffers: SRLs on Xilinx parts) and reads its ``kh x kw`` window from fixed
+  taps; a row/column counter says when the window is complete and on the stride grid
+  ('valid' windows only: padding would need beats that never arrive);
+* one datapath per stage computes one output pixel from its window: the ordinary
+  emitters (:mod:`lightspeed.firmware.verilog.emit_conv` etc., the same MAC
+  contract, patch order (kernel row, kernel col, channel)) lowered once for a
+  window-sized input, pipelined, and instantiated once — not once per pixel;
+* the layers after the last stage (flatten, dense, global pooling, softmax ...)
+  form the *tail*: the last feature map is collected in a shift register and the
+  tail runs fully parallel once per image, when the image's last pixel arrives.
+
+So area grows with kernel size x channels (plus line buffers of width x channels),
+not with the image; the initiation interval is one image per ``height x width``
+input beats. Each datapath is an ordinary lowered :class:`Design`, written by
+:func:`write_verilog` as its own module; this module adds the stream glue.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from lightspeed.errors import UnsupportedOpError
+from lightspeed.firmware.config import FirmwareOptions
+from lightspeed.firmware.verilog.lowering import Design, lower, port_name
+from lightspeed.firmware.verilog.writer import write_verilog
+from lightspeed.ir import Graph, infer_shapes
+from lightspeed.ir.graph import Node
+from lightspeed.quantize.model import QuantizedModel
+
+WINDOW_OPS = ("conv", "maxpool", "avgpool")
+# element-wise (per-channel at most) layers: one pixel in, one pixel out
+PIXEL_OPS = (
+    "relu", "leaky_relu", "clip", "hard_swish", "quant", "fixed_quant", "batchnorm",
+    "sigmoid", "tanh",
+)  # fmt: skip
+FORM = "--io stream"
+
+
+@dataclass
+class Stage:
+    """One streaming layer group: a window layer (or none: 1x1) and the per-pixel layers after it."""
+
+    name: str  # module name
+    nodes: list[str]
+    in_tensor: str
+    out_tensor: str
+    in_shape: tuple[int, int, int]  # (C, H, W); 1-D tensors as H = 1
+    out_shape: tuple[int, int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    design: Design  # the datapath: one window in, one pixel out
+
+    @property
+    def buffer_pixels(self) -> int:
+        """Pixels held in the line buffers (the current one is tap 0, not stored)."""
+        kh, kw = self.kernel
+        return (kh - 1) * self.in_shape[2] + kw - 1
+
+    @property
+    def pixel_bits(self) -> int:
+        return self.in_shape[0] * self.design.inputs[self.in_tensor]["type"].width
+
+
+@dataclass
+class StreamDesign:
+    """A streaming design: stages, an optional parallel tail, ports."""
+
+    opts: FirmwareOptions
+    stages: list[Stage]
+    tail: Design | None
+    tail_in: str | None  # the tensor the tail collects (the last stage's output)
+    inputs: dict[str, dict[str, Any]]  # tensor -> {"port", "type", "shape"}: one pixel per beat
+    outputs: dict[str, dict[str, Any]]
+    pixels_in: int  # beats per image
+    pixels_out: int  # output beats per image (1 with a tail)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an image's last input beat to its (last) result."""
+        lat = sum(s.design.latency for s in self.stages)
+        if self.tail is not None:
+            lat += self.tail.latency
+        return lat
+
+    @property
+    def ii(self) -> int:
+        """Cycles per image at one input beat per clock."""
+        return self.pixels_in
+
+    def layers(self) -> dict[str, list[str]]:
+        out = {s.name: s.nodes for s in self.stages}
+        if self.tail is not None:
+            out[f"{self.opts.top}_tail"] = list(self.tail.layer_stages)
+        return out
+
+
+def _spatial(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(shape) == 2:
+        return (int(shape[0]), 1, int(shape[1]))
+    return (int(shape[0]), int(shape[1]), int(shape[2]))
+
+
+def _refuse(node: Node, what: str, todo: str) -> UnsupportedOpError:
+    return UnsupportedOpError(
+        f"{FORM}: layer {node.name!r} ({node.op}) {what}; {todo}, or generate with --io parallel"
+    )
+
+
+def _window(node: Node, shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(kernel, stride) as 2-D (1-D layers have kh = sh = 1); refuses what streaming lacks."""
+    from lightspeed.ops.conv import conv_attrs
+    from lightspeed.ops.pooling import pool_attrs
+
+    if node.op == "conv":
+        k, strides, pads, dil, _ = conv_attrs(node)
+        if any(d != 1 for d in dil):
+            raise _refuse(node, f"has dilations {dil}", "use dilation 1")
+    else:
+        k, strides, pads = pool_attrs(node, shape)
+    if any(pads):
+        raise _refuse(
+            node,
+            f"has padding {list(pads)} ('same'); streaming builds 'valid' windows only",
+            "train with padding='valid' (or pad the input image yourself)",
+        )
+    if len(k) == 1:
+        return (1, int(k[0])), (1, int(strides[0]))
+    if len(k) != 2:
+        raise _refuse(node, f"is {len(k)}-D", "use Conv1D/Conv2D")
+    return (int(k[0]), int(k[1])), (int(strides[0]), int(strides[1]))
+
+
+def _window_node(node: Node) -> Node:
+    """The layer applied to one window: no padding, stride 1 (one output pixel)."""
+    n = copy.copy(node)
+    n.attrs = dict(node.attrs)
+    nd = len(node.params["weight"].shape) - 2 if node.op == "conv" else len(node.attrs["kernel_shape"])
+    n.attrs["pads"] = [0] * (2 * nd)
+    n.attrs["strides"] = [1] * nd
+    return n
+
+
+def _sub_model(q: QuantizedModel, nodes: list[Node], inp: str, shape, out: str) -> QuantizedModel:
+    g = infer_shapes(Graph(f"{q.graph.name}_part", {inp: tuple(shape)}, [out], nodes))
+    names = {n.name for n in nodes}
+    tensors = {inp, *(t for n in nodes for t in n.outputs)}
+    return QuantizedModel(
+        g,
+        {k: v for k, v in q.precision.items() if k in names},
+        {k: v for k, v in q.qparams.items() if k in names},
+        {t: q.tensor_types[t] for t in tensors},
+        options=q.options,
+        default=q.default,
+    )
+
+
+def plan(q: QuantizedModel) -> tuple[list[tuple[Node | None, list[Node]]], list[Node]]:
+    """Split the graph into streaming groups (window layer, per-pixel layers) and the tail.
+
+    Raises :class:`UnsupportedOpError` naming the layer for what streaming cannot do.
+    """
+    g = q.graph
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise UnsupportedOpError(
+            f"{FORM} needs one image input and one output; model {g.name!r} has inputs "
+            f"{list(g.inputs)} and outputs {g.outputs}. Generate with --io parallel"
+        )
+    (inp, shape), = g.inputs.items()
+    if len(shape) not in (2, 3):
+        raise UnsupportedOpError(
+            f"{FORM} streams images: the input {inp!r} must be (channels, width) or "
+            f"(channels, height, width), not {tuple(shape)}. Generate with --io parallel"
+        )
+    groups: list[tuple[Node | None, list[Node]]] = []
+    cur = inp
+    nodes = list(g.nodes)
+    i = 0
+    while i < len(nodes):
+        node = nodes[i]
+        if node.op not in WINDOW_OPS and node.op not in PIXEL_OPS:
+            break  # the tail starts here
+        if node.inputs != [cur] or len(g.consumers(cur)) != 1:
+            raise _refuse(
+                node,
+                f"reads {node.inputs} while the stream carries {cur!r} (a branch or merge)",
+                "streaming handles a chain of layers",
+            )
+        if node.op in WINDOW_OPS:
+            if node.op == "conv" and len(node.inputs) != 1:
+                raise _refuse(node, "has a dynamic weight input", "use constant weights")
+            groups.append((node, []))
+        else:
+            if not groups:
+                groups.append((None, []))
+            groups[-1][1].append(node)
+        cur = node.outputs[0]
+        i += 1
+    if not groups or all(w is None for w, _ in groups):
+        raise UnsupportedOpError(
+            f"{FORM} is for convolutional networks; model {g.name!r} has no Conv or pooling "
+            "layer at its input. Generate with --io parallel (the default)"
+        )
+    tail = nodes[i:]
+    for node in tail:
+        if node.op in WINDOW_OPS:
+            raise _refuse(
+                node,
+                f"follows {tail[0].name!r} ({tail[0].op}), which streaming does not handle",
+                "put convolutions and pooling before flatten/dense",
+            )
+    return groups, tail
+
+
+def build_stream(q: QuantizedModel, opts: FirmwareOptions | None = None) -> StreamDesign:
+    """Lower ``q`` for streaming: one datapath per stage plus the parallel tail."""
+    opts = opts or FirmwareOptions(io="stream")
+    groups, tail_nodes = plan(q)
+    g = q.graph
+    (inp, in_shape), = g.inputs.items()
+    cur, shape = inp, tuple(in_shape)
+    stages: list[Stage] = []
+    for k, (win, pix) in enumerate(groups):
+        c, h, w = _spatial(shape)
+        if win is not None:
+            kernel, stride = _window(win, shape)
+            if kernel[0] > h or kernel[1] > w:
+                raise _refuse(win, f"has kernel {kernel} larger than its input {shape}", "fix the model")
+            first = [_window_node(win)]
+            win_shape = (c, kernel[0], kernel[1]) if len(shape) == 3 else (c, kernel[1])
+        else:
+            kernel, stride = (1, 1), (1, 1)
+            first = []
+            win_shape = (c, 1, 1) if len(shape) == 3 else (c, 1)
+        members = first + list(pix)
+        out = members[-1].outputs[0]
+        sub = _sub_model(q, members, cur, win_shape, out)
+        name = f"{opts.top}_s{k}"
+        design = lower(sub, replace(opts, top=name))
+        out_full = tuple(g.shapes[out])
+        stages.append(
+            Stage(
+                name,
+                [n.name for n in ([win] if win is not None else []) + list(pix)],
+                cur,
+                out,
+                _spatial(shape),
+                _spatial(out_full),
+                kernel,
+                stride,
+                design,
+            )
+        )
+        cur, shape = out, out_full
+    c, h, w = _spatial(shape)
+    in_t = q.tensor_types[inp]
+    inputs = {inp: {"port": port_name("in", inp), "type": in_t, "shape": tuple(in_shape)}}
+    if tail_nodes:
+        sub = _sub_model(q, tail_nodes, cur, shape, g.outputs[0])
+        tail = lower(sub, replace(opts, top=f"{opts.top}_tail"))
+        outputs = {t: dict(d) for t, d in tail.outputs.items()}
+        return StreamDesign(opts, stages, tail, cur, inputs, outputs, _pixels(in_shape), 1)
+    out_t = q.tensor_types[cur]
+    outputs = {cur: {"port": port_name("out", cur), "type": out_t, "shape": shape}}
+    return StreamDesign(opts, stages, None, None, inputs, outputs, _pixels(in_shape), h * w)
+
+
+def _pixels(shape) -> int:
+    _, h, w = _spatial(tuple(shape))
+    return h * w
+
+
+# ---------------------------------------------------------------------------
+# Verilog
+
+
+def _cbits(n: int) -> int:
+    return max(1, (max(n, 1) - 1).bit_length())
+
+
+def _mask(n: int, ok) -> str:
+    """An n-bit constant whose bit i says ``ok(i)`` (rows/columns that complete a window)."""
+    v = sum(1 << i for i in range(n) if ok(i))
+    return f"{n}'b{v:0{n}b}"
+
+
+def _stage_glue(s: Stage, idx: int, src_valid: str, src_pix: str) -> tuple[list[str], str, str]:
+    """Counters, line buffer and window taps of one stage; returns (lines, valid, pixel)."""
+    c, h, w = s.in_shape
+    kh, kw = s.kernel
+    sh, sw = s.stride
+    oh, ow = s.out_shape[1], s.out_shape[2]
+    pb = s.pixel_bits
+    eb = pb // c
+    p = f"s{idx}_"
+    lines = [f"  // stage {idx}: {', '.join(s.nodes)} ({kh}x{kw} window, stride {sh}x{sw}, input {h}x{w}x{c})"]
+    buf = s.buffer_pixels
+    if (kh, kw) == (1, 1):
+        win_valid = src_valid
+    else:
+        rb, cb = _cbits(h), _cbits(w)
+        lines += [
+            f"  reg [{rb - 1}:0] {p}row;",
+            f"  reg [{cb - 1}:0] {p}col;",
+            "  always @(posedge clk) begin",
+            f"    if (rst) begin {p}row <= 0; {p}col <= 0; end",
+            f"    else if ({src_valid}) begin",
+            f"      if ({p}col == {w - 1}) begin",
+            f"        {p}col <= 0;",
+            f"        {p}row <= ({p}row == {h - 1}) ? {rb}'d0 : {p}row + {rb}'d1;",
+            f"      end else {p}col <= {p}col + {cb}'d1;",
+            "    end",
+            "  end",
+            # which rows / columns end a window on the stride grid
+            f"  wire [{h - 1}:0] {p}rows_ok = {_mask(h, lambda r: r >= kh - 1 and (r - kh + 1) % sh == 0 and (r - kh + 1) // sh < oh)};",
+            f"  wire [{w - 1}:0] {p}cols_ok = {_mask(w, lambda q: q >= kw - 1 and (q - kw + 1) % sw == 0 and (q - kw + 1) // sw < ow)};",
+            f"  wire {p}win_valid = {src_valid} & {p}rows_ok[{p}row] & {p}cols_ok[{p}col];",
+        ]
+        win_valid = f"{p}win_valid"
+    if buf > 0:
+        # one shift register of whole pixels (no reset: maps to SRLs); tap d-1 = d beats ago
+        shift = f"{{{p}lb[{(buf - 1) * pb - 1}:0], {src_pix}}}" if buf > 1 else src_pix
+        lines += [
+            f"  reg [{buf * pb - 1}:0] {p}lb;  // line buffers: {buf} pixels",
+            f"  always @(posedge clk) if ({src_valid}) {p}lb <= {shift};",
+        ]
+    n_in = c * kh * kw
+    lines.append(f"  wire [{n_in * eb - 1}:0] {p}win;")
+    k = 0
+    for ch in range(c):  # the window tensor's layout: (C, kh, kw)
+        for i in range(kh):
+            for j in range(kw):
+                d = (kh - 1 - i) * w + (kw - 1 - j)
+                src = src_pix if d == 0 else f"{p}lb"
+                off = ch * eb + (0 if d == 0 else (d - 1) * pb)
+                lines.append(f"  assign {p}win[{k * eb} +: {eb}] = {src}[{off} +: {eb}];")
+                k += 1
+    out_port = next(iter(s.design.outputs.values()))
+    ob = out_port["type"].width * math.prod(out_port["shape"])
+    in_port = s.design.inputs[s.in_tensor]["port"]
+    lines += [
+        f"  wire {p}valid;",
+        f"  wire [{ob - 1}:0] {p}pix;",
+        f"  {s.name} u_{s.name} (.clk(clk), .rst(rst), .valid_in({win_valid}), .{in_port}({p}win),"
+        f" .valid_out({p}valid), .{out_port['port']}({p}pix));",
+        "",
+    ]
+    return lines, f"{p}valid", f"{p}pix"
+
+
+def write_stream_verilog(sd: StreamDesign, header: str = "") -> str:
+    """The datapath modules, then the top module that streams pixels through them."""
+    top = sd.opts.top
+    mods = [write_verilog(s.design) for s in sd.stages]
+    if sd.tail is not None:
+        mods.append(write_verilog(sd.tail))
+    (inp, pin), = sd.inputs.items()
+    c_in = _spatial(pin["shape"])[0]
+    in_bits = c_in * pin["type"].width
+    (out_t, pout), = sd.outputs.items()
+    if sd.tail is None:
+        out_bits = _spatial(pout["shape"])[0] * pout["type"].width
+        what = f"one output pixel per beat: {_spatial(pout['shape'])[0]} x {pout['type']}"
+    else:
+        out_bits = pout["type"].width * math.prod(pout["shape"])
+        what = f"{math.prod(pout['shape'])} x {pout['type']} (shape {tuple(pout['shape'])}), once per image"
+    body = [
+        header,
+        f"// Streaming top: {sd.pixels_in} input beats per image (raster order, element c of a pixel",
+        f"// at [c*W +: W]); valid only (no back-pressure); II = {sd.ii} cycles per image.",
+        f"module {top} (",
+        "  input wire clk,",
+        "  input wire rst,",
+        "  input wire valid_in,",
+        f"  input wire [{in_bits - 1}:0] {pin['port']},  // one pixel: {c_in} x {pin['type']}",
+        "  output wire valid_out,",
+        f"  output wire [{out_bits - 1}:0] {pout['port']}  // {what}",
+        ");",
+    ]
+    valid, pix = "valid_in", pin["port"]
+    for i, s in enumerate(sd.stages):
+        lines, valid, pix = _stage_glue(s, i, valid, pix)
+        body += lines
+    if sd.tail is None:
+        body += [f"  assign valid_out = {valid};", f"  assign {pout['port']} = {pix};"]
+    else:
+        body += _tail_glue(sd, valid, pix)
+    body += ["endmodule", ""]
+    return "\n".join(mods) + "\n" + "\n".join(body)
+
+
+def _tail_glue(sd: StreamDesign, valid: str, pix: str) -> list[str]:
+    """Collect the last feature map (shift register), fire the tail on an image's last pixel."""
+    tail = sd.tail
+    assert tail is not None and sd.tail_in is not None
+    last = sd.stages[-1]
+    c, h, w = last.out_shape
+    n = h * w
+    tin = tail.inputs[sd.tail_in]
+    eb = tin["type"].width
+    pb = c * eb
+    lines = [f"  // tail: collect the {h}x{w}x{c} feature map, run the parallel layers once per image"]
+    fire = valid
+    if n > 1:
+        cb = _cbits(n)
+        lines += [
+            f"  reg [{cb - 1}:0] t_count;",
+            "  always @(posedge clk) begin",
+            "    if (rst) t_count <= 0;",
+            f"    else if ({valid}) t_count <= (t_count == {n - 1}) ? {cb}'d0 : t_count + {cb}'d1;",
+            "  end",
+            f"  reg [{(n - 1) * pb - 1}:0] t_map;",
+            f"  always @(posedge clk) if ({valid}) t_map <= "
+            + (f"{{t_map[{(n - 2) * pb - 1}:0], {pix}}};" if n > 2 else f"{pix};"),
+            f"  wire t_fire = {valid} & (t_count == {n - 1});",
+        ]
+        fire = "t_fire"
+    lines.append(f"  wire [{c * n * eb - 1}:0] t_in;")
+    for ch in range(c):  # the tensor's layout: (C, H, W); pixel p arrived n-1-p beats ago
+        for pp in range(n):
+            d = n - 1 - pp
+            src = pix if d == 0 else "t_map"
+            off = ch * eb + (0 if d == 0 else (d - 1) * pb)
+            lines.append(f"  assign t_in[{(ch * n + pp) * eb} +: {eb}] = {src}[{off} +: {eb}];")
+    (out_t, pout), = tail.outputs.items()
+    lines += [
+        f"  {tail.opts.top} u_tail (.clk(clk), .rst(rst), .valid_in({fire}), .{tin['port']}(t_in),"
+        f" .valid_out(valid_out), .{pout['port']}({pout['port']}));",
+    ]
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# pixels <-> tensors (the testbench feeds and collects beats)
+
+
+def to_beats(x: np.ndarray, shape) -> np.ndarray:
+    """(N, C, [H,] W) tensors -> (N * H * W, C) beats in raster order."""
+    c, h, w = _spatial(tuple(shape))
+    x = np.asarray(x).reshape(-1, c, h * w)
+    return np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(-1, c)
+
+
+def from_beats(y: np.ndarray, n: int, shape) -> np.ndarray:
+    """(N * H * W, C) beats -> (N, C, [H,] W)."""
+    c, h, w = _spatial(tuple(shape))
+    y = np.asarray(y).reshape(n, h * w, c)
+    return np.ascontiguousarray(y.transpose(0, 2, 1)).reshape(n, *shape)
+
+
+# ---------------------------------------------------------------------------
+# estimate
+
+
+def estimate_stream(sd: StreamDesign):
+    """Per stage: its datapath (one kernel instance) plus its line buffers; then the tail."""
+    from lightspeed.firmware.estimate import COEF, Estimate, estimate_design
+
+    est = Estimate(latency=sd.latency)
+    feats: dict[str, float] = {}
+    parts: list[tuple[str, Design, float, float]] = []
+    for s in sd.stages:
+        # a line buffer is a tapped shift chain: the taps are flip-flops, each untapped run
+        # of >= 3 pixels between two window rows becomes one SRL per bit per 32 stages
+        kh, kw = s.kernel
+        gap = s.in_shape[2] - kw
+        srl = gap >= 3 and kh > 1
+        srl_luts = (kh - 1) * s.pixel_bits * math.ceil(gap / 32) if srl else 0
+        ff_stages = s.buffer_pixels - ((kh - 1) * gap if srl else 0)
+        ff = ff_stages * s.pixel_bits + 32.0  # taps, row/column counters
+        lut = COEF.get("srl_bits", 1.0) * srl_luts + 20.0  # counters, window-valid logic
+        parts.append((s.name, s.design, lut, ff))
+    if sd.tail is not None:
+        c, h, w = sd.stages[-1].out_shape
+        bits = c * h * w * next(iter(sd.tail.inputs.values()))["type"].width
+        parts.append((f"{sd.opts.top}_tail", sd.tail, 10.0, float(bits)))
+    for name, d, lut, ff in parts:
+        e = estimate_design(d)
+        row = {"lut": e.lut + lut, "ff": e.ff + ff, "dsp": e.dsp}
+        est.per_layer[name] = row
+        est.carry += e.carry
+        for k, v in e.features.items():
+            feats[k] = feats.get(k, 0.0) + v
+    est.lut = sum(r["lut"] for r in est.per_layer.values())
+    est.ff = sum(r["ff"] for r in est.per_layer.values())
+    est.dsp = sum(r["dsp"] for r in est.per_layer.values())
+    est.features = feats
+    return est
+
+
+# ---------------------------------------------------------------------------
+# the firmware directory's view
+
+
+def stream_project(q: QuantizedModel, opts: FirmwareOptions, header: str):
+    """(Verilog text, input ports, output ports, latency, manifest extras) for ``generate``."""
+    sd = build_stream(q, opts)
+    text = write_stream_verilog(sd, header)
+    info = {
+        "pixels_in": sd.pixels_in,
+        "pixels_out": sd.pixels_out,
+        "ii": sd.ii,
+        "latency_after_last_beat": sd.latency,
+        "stages": [
+            {
+                "module": s.name,
+                "layers": s.nodes,
+                "kernel": list(s.kernel),
+                "stride": list(s.stride),
+                "input": list(s.in_shape),
+                "output": list(s.out_shape),
+                "line_buffer_pixels": s.buffer_pixels,
+                "latency": s.design.latency,
+            }
+            for s in sd.stages
+        ],
+        "tail": None if sd.tail is None else {"layers": list(sd.tail.layer_stages), "latency": sd.tail.latency},
+    }
+    extra = {"estimate": estimate_stream(sd).to_dict(), "stream": info}
+    return text, sd.inputs, sd.outputs, sd.latency, extra
