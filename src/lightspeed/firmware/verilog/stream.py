@@ -151,7 +151,11 @@ def _window_node(node: Node) -> Node:
     """The layer applied to one window: no padding, stride 1 (one output pixel)."""
     n = copy.copy(node)
     n.attrs = dict(node.attrs)
-    nd = len(node.params["weight"].shape) - 2 if node.op == "conv" else len(node.attrs["kernel_shape"])
+    nd = (
+        len(node.params["weight"].shape) - 2
+        if node.op == "conv"
+        else len(node.attrs["kernel_shape"])
+    )
     n.attrs["pads"] = [0] * (2 * nd)
     n.attrs["strides"] = [1] * nd
     return n
@@ -182,7 +186,7 @@ def plan(q: QuantizedModel) -> tuple[list[tuple[Node | None, list[Node]]], list[
             f"{FORM} needs one image input and one output; model {g.name!r} has inputs "
             f"{list(g.inputs)} and outputs {g.outputs}. Generate with --io parallel"
         )
-    (inp, shape), = g.inputs.items()
+    ((inp, shape),) = g.inputs.items()
     if len(shape) not in (2, 3):
         raise UnsupportedOpError(
             f"{FORM} streams images: the input {inp!r} must be (channels, width) or "
@@ -196,12 +200,14 @@ def plan(q: QuantizedModel) -> tuple[list[tuple[Node | None, list[Node]]], list[
         node = nodes[i]
         if node.op not in WINDOW_OPS and node.op not in PIXEL_OPS:
             break  # the tail starts here
-        if node.inputs != [cur] or len(g.consumers(cur)) != 1:
-            raise _refuse(
-                node,
-                f"reads {node.inputs} while the stream carries {cur!r} (a branch or merge)",
-                "streaming handles a chain of layers",
+        users = [n.name for n in g.consumers(cur)]
+        if node.inputs != [cur] or len(users) != 1:
+            what = (
+                f"reads {node.inputs} while the stream carries {cur!r} (a merge)"
+                if node.inputs != [cur]
+                else f"shares its input {cur!r} with {[u for u in users if u != node.name]} (a branch)"
             )
+            raise _refuse(node, what, "streaming handles a chain of layers (no skip connections)")
         if node.op in WINDOW_OPS:
             if node.op == "conv" and len(node.inputs) != 1:
                 raise _refuse(node, "has a dynamic weight input", "use constant weights")
@@ -218,7 +224,15 @@ def plan(q: QuantizedModel) -> tuple[list[tuple[Node | None, list[Node]]], list[
             "layer at its input. Generate with --io parallel (the default)"
         )
     tail = nodes[i:]
+    known = {cur}
     for node in tail:
+        if any(t not in known for t in node.inputs):
+            raise _refuse(
+                node,
+                f"reads {[t for t in node.inputs if t not in known]} from the streamed layers",
+                "only the last streamed feature map reaches the layers after flatten",
+            )
+        known.update(node.outputs)
         if node.op in WINDOW_OPS:
             raise _refuse(
                 node,
@@ -233,7 +247,7 @@ def build_stream(q: QuantizedModel, opts: FirmwareOptions | None = None) -> Stre
     opts = opts or FirmwareOptions(io="stream")
     groups, tail_nodes = plan(q)
     g = q.graph
-    (inp, in_shape), = g.inputs.items()
+    ((inp, in_shape),) = g.inputs.items()
     cur, shape = inp, tuple(in_shape)
     stages: list[Stage] = []
     for k, (win, pix) in enumerate(groups):
@@ -241,7 +255,9 @@ def build_stream(q: QuantizedModel, opts: FirmwareOptions | None = None) -> Stre
         if win is not None:
             kernel, stride = _window(win, shape)
             if kernel[0] > h or kernel[1] > w:
-                raise _refuse(win, f"has kernel {kernel} larger than its input {shape}", "fix the model")
+                raise _refuse(
+                    win, f"has kernel {kernel} larger than its input {shape}", "fix the model"
+                )
             first = [_window_node(win)]
             win_shape = (c, kernel[0], kernel[1]) if len(shape) == 3 else (c, kernel[1])
         else:
@@ -309,7 +325,9 @@ def _stage_glue(s: Stage, idx: int, src_valid: str, src_pix: str) -> tuple[list[
     pb = s.pixel_bits
     eb = pb // c
     p = f"s{idx}_"
-    lines = [f"  // stage {idx}: {', '.join(s.nodes)} ({kh}x{kw} window, stride {sh}x{sw}, input {h}x{w}x{c})"]
+    lines = [
+        f"  // stage {idx}: {', '.join(s.nodes)} ({kh}x{kw} window, stride {sh}x{sw}, input {h}x{w}x{c})"
+    ]
     buf = s.buffer_pixels
     if (kh, kw) == (1, 1):
         win_valid = src_valid
@@ -370,10 +388,10 @@ def write_stream_verilog(sd: StreamDesign, header: str = "") -> str:
     mods = [write_verilog(s.design) for s in sd.stages]
     if sd.tail is not None:
         mods.append(write_verilog(sd.tail))
-    (inp, pin), = sd.inputs.items()
+    ((_, pin),) = sd.inputs.items()
     c_in = _spatial(pin["shape"])[0]
     in_bits = c_in * pin["type"].width
-    (out_t, pout), = sd.outputs.items()
+    ((_, pout),) = sd.outputs.items()
     if sd.tail is None:
         out_bits = _spatial(pout["shape"])[0] * pout["type"].width
         what = f"one output pixel per beat: {_spatial(pout['shape'])[0]} x {pout['type']}"
@@ -415,7 +433,9 @@ def _tail_glue(sd: StreamDesign, valid: str, pix: str) -> list[str]:
     tin = tail.inputs[sd.tail_in]
     eb = tin["type"].width
     pb = c * eb
-    lines = [f"  // tail: collect the {h}x{w}x{c} feature map, run the parallel layers once per image"]
+    lines = [
+        f"  // tail: collect the {h}x{w}x{c} feature map, run the parallel layers once per image"
+    ]
     fire = valid
     if n > 1:
         cb = _cbits(n)
@@ -438,7 +458,7 @@ def _tail_glue(sd: StreamDesign, valid: str, pix: str) -> list[str]:
             src = pix if d == 0 else "t_map"
             off = ch * eb + (0 if d == 0 else (d - 1) * pb)
             lines.append(f"  assign t_in[{(ch * n + pp) * eb} +: {eb}] = {src}[{off} +: {eb}];")
-    (out_t, pout), = tail.outputs.items()
+    ((_, pout),) = tail.outputs.items()
     lines += [
         f"  {tail.opts.top} u_tail (.clk(clk), .rst(rst), .valid_in({fire}), .{tin['port']}(t_in),"
         f" .valid_out(valid_out), .{pout['port']}({pout['port']}));",
@@ -530,7 +550,9 @@ def stream_project(q: QuantizedModel, opts: FirmwareOptions, header: str):
             }
             for s in sd.stages
         ],
-        "tail": None if sd.tail is None else {"layers": list(sd.tail.layer_stages), "latency": sd.tail.latency},
+        "tail": None
+        if sd.tail is None
+        else {"layers": list(sd.tail.layer_stages), "latency": sd.tail.latency},
     }
     extra = {"estimate": estimate_stream(sd).to_dict(), "stream": info}
     return text, sd.inputs, sd.outputs, sd.latency, extra
