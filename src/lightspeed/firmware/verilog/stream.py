@@ -79,6 +79,28 @@ class Stage:
 
 
 @dataclass
+class DenseStage:
+    """Flatten + dense over the streamed feature map, one pixel per beat.
+
+    Pixel ``p`` contributes ``sum_c (accum_t)(x[c] * w[c*P + p, j])`` to output ``j``
+    (weights read from a ROM by the pixel index, one multiplier per channel and output);
+    an accumulator per output adds the beats. Bit-exact with the contract's sum in input
+    order only where the order cannot matter: the accumulator provably never overflows,
+    or it wraps (see :func:`_order_free`); otherwise the dense stays in the parallel tail.
+    """
+
+    name: str
+    nodes: list[str]
+    in_tensor: str
+    acc_tensor: str  # the accumulator values handed to the tail (type acc_t)
+    channels: int
+    pixels: int
+    acc_t: Any
+    acc0: list[int]  # the bias on the accumulator grid, per output
+    design: Design  # one beat: (pixel, index) -> partial sums
+
+
+@dataclass
 class StreamDesign:
     """A streaming design: stages, an optional parallel tail, ports."""
 
@@ -90,11 +112,14 @@ class StreamDesign:
     outputs: dict[str, dict[str, Any]]
     pixels_in: int  # beats per image
     pixels_out: int  # output beats per image (1 with a tail)
+    dense: DenseStage | None = None  # flatten + dense accumulated pixel by pixel
 
     @property
     def latency(self) -> int:
         """Cycles from an image's last input beat to its (last) result."""
         lat = sum(s.design.latency for s in self.stages)
+        if self.dense is not None:
+            lat += self.dense.design.latency + 1  # the accumulator register
         if self.tail is not None:
             lat += self.tail.latency
         return lat
@@ -106,6 +131,8 @@ class StreamDesign:
 
     def layers(self) -> dict[str, list[str]]:
         out = {s.name: s.nodes for s in self.stages}
+        if self.dense is not None:
+            out[self.dense.name] = self.dense.nodes
         if self.tail is not None:
             out[f"{self.opts.top}_tail"] = list(self.tail.layer_stages)
         return out
@@ -161,18 +188,115 @@ def _window_node(node: Node) -> Node:
     return n
 
 
-def _sub_model(q: QuantizedModel, nodes: list[Node], inp: str, shape, out: str) -> QuantizedModel:
+def _sub_model(
+    q: QuantizedModel, nodes: list[Node], inp: str, shape, out: str, prec=None, types=None
+) -> QuantizedModel:
+    """The layers ``nodes`` as a model of their own (input ``inp`` of ``shape``), to lower."""
     g = infer_shapes(Graph(f"{q.graph.name}_part", {inp: tuple(shape)}, [out], nodes))
     names = {n.name for n in nodes}
-    tensors = {inp, *(t for n in nodes for t in n.outputs)}
+    types = dict(types or {})
+    tensors = {inp, *(t for n in nodes for t in n.outputs)} - set(types)
     return QuantizedModel(
         g,
-        {k: v for k, v in q.precision.items() if k in names},
+        {**{k: v for k, v in q.precision.items() if k in names}, **(prec or {})},
         {k: v for k, v in q.qparams.items() if k in names},
-        {t: q.tensor_types[t] for t in tensors},
+        {**{t: q.tensor_types[t] for t in tensors}, **types},
         options=q.options,
         default=q.default,
     )
+
+
+def _order_free(w: np.ndarray, x_t, w_t, acc_t, acc0: np.ndarray) -> bool:
+    """True when the contract's sum cannot depend on the order of its products: every
+    partial sum provably fits the accumulator (worst case over the input type), or it wraps."""
+    if acc_t.overflow == "WRAP":
+        return True
+    w = w.astype(object)
+    a, b = w * x_t.min_int, w * x_t.max_int
+    plo, phi = np.minimum(a, b), np.maximum(a, b)
+    s = x_t.frac + w_t.frac - acc_t.frac
+    if s > 0:
+        plo, phi = plo >> s, (phi >> s) + (0 if acc_t.rounding == "TRN" else 1)
+    else:
+        plo, phi = plo << -s, phi << -s
+    lo = np.minimum(acc0, 0) + np.minimum(plo, 0).sum(axis=0)
+    hi = np.maximum(acc0, 0) + np.maximum(phi, 0).sum(axis=0)
+    return bool(lo.min() >= acc_t.min_int and hi.max() <= acc_t.max_int)
+
+
+def _dense_stage(q: QuantizedModel, tail: list[Node], cur: str, shape, opts) -> DenseStage | None:
+    """Flatten + dense streamed pixel by pixel, where that is bit-exact (else None)."""
+    from lightspeed.firmware.netlist import Netlist, Timing, signed_width
+    from lightspeed.fixed import FixedType, requantize
+
+    g = q.graph
+    if len(tail) < 2 or tail[0].op != "flatten" or tail[1].op != "dense":
+        return None
+    flat, dense = tail[0], tail[1]
+    if (
+        flat.inputs != [cur]
+        or dense.inputs != flat.outputs
+        or len(g.consumers(flat.outputs[0])) != 1
+    ):
+        return None
+    prec, qp = q.precision[dense.name], q.qparams[dense.name]
+    w, bias = np.asarray(qp["weight"]), qp.get("bias")
+    x_t, w_t, acc_t = q.tensor_types[flat.outputs[0]], prec["weight"], prec["accum"]
+    c, h, wd = _spatial(tuple(shape))
+    n_pix, n_out = h * wd, w.shape[1]
+    acc0 = np.zeros(n_out, dtype=object)
+    if bias is not None and prec.get("bias") is not None:
+        acc0 = requantize(np.asarray(bias, dtype=object), prec["bias"].frac, acc_t).astype(object)
+    if not acc_t.signed or not _order_free(w, x_t, w_t, acc_t, acc0):
+        return None
+    name = f"{opts.top}_dense"
+    nl = Netlist(Timing(period=opts.clock_period))
+    nl.layer = dense.name
+    xs = [nl.input("in_pix", k, x_t) for k in range(c)]
+    ib = _cbits(n_pix)
+    idx_t = FixedType(ib, ib, signed=False)
+    idx = nl.input("in_idx", 0, idx_t)
+    F = acc_t.frac
+    wraps = acc_t.overflow == "WRAP"
+    wmat = w.reshape(c, n_pix, n_out)  # flatten order of (C, H, W): row c * P + p
+    partial = np.empty(n_out, dtype=object)
+    for j in range(n_out):
+        terms = []
+        for k in range(c):
+            col = [int(v) for v in wmat[k, :, j]]
+            if not any(col):
+                continue
+            table = np.array(col + [0] * ((1 << ib) - n_pix), dtype=object)
+            wk = nl.rom(idx, table, w_t.frac)
+            prod = nl.mul(xs[k], wk)
+            if prod.frac > F:  # the contract's (accum_t)(x * w): rounded per product
+                prod = nl.cast(prod, F, acc_t.rounding, acc_t if wraps else None)
+            terms.append((prod, False))
+        tot = (
+            nl.sum(terms, wrap_frac=(acc_t.width, F) if wraps else None)
+            if terms
+            else nl.const(0, F)
+        )
+        partial[j] = nl.cast(tot, F, "TRN", None) if tot.frac != F else tot
+    lo = min(nl.net(v).lo for v in partial)
+    hi = max(nl.net(v).hi for v in partial)
+    pw = max(signed_width(lo, hi), 2)
+    part_t = FixedType(pw, pw - F, signed=True)
+    nl.add_output("out_partial", part_t, partial)
+    latency = nl.finish()
+    design = Design(
+        nl,
+        replace(opts, top=name),
+        {"pix": {"port": "in_pix", "type": x_t, "shape": (c,)},
+         "idx": {"port": "in_idx", "type": idx_t, "shape": (1,)}},
+        {"partial": {"port": "out_partial", "type": part_t, "shape": (n_out,)}},
+        latency,
+        {dense.name: latency},
+    )  # fmt: skip
+    return DenseStage(
+        name, [flat.name, dense.name], cur, f"{dense.name}_acc", c, n_pix, acc_t,
+        [int(v) for v in acc0], design,
+    )  # fmt: skip
 
 
 def plan(q: QuantizedModel) -> tuple[list[tuple[Node | None, list[Node]]], list[Node]]:
@@ -288,10 +412,28 @@ def build_stream(q: QuantizedModel, opts: FirmwareOptions | None = None) -> Stre
     in_t = q.tensor_types[inp]
     inputs = {inp: {"port": port_name("in", inp), "type": in_t, "shape": tuple(in_shape)}}
     if tail_nodes:
-        sub = _sub_model(q, tail_nodes, cur, shape, g.outputs[0])
+        dense = _dense_stage(q, tail_nodes, cur, shape, opts)
+        if dense is not None:
+            dnode = g.node(dense.nodes[-1])
+            res_t = q.precision[dnode.name]["result"]
+            cast = Node(
+                f"{dnode.name}_result", "quant", [dense.acc_tensor], [dnode.outputs[0]],
+                types={"result": res_t},
+            )  # fmt: skip
+            rest = [cast, *tail_nodes[2:]]
+            sub = _sub_model(
+                q, rest, dense.acc_tensor, (len(dense.acc0),), g.outputs[0],
+                {cast.name: {"result": res_t}}, {dense.acc_tensor: dense.acc_t},
+            )  # fmt: skip
+            tail_in = dense.acc_tensor
+        else:
+            sub = _sub_model(q, tail_nodes, cur, shape, g.outputs[0])
+            tail_in = cur
         tail = lower(sub, replace(opts, top=f"{opts.top}_tail"))
         outputs = {t: dict(d) for t, d in tail.outputs.items()}
-        return StreamDesign(opts, stages, tail, cur, inputs, outputs, _pixels(in_shape), 1)
+        return StreamDesign(
+            opts, stages, tail, tail_in, inputs, outputs, _pixels(in_shape), 1, dense
+        )
     out_t = q.tensor_types[cur]
     outputs = {cur: {"port": port_name("out", cur), "type": out_t, "shape": shape}}
     return StreamDesign(opts, stages, None, None, inputs, outputs, _pixels(in_shape), h * w)
@@ -386,6 +528,8 @@ def write_stream_verilog(sd: StreamDesign, header: str = "") -> str:
     """The datapath modules, then the top module that streams pixels through them."""
     top = sd.opts.top
     mods = [write_verilog(s.design) for s in sd.stages]
+    if sd.dense is not None:
+        mods.append(write_verilog(sd.dense.design))
     if sd.tail is not None:
         mods.append(write_verilog(sd.tail))
     ((_, pin),) = sd.inputs.items()
@@ -417,6 +561,9 @@ def write_stream_verilog(sd: StreamDesign, header: str = "") -> str:
         body += lines
     if sd.tail is None:
         body += [f"  assign valid_out = {valid};", f"  assign {pout['port']} = {pix};"]
+    elif sd.dense is not None:
+        lines, valid, pix = _dense_glue(sd.dense, valid, pix)
+        body += lines + _tail_call(sd.tail, valid, pix, sd.tail_in)
     else:
         body += _tail_glue(sd, valid, pix)
     body += ["endmodule", ""]
@@ -458,12 +605,55 @@ def _tail_glue(sd: StreamDesign, valid: str, pix: str) -> list[str]:
             src = pix if d == 0 else "t_map"
             off = ch * eb + (0 if d == 0 else (d - 1) * pb)
             lines.append(f"  assign t_in[{(ch * n + pp) * eb} +: {eb}] = {src}[{off} +: {eb}];")
+    return lines + _tail_call(tail, fire, "t_in", sd.tail_in)
+
+
+def _tail_call(tail: Design, fire: str, data: str, tensor: str) -> list[str]:
     ((_, pout),) = tail.outputs.items()
-    lines += [
-        f"  {tail.opts.top} u_tail (.clk(clk), .rst(rst), .valid_in({fire}), .{tin['port']}(t_in),"
+    port = tail.inputs[tensor]["port"]
+    return [
+        f"  {tail.opts.top} u_tail (.clk(clk), .rst(rst), .valid_in({fire}), .{port}({data}),"
         f" .valid_out(valid_out), .{pout['port']}({pout['port']}));",
     ]
-    return lines
+
+
+def _dense_glue(d: DenseStage, valid: str, pix: str) -> tuple[list[str], str, str]:
+    """Pixel index into the datapath, one accumulator per output, fire on the last pixel."""
+    from lightspeed.firmware.verilog.writer import lit
+
+    n = len(d.acc0)
+    ib = _cbits(d.pixels)
+    aw = d.acc_t.width
+    part = d.design.outputs["partial"]["type"].width
+    lines = [
+        f"  // {', '.join(d.nodes)}: accumulated over {d.pixels} pixels, {n} outputs",
+        f"  reg [{ib - 1}:0] d_idx;  // pixel index of the beat entering the datapath",
+        f"  reg [{ib - 1}:0] d_cnt;  // pixel index of the partial sums leaving it",
+        "  wire d_valid;",
+        f"  wire [{n * part - 1}:0] d_part;",
+        f"  {d.name} u_{d.name} (.clk(clk), .rst(rst), .valid_in({valid}), .in_pix({pix}),"
+        " .in_idx(d_idx), .valid_out(d_valid), .out_partial(d_part));",
+        "  always @(posedge clk) begin",
+        "    if (rst) begin d_idx <= 0; d_cnt <= 0; end",
+        "    else begin",
+        f"      if ({valid}) d_idx <= (d_idx == {d.pixels - 1}) ? {ib}'d0 : d_idx + {ib}'d1;",
+        f"      if (d_valid) d_cnt <= (d_cnt == {d.pixels - 1}) ? {ib}'d0 : d_cnt + {ib}'d1;",
+        "    end",
+        "  end",
+        "  reg d_fire;",
+        f"  always @(posedge clk) d_fire <= rst ? 1'b0 : d_valid & (d_cnt == {d.pixels - 1});",
+        f"  wire [{n * aw - 1}:0] d_acc_bus;",
+    ]
+    for j, a0 in enumerate(d.acc0):
+        # the true sums fit acc_t (or wrap there), so arithmetic modulo 2**aw is exact
+        lines += [
+            f"  wire signed [{part - 1}:0] d_p{j} = d_part[{j * part} +: {part}];",
+            f"  reg signed [{aw - 1}:0] d_a{j};",
+            f"  always @(posedge clk) if (d_valid) d_a{j} <= "
+            f"((d_cnt == 0) ? {lit(a0, aw + 1)} : d_a{j}) + d_p{j};",
+            f"  assign d_acc_bus[{j * aw} +: {aw}] = d_a{j};",
+        ]
+    return lines, "d_fire", "d_acc_bus"
 
 
 # ---------------------------------------------------------------------------
@@ -506,9 +696,12 @@ def estimate_stream(sd: StreamDesign):
         ff = ff_stages * s.pixel_bits + 32.0  # taps, row/column counters
         lut = COEF.get("srl_bits", 1.0) * srl_luts + 20.0  # counters, window-valid logic
         parts.append((s.name, s.design, lut, ff))
+    if sd.dense is not None:  # one accumulator (adder + register) per output
+        acc_bits = len(sd.dense.acc0) * sd.dense.acc_t.width
+        parts.append((sd.dense.name, sd.dense.design, float(acc_bits), float(acc_bits + 16)))
     if sd.tail is not None:
         c, h, w = sd.stages[-1].out_shape
-        bits = c * h * w * next(iter(sd.tail.inputs.values()))["type"].width
+        bits = 0 if sd.dense else c * h * w * next(iter(sd.tail.inputs.values()))["type"].width
         parts.append((f"{sd.opts.top}_tail", sd.tail, 10.0, float(bits)))
     for name, d, lut, ff in parts:
         e = estimate_design(d)
@@ -550,6 +743,13 @@ def stream_project(q: QuantizedModel, opts: FirmwareOptions, header: str):
             }
             for s in sd.stages
         ],
+        "dense": None
+        if sd.dense is None
+        else {
+            "layers": sd.dense.nodes,
+            "pixels": sd.dense.pixels,
+            "latency": sd.dense.design.latency,
+        },
         "tail": None
         if sd.tail is None
         else {"layers": list(sd.tail.layer_stages), "latency": sd.tail.latency},
