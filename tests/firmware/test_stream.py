@@ -84,18 +84,22 @@ def _images(q, n: int, seed: int = 3) -> np.ndarray:
     return np.concatenate([wide, rng.normal(0, 1.5, (n - n // 2, *shape))])
 
 
-@pytest.mark.parametrize("precision", ["auto", "ap_fixed<8,3>"])
-def test_stream_cnn_bit_exact(tmp_path, precision):
+@pytest.mark.parametrize(
+    "precision, streamed_dense",
+    [("auto", True), ("ap_fixed<8,3>", True), ("ap_fixed<8,3,RND,SAT>", False)],
+)
+def test_stream_cnn_bit_exact(tmp_path, precision, streamed_dense):
     """8x8x2 input, two 3x3 convs, pool, dense: every bit, one image per 64 beats.
 
-    At auto precision the accumulators never overflow, so the dense accumulates pixel by
-    pixel; ap_fixed<8,3> saturates, where the contract's input order matters: the dense
-    then runs in parallel on the collected feature map."""
+    The dense accumulates pixel by pixel where the order of the sum cannot matter: auto
+    precision (the accumulator never overflows) and WRAP accumulators; a saturating one
+    that may overflow needs the contract's input order: the dense then runs in parallel
+    on the collected feature map."""
     skip_without("find_verilator", "find_make", "find_cxx")
     q = _quantize(_cnn(), precision)
     fw = firmware.generate(q, tmp_path / "fw", io="stream")
     dense = fw.manifest["stream"]["dense"]
-    assert (dense is not None) == (precision == "auto")
+    assert (dense is not None) == streamed_dense
     r = firmware.check(fw, _images(q, 60), q=q)
     assert r["exact"], r["mismatches"]
     assert r["ii"] == 64  # back-to-back images: one per height x width beats
