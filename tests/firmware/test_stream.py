@@ -189,3 +189,29 @@ def test_stream_cli(tmp_path, capsys):
     assert "64 pixel beats per image (II=64 cycles)" in out
     text = (tmp_path / "fw" / "rtl" / "lightspeed_top.v").read_text()
     assert text.count("module lightspeed_top_s") == 3 and "line buffers" in text
+
+
+def test_quick_estimate_learns_stream_mode():
+    """The graph-level estimate (no lowering) tracks the stream netlist estimate."""
+    from lightspeed.firmware.config import FirmwareOptions
+    from lightspeed.firmware.fit import quick_estimate
+    from lightspeed.firmware.parts import get_part
+
+    q = _quantize(_cnn((2, 24, 24)))
+    quick = quick_estimate(q, get_part("xcvu9p"), FirmwareOptions(io="stream"))
+    full = estimate_stream(build_stream(q))
+    assert 0.7 <= quick.lut / full.lut <= 1.3, (quick.lut, full.lut)
+    assert quick.dsp == pytest.approx(full.dsp, abs=2)
+    par = quick_estimate(q, get_part("xcvu9p"))
+    assert quick.lut < par.lut / 5
+
+
+def test_refusal_offers_streaming(tmp_path):
+    """A CNN too big for a small part when parallel: the refusal gives the streaming numbers."""
+    from lightspeed.errors import ConfigError
+
+    q = _quantize(_cnn((2, 40, 40)))
+    with pytest.raises(ConfigError, match=r"--io stream, one pixel per clock\): ~[\d,]+ LUT"):
+        firmware.generate(q, tmp_path / "fw", part="xc7z020")
+    fw = firmware.generate(q, tmp_path / "fw", part="xc7z020", io="stream")
+    assert fw.manifest["stream"]["ii"] == 1600

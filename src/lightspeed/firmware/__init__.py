@@ -53,11 +53,11 @@ def generate(
         clock_period=parse_clock(clock_period), multipliers=multipliers, top=top, io=io
     )
     if part is not None and not force:
-        from lightspeed.firmware.fit import quick_estimate, refusal
+        from lightspeed.firmware.fit import quick_estimate, refusal, stream_alternative
 
         report = quick_estimate(q, get_part(part), opts)
         if not report.fits:
-            raise refusal(report)
+            raise refusal(report, stream=stream_alternative(q, get_part(part), opts))
     return _generate(q, outdir, target=target, options=opts, overwrite=overwrite)
 
 

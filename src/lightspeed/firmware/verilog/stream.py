@@ -224,31 +224,48 @@ def _order_free(w: np.ndarray, x_t, w_t, acc_t, acc0: np.ndarray) -> bool:
     return bool(lo.min() >= acc_t.min_int and hi.max() <= acc_t.max_int)
 
 
+def _acc0(q: QuantizedModel, dense: Node) -> np.ndarray:
+    """The dense layer's bias on its accumulator grid (the contract's starting value)."""
+    from lightspeed.fixed import requantize
+
+    prec, bias = q.precision[dense.name], q.qparams[dense.name].get("bias")
+    n_out = q.qparams[dense.name]["weight"].shape[1]
+    if bias is None or prec.get("bias") is None:
+        return np.zeros(n_out, dtype=object)
+    acc = requantize(np.asarray(bias, dtype=object), prec["bias"].frac, prec["accum"])
+    return acc.astype(object)
+
+
+def dense_streams(q: QuantizedModel, tail: list[Node]) -> bool:
+    """Whether the tail starts with flatten + dense that can accumulate pixel by pixel."""
+    g = q.graph
+    if len(tail) < 2 or tail[0].op != "flatten" or tail[1].op != "dense":
+        return False
+    flat, dense = tail[0], tail[1]
+    if dense.inputs != flat.outputs or len(g.consumers(flat.outputs[0])) != 1:
+        return False
+    prec = q.precision[dense.name]
+    acc_t = prec.get("accum")
+    if acc_t is None or not acc_t.signed:
+        return False
+    w = np.asarray(q.qparams[dense.name]["weight"])
+    return _order_free(w, q.tensor_types[flat.outputs[0]], prec["weight"], acc_t, _acc0(q, dense))
+
+
 def _dense_stage(q: QuantizedModel, tail: list[Node], cur: str, shape, opts) -> DenseStage | None:
     """Flatten + dense streamed pixel by pixel, where that is bit-exact (else None)."""
     from lightspeed.firmware.netlist import Netlist, Timing, signed_width
-    from lightspeed.fixed import FixedType, requantize
+    from lightspeed.fixed import FixedType
 
-    g = q.graph
-    if len(tail) < 2 or tail[0].op != "flatten" or tail[1].op != "dense":
+    if not dense_streams(q, tail) or tail[0].inputs != [cur]:
         return None
     flat, dense = tail[0], tail[1]
-    if (
-        flat.inputs != [cur]
-        or dense.inputs != flat.outputs
-        or len(g.consumers(flat.outputs[0])) != 1
-    ):
-        return None
-    prec, qp = q.precision[dense.name], q.qparams[dense.name]
-    w, bias = np.asarray(qp["weight"]), qp.get("bias")
+    prec = q.precision[dense.name]
+    w = np.asarray(q.qparams[dense.name]["weight"])
     x_t, w_t, acc_t = q.tensor_types[flat.outputs[0]], prec["weight"], prec["accum"]
     c, h, wd = _spatial(tuple(shape))
     n_pix, n_out = h * wd, w.shape[1]
-    acc0 = np.zeros(n_out, dtype=object)
-    if bias is not None and prec.get("bias") is not None:
-        acc0 = requantize(np.asarray(bias, dtype=object), prec["bias"].frac, acc_t).astype(object)
-    if not acc_t.signed or not _order_free(w, x_t, w_t, acc_t, acc0):
-        return None
+    acc0 = _acc0(q, dense)
     name = f"{opts.top}_dense"
     nl = Netlist(Timing(period=opts.clock_period))
     nl.layer = dense.name
