@@ -215,3 +215,10 @@ def test_refusal_offers_streaming(tmp_path):
         firmware.generate(q, tmp_path / "fw", part="xc7z020")
     fw = firmware.generate(q, tmp_path / "fw", part="xc7z020", io="stream")
     assert fw.manifest["stream"]["ii"] == 1600
+
+
+def test_stream_hls_is_refused(tmp_path):
+    from lightspeed.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--target verilog only"):
+        firmware.generate(_quantize(_cnn()), tmp_path / "fw", target="hls", io="stream")

@@ -185,6 +185,11 @@ def generate(
     if target not in TARGETS:
         raise ConfigError(f"unknown firmware target {target!r}; use one of {', '.join(TARGETS)}")
     opts = options or FirmwareOptions()
+    if target == "hls" and opts.io == "stream":
+        raise ConfigError(
+            "--io stream is implemented for --target verilog only (the HLS writer is fully "
+            "parallel); use --target verilog --io stream, or --target hls --io parallel"
+        )
     outdir = Path(outdir)
     if outdir.exists() and any(outdir.iterdir()):
         if not (outdir / "manifest.json").exists():
