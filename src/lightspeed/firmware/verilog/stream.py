@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -155,6 +156,7 @@ def _window(node: Node, shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[
     from lightspeed.ops.conv import conv_attrs
     from lightspeed.ops.pooling import pool_attrs
 
+    k: Sequence[int]
     if node.op == "conv":
         k, strides, pads, dil, _ = conv_attrs(node)
         if any(d != 1 for d in dil):
@@ -578,7 +580,7 @@ def write_stream_verilog(sd: StreamDesign, header: str = "") -> str:
         body += lines
     if sd.tail is None:
         body += [f"  assign valid_out = {valid};", f"  assign {pout['port']} = {pix};"]
-    elif sd.dense is not None:
+    elif sd.dense is not None and sd.tail_in is not None:
         lines, valid, pix = _dense_glue(sd.dense, valid, pix)
         body += lines + _tail_call(sd.tail, valid, pix, sd.tail_in)
     else:
