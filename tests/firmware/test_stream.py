@@ -89,25 +89,31 @@ def _images(q, n: int, seed: int = 3) -> np.ndarray:
     [("auto", True), ("ap_fixed<8,3>", True), ("ap_fixed<8,3,RND,SAT>", False)],
 )
 def test_stream_cnn_bit_exact(tmp_path, precision, streamed_dense):
-    """8x8x2 input, two 3x3 convs, pool, dense: every bit, one image per 64 beats.
+    """10x10x2 input, two 3x3 convs, pool, dense: every bit, one image per 100 beats.
 
     The dense accumulates pixel by pixel where the order of the sum cannot matter: auto
     precision (the accumulator never overflows) and WRAP accumulators; a saturating one
     that may overflow needs the contract's input order: the dense then runs in parallel
     on the collected feature map."""
     skip_without("find_verilator", "find_make", "find_cxx")
-    q = _quantize(_cnn(), precision)
+    q = _quantize(_cnn((2, 10, 10)), precision)  # 3x3 pixels reach the dense
     fw = firmware.generate(q, tmp_path / "fw", io="stream")
     dense = fw.manifest["stream"]["dense"]
     assert (dense is not None) == streamed_dense
     r = firmware.check(fw, _images(q, 60), q=q)
     assert r["exact"], r["mismatches"]
-    assert r["ii"] == 64  # back-to-back images: one per height x width beats
-    assert r["latency"] == 63 + fw.latency  # last beat of the first image, then the pipeline
+    assert r["ii"] == 100  # back-to-back images: one per height x width beats
+    assert r["latency"] == 99 + fw.latency  # last beat of the first image, then the pipeline
     # gaps in the input (valid low every 3rd cycle) change the timing, never the bits
     r = firmware.check(fw, _images(q, 20, seed=4), q=q, stall=3)
     assert r["exact"], r["mismatches"]
-    assert r["ii"] == 96
+    assert r["ii"] == 150
+
+
+def test_small_feature_maps_keep_the_dense_parallel():
+    """2x2 pixels into the dense: the parallel dense on the collected map is cheaper."""
+    sd = build_stream(_quantize(_cnn((2, 8, 8))))
+    assert sd.dense is None and sd.tail is not None and sd.tail_in == "p"
 
 
 def test_stream_mixed_layers_and_pixel_output(tmp_path):

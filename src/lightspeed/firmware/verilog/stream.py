@@ -52,6 +52,9 @@ PIXEL_OPS = (
     "sigmoid", "tanh",
 )  # fmt: skip
 FORM = "--io stream"
+# a streamed dense trades P constant products per weight column for one general multiplier
+# and a weight ROM: below this many pixels the parallel dense on the collected map is cheaper
+DENSE_MIN_PIXELS = 9
 
 
 @dataclass
@@ -248,7 +251,8 @@ def dense_streams(q: QuantizedModel, tail: list[Node]) -> bool:
         return False
     prec = q.precision[dense.name]
     acc_t = prec.get("accum")
-    if acc_t is None or not acc_t.signed:
+    pixels = math.prod(g.shapes[flat.inputs[0]][1:])
+    if acc_t is None or not acc_t.signed or pixels < DENSE_MIN_PIXELS:
         return False
     w = np.asarray(q.qparams[dense.name]["weight"])
     return _order_free(w, q.tensor_types[flat.outputs[0]], prec["weight"], acc_t, _acc0(q, dense))
