@@ -195,6 +195,14 @@ def test_stream_cli(tmp_path, capsys):
     assert "64 pixel beats per image (II=64 cycles)" in out
     text = (tmp_path / "fw" / "rtl" / "lightspeed_top.v").read_text()
     assert text.count("module lightspeed_top_s") == 3 and "line buffers" in text
+    readme = (tmp_path / "fw" / "README.md").read_text()
+    assert (
+        "64 beats, one pixel per beat" in readme
+        and "| `lightspeed_top_s0` | conv1, relu1 |" in readme
+    )
+    np.save(tmp_path / "x.npy", _images(q, 10))
+    assert main(["sim", str(tmp_path / "fw"), "--input", str(tmp_path / "x.npy"), "--check"]) == 0
+    assert "bit-exact with the emulator on all 10 vectors" in capsys.readouterr().out
 
 
 def test_quick_estimate_learns_stream_mode():

@@ -779,3 +779,62 @@ def stream_project(q: QuantizedModel, opts: FirmwareOptions, header: str):
     }
     extra = {"estimate": estimate_stream(sd).to_dict(), "stream": info}
     return text, sd.inputs, sd.outputs, sd.latency, extra
+
+
+def stream_readme(m: dict[str, Any]) -> list[str]:
+    """The FWDIR README body of a streaming design (ports, timing, stages)."""
+    info = m["stream"]
+    period = m["options"]["clock_period"]
+    (pin,), (pout,) = m["inputs"], m["outputs"]
+    c_in = int(pin["shape"][0])
+    per_image = info["pixels_out"] == 1
+    lines = [
+        f"* Streaming (`--io stream`): an image is {info['pixels_in']} beats, one pixel per beat in "
+        f"raster order (row by row), all {c_in} channels of the pixel in `{pin['port']}` "
+        f"(channel c at bits `[c*W +: W]`, W = width of `{pin['type']}`).",
+        "* Interface: valid only (no back-pressure): `valid_in` marks a beat; beats may come "
+        "every clock or with gaps, images back to back.",
+        f"* Initiation interval: {info['ii']} cycles per image at one beat per clock; the result "
+        f"comes {m['latency']} cycles ({m['latency'] * period:g} ns) after the image's last beat.",
+        (
+            f"* Output `{pout['port']}`: tensor `{pout['tensor']}` {tuple(pout['shape'])} of "
+            f"`{pout['type']}`, element i at `[i*W +: W]`, once per image with `valid_out`."
+            if per_image
+            else f"* Output `{pout['port']}`: the feature map `{pout['tensor']}` "
+            f"{tuple(pout['shape'])} as a pixel stream in raster order, `valid_out` per pixel."
+        ),
+        "",
+        "| stage | layers | window | stride | input (C, H, W) | line buffer (pixels) | latency |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for st in info["stages"]:
+        lines.append(
+            f"| `{st['module']}` | {', '.join(st['layers'])} | {st['kernel'][0]}x{st['kernel'][1]} "
+            f"| {st['stride'][0]}x{st['stride'][1]} | {tuple(st['input'])} "
+            f"| {st['line_buffer_pixels']} | {st['latency']} |"
+        )
+    if info.get("dense"):
+        d = info["dense"]
+        lines.append(
+            f"| dense (per pixel) | {', '.join(d['layers'])} | - | - | {d['pixels']} pixels | - "
+            f"| {d['latency']} + 1 |"
+        )
+    if info.get("tail"):
+        lines.append(
+            f"| tail (parallel, once per image) | {', '.join(info['tail']['layers'])} | - | - | - "
+            f"| - | {info['tail']['latency']} |"
+        )
+    lines += [
+        "",
+        "```",
+        "lightspeed sim FWDIR --input X.npy --check   # Verilator, images fed pixel by pixel",
+        "lightspeed synth FWDIR --part xcvu9p          # Yosys synth_xilinx",
+        "```",
+    ]
+    est = m.get("estimate")
+    if est:
+        lines += [
+            "",
+            f"Analytic estimate: ~{est['lut']:.0f} LUT, {est['ff']:.0f} FF, {est['dsp']:.0f} DSP.",
+        ]
+    return lines
