@@ -356,8 +356,6 @@ def plan(q: QuantizedModel) -> tuple[list[tuple[Node | None, list[Node]]], list[
             )
             raise _refuse(node, what, "streaming handles a chain of layers (no skip connections)")
         if node.op in WINDOW_OPS:
-            if node.op == "conv" and len(node.inputs) != 1:
-                raise _refuse(node, "has a dynamic weight input", "use constant weights")
             groups.append((node, []))
         else:
             if not groups:
