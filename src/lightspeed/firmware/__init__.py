@@ -227,13 +227,25 @@ def synthesize(
 
 
 def estimate(
-    q, clock_period: float | str = 5.0, multipliers: str = "auto", part: str | None = None
+    q,
+    clock_period: float | str = 5.0,
+    multipliers: str = "auto",
+    part: str | None = None,
+    io: str = "parallel",
 ):
-    """Instant analytic estimate for a quantized model (no files, no tools)."""
+    """Instant analytic estimate for a quantized model (no files, no tools).
+
+    ``io="stream"``: per stage one datapath plus its line buffers, the streamed dense and
+    the parallel tail (:func:`lightspeed.firmware.verilog.stream.estimate_stream`).
+    """
     from lightspeed.firmware.estimate import estimate_design
     from lightspeed.firmware.verilog import build_design
 
-    opts = FirmwareOptions(clock_period=parse_clock(clock_period), multipliers=multipliers)
+    opts = FirmwareOptions(clock_period=parse_clock(clock_period), multipliers=multipliers, io=io)
+    if io == "stream":
+        from lightspeed.firmware.verilog.stream import build_stream, estimate_stream
+
+        return estimate_stream(build_stream(q, opts))
     d = build_design(q, opts)
     est = estimate_design(d)
     return est
