@@ -39,20 +39,25 @@ def generate(
     overwrite: bool = True,
     part: str | None = "xcvu9p",
     force: bool = False,
+    io: str = "parallel",
 ) -> FirmwareDir:
     """Write Verilog (``target="verilog"``) or a Vitis HLS project (``"hls"``) for ``q``.
 
     First a graph-level estimate (:mod:`lightspeed.firmware.fit`, well under a second)
     checks the design against ``part``; one that cannot fit raises ``ConfigError`` with
-    the numbers and the ways out, unless ``force`` (or ``part=None``).
+    the numbers and the ways out, unless ``force`` (or ``part=None``). ``io="stream"``
+    streams convolutions one pixel per clock through line buffers
+    (:mod:`lightspeed.firmware.verilog.stream`; Verilog only).
     """
-    opts = FirmwareOptions(clock_period=parse_clock(clock_period), multipliers=multipliers, top=top)
+    opts = FirmwareOptions(
+        clock_period=parse_clock(clock_period), multipliers=multipliers, top=top, io=io
+    )
     if part is not None and not force:
-        from lightspeed.firmware.fit import quick_estimate, refusal
+        from lightspeed.firmware.fit import quick_estimate, refusal, stream_alternative
 
         report = quick_estimate(q, get_part(part), opts)
         if not report.fits:
-            raise refusal(report)
+            raise refusal(report, stream=stream_alternative(q, get_part(part), opts))
     return _generate(q, outdir, target=target, options=opts, overwrite=overwrite)
 
 
@@ -85,12 +90,20 @@ def _as_inputs(fw: FirmwareDir, X) -> dict[str, np.ndarray]:
 
 
 def simulate_detail(
-    fwdir: str | Path | FirmwareDir, X, progress=None, timeout: float | None = None, ap_types=None
+    fwdir: str | Path | FirmwareDir,
+    X,
+    progress=None,
+    timeout: float | None = None,
+    ap_types=None,
+    stall: int = 0,
 ) -> dict[str, Any]:
     """Run the RTL (Verilator) or the HLS C simulation (g++) on float inputs ``X``.
 
     Returns ``{"outputs": {tensor: float array}, "ints": {tensor: int array},
     "latency": cycles or None, "ii": float or None, "build_seconds", "run_seconds", "cached"}``.
+    A streaming design (``io="stream"``) is fed pixel by pixel; its ``latency`` counts from
+    an image's first beat to its result and ``ii`` is cycles per image; ``stall > 0`` idles
+    the input every ``stall``-th cycle (the valid-only interface must tolerate gaps).
     """
     from lightspeed.fixed import quantize_float, to_float
 
@@ -106,6 +119,8 @@ def simulate_detail(
         res = csim(fw, ints, progress=progress, timeout=timeout, ap_types=ap_types)
         outs, lat, ii = res["outputs"], None, None
         extra = {k: res[k] for k in ("build_seconds", "run_seconds", "cached")}
+    elif fw.manifest.get("stream"):
+        outs, lat, ii, extra = _simulate_stream(fw, ints, progress, timeout, stall)
     else:
         from lightspeed.firmware.sim import PortSpec, simulate_verilog
 
@@ -124,6 +139,29 @@ def simulate_detail(
     return {"outputs": floats, "ints": ints_d, "latency": lat, "ii": ii, **extra}
 
 
+def _simulate_stream(fw: FirmwareDir, ints, progress, timeout, stall: int):
+    """Verilator on a streaming design: images in as pixel beats, results per image (or pixel)."""
+    from lightspeed.firmware.sim import PortSpec, simulate_verilog
+    from lightspeed.firmware.verilog.stream import from_beats, to_beats
+
+    info = fw.manifest["stream"]
+    (pin,), (pout,) = fw.inputs, fw.outputs
+    n = ints[0].shape[0]
+    beats = to_beats(ints[0], pin.shape)
+    ins = [PortSpec(pin.port, pin.type.width, beats.shape[1], pin.type.signed)]
+    per = int(info["pixels_out"])
+    count = pout.count // per
+    os_ = [PortSpec(pout.port, pout.type.width, count, pout.type.signed)]
+    r = simulate_verilog(
+        fw.read("rtl"), fw.top, ins, os_, [beats], progress, timeout, n_out=n * per, stall=stall
+    )
+    out = r.outputs[0]
+    out = out.reshape(n, -1) if per == 1 else from_beats(out, n, pout.shape).reshape(n, -1)
+    ii = r.ii * per  # simulate_verilog measures per result (pixels out: the mean per image)
+    extra = {"build_seconds": r.build_seconds, "run_seconds": r.run_seconds, "cached": r.cached}
+    return [out], r.latency, ii, extra
+
+
 def simulate(
     fwdir: str | Path | FirmwareDir, X, progress=None
 ) -> tuple[Any, int | None, float | None]:
@@ -135,7 +173,13 @@ def simulate(
 
 
 def check(
-    fwdir: str | Path | FirmwareDir, X, q=None, progress=None, show: int = 5, ap_types=None
+    fwdir: str | Path | FirmwareDir,
+    X,
+    q=None,
+    progress=None,
+    show: int = 5,
+    ap_types=None,
+    stall: int = 0,
 ) -> dict[str, Any]:
     """Simulate and compare bit for bit with the emulator; ``mismatches`` lists the first few."""
     fw = fwdir if isinstance(fwdir, FirmwareDir) else load_fwdir(fwdir)
@@ -143,7 +187,7 @@ def check(
         q = fw.model()
     else:
         fw.check_model(q)
-    r = simulate_detail(fw, X, progress=progress, ap_types=ap_types)
+    r = simulate_detail(fw, X, progress=progress, ap_types=ap_types, stall=stall)
     ref = q.run(_as_inputs(fw, X))
     mismatches: list[dict[str, Any]] = []
     total_bad = 0
@@ -183,13 +227,25 @@ def synthesize(
 
 
 def estimate(
-    q, clock_period: float | str = 5.0, multipliers: str = "auto", part: str | None = None
+    q,
+    clock_period: float | str = 5.0,
+    multipliers: str = "auto",
+    part: str | None = None,
+    io: str = "parallel",
 ):
-    """Instant analytic estimate for a quantized model (no files, no tools)."""
+    """Instant analytic estimate for a quantized model (no files, no tools).
+
+    ``io="stream"``: per stage one datapath plus its line buffers, the streamed dense and
+    the parallel tail (:func:`lightspeed.firmware.verilog.stream.estimate_stream`).
+    """
     from lightspeed.firmware.estimate import estimate_design
     from lightspeed.firmware.verilog import build_design
 
-    opts = FirmwareOptions(clock_period=parse_clock(clock_period), multipliers=multipliers)
+    opts = FirmwareOptions(clock_period=parse_clock(clock_period), multipliers=multipliers, io=io)
+    if io == "stream":
+        from lightspeed.firmware.verilog.stream import build_stream, estimate_stream
+
+        return estimate_stream(build_stream(q, opts))
     d = build_design(q, opts)
     est = estimate_design(d)
     return est

@@ -46,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(canonical signed digits), auto uses shift-and-add up to 3 non-zero digits (default)",
     )
     p.add_argument(
+        "--io",
+        choices=["parallel", "stream"],
+        default="parallel",
+        help="parallel: every output in its own hardware, II=1 (default); stream: CNNs take one "
+        "pixel per clock through line buffers, one datapath per conv layer (Verilog target)",
+    )
+    p.add_argument(
         "--top",
         default="lightspeed_top",
         help="top module / function name (default lightspeed_top)",
@@ -192,8 +199,17 @@ def cmd_firmware(args: argparse.Namespace) -> int:
         overwrite=True,
         part=args.part,
         force=args.force,
+        io=args.io,
     )
-    if fw.target == "verilog":
+    stream = fw.manifest.get("stream")
+    if stream:
+        est = fw.manifest.get("estimate", {})
+        print(
+            f"Streaming Verilog written to {fw.path}/rtl/{fw.top}.v: {stream['pixels_in']} pixel "
+            f"beats per image (II={stream['ii']} cycles), {fw.latency} cycles from the last beat "
+            f"to the result; estimate ~{est.get('lut')} LUT, {est.get('ff')} FF, {est.get('dsp')} DSP"
+        )
+    elif fw.target == "verilog":
         est = fw.manifest.get("estimate", {})
         print(
             f"Verilog written to {fw.path}/rtl/{fw.top}.v: latency {fw.latency} cycles "
@@ -285,7 +301,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
         from lightspeed.firmware.verilog import build_design
 
         opts = FirmwareOptions(**fw.manifest["options"])
-        est = estimate_design(build_design(fw.model(), opts)).to_dict()
+        est = (
+            fw.manifest["estimate"]  # streaming: stages + line buffers, written by generate
+            if fw.manifest.get("stream")
+            else estimate_design(build_design(fw.model(), opts)).to_dict()
+        )
         rep: dict[str, Any] = {
             "source": "analytic estimate",
             "part": part.name,
@@ -315,6 +335,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     rep["latency_cycles"] = fw.latency
     rep["clock_period_ns"] = fw.clock_period
     rep["latency_ns"] = fw.latency * fw.clock_period
+    rep["ii"] = (fw.manifest.get("stream") or {}).get("ii", 1)  # streaming: cycles per image
     if args.json:
         print(json.dumps(rep, indent=1))
     else:
@@ -353,7 +374,7 @@ def _print_synth(rep: dict[str, Any], part) -> None:
     Console().print(t)
     print(
         f"latency: {rep['latency_cycles']} cycles = {rep['latency_ns']:g} ns at "
-        f"{rep['clock_period_ns']:g} ns ({1000 / rep['clock_period_ns']:.0f} MHz), II=1"
+        f"{rep['clock_period_ns']:g} ns ({1000 / rep['clock_period_ns']:.0f} MHz), II={rep.get('ii', 1)}"
         + (
             f"; Yosys took {rep['seconds']:.0f} s" + (" (cached)" if rep.get("cached") else "")
             if "seconds" in rep

@@ -11,6 +11,7 @@ from lightspeed.errors import ConfigError
 
 MULTIPLIERS = ("auto", "dsp", "lut")
 TARGETS = ("verilog", "hls")
+IO_MODES = ("parallel", "stream")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class FirmwareOptions:
     # compute sums of term pairs shared by several outputs of a weight matrix once
     # (lightspeed.firmware.verilog.cse); bit-exact either way
     share_adders: bool = True
+    # "parallel": every output in its own hardware (II = 1); "stream": convolutions one
+    # pixel per clock through line buffers (lightspeed.firmware.verilog.stream)
+    io: str = "parallel"
 
     def __post_init__(self) -> None:
         if not (
@@ -49,6 +53,8 @@ class FirmwareOptions:
             )
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.top):
             raise ConfigError(f"top module name {self.top!r} is not a Verilog identifier")
+        if self.io not in IO_MODES:
+            raise ConfigError(f"unknown io mode {self.io!r}; use one of {', '.join(IO_MODES)}")
         if self.lut_max_digits < 1:
             raise ConfigError("lut_max_digits must be at least 1")
 

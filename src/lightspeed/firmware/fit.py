@@ -136,10 +136,14 @@ def quick_estimate(q, part: Part, opts: FirmwareOptions | None = None) -> FitRep
     opts = opts or FirmwareOptions()
     report = FitReport(part)
     shapes = q.graph.shapes
+    streamed = _streamed(q) if opts.io == "stream" else {}
     for node in q.graph.nodes:
         prec = q.precision.get(node.name, {})
         out_shape = tuple(shapes[node.outputs[0]])
         params = q.qparams.get(node.name, {})
+        if node.name in streamed:
+            report.layers.append(_stream_layer(q, node, streamed[node.name], opts))
+            continue
         if node.op in ("dense", "conv") and "weight" in params:
             acc = prec.get("accum") or prec.get("result")
             w = params["weight"]
@@ -163,7 +167,82 @@ def quick_estimate(q, part: Part, opts: FirmwareOptions | None = None) -> FitRep
     return report
 
 
-def refusal(report: FitReport, force_flag: str = "--force") -> ConfigError:
+def _streamed(q) -> dict[str, str]:
+    """``--io stream``: node -> "window" / "pixel" (one pixel per clock) or "dense" (flatten +
+    dense accumulated per pixel); the tail after them stays parallel."""
+    from lightspeed.firmware.verilog.stream import dense_streams, plan
+
+    groups, tail = plan(q)  # refuses what streaming cannot do, naming the layer
+    out = {}
+    for win, pix in groups:
+        if win is not None:
+            out[win.name] = "window"
+        out.update({n.name: "pixel" for n in pix})
+    if dense_streams(q, tail):
+        out[tail[1].name] = "dense"
+    return out
+
+
+def _stream_layer(q, node, kind: str, opts: FirmwareOptions) -> LayerFit:
+    """One streamed layer: one kernel instance (positions = 1), its line buffers as FFs."""
+    shapes = q.graph.shapes
+    prec = q.precision.get(node.name, {})
+    in_shape = tuple(shapes[node.inputs[0]])
+    res = prec.get("result") or q.tensor_types[node.outputs[0]]
+    x_t = q.tensor_types.get(node.inputs[0])
+    if kind == "dense":  # per (channel, output): a weight ROM over the pixels, a multiplier
+        w = q.qparams[node.name]["weight"]
+        src = shapes[q.graph.producer(node.inputs[0]).inputs[0]]  # the flattened feature map
+        c = int(src[0])
+        pixels = int(math.prod(src[1:]))
+        wm = np.asarray(w).reshape(c, pixels, -1)
+        pairs = float(np.count_nonzero(np.abs(wm).sum(axis=1)))
+        acc = prec.get("accum") or res
+        per = prec["weight"].width * 2.9 * math.ceil(pixels / 64) + 0.47 * acc.width
+        lut = pairs * (per + LUT_PER_ADDER_BIT * acc.width)
+        return LayerFit(
+            node.name, node.op, lut=lut, ff=FF_PER_ADDER_BIT * pairs * acc.width, dsp=pairs
+        )
+    c = int(in_shape[0])
+    width = in_shape[-1]
+    buffer = 0.0
+    if kind == "window":
+        k = (
+            q.qparams[node.name]["weight"].shape[2:]
+            if node.op == "conv"
+            else node.attrs["kernel_shape"]
+        )
+        kh, kw = (1, int(k[0])) if len(k) == 1 else (int(k[0]), int(k[1]))
+        buffer = float(((kh - 1) * width + kw - 1) * c * (x_t.width if x_t else 16))
+    if node.op == "conv" and "weight" in q.qparams.get(node.name, {}):
+        w = q.qparams[node.name]["weight"]
+        layer = _mac_layer(
+            node.name, node.op, w.reshape(w.shape[0], -1).T, prec["weight"], x_t,
+            prec.get("accum") or res, 1, opts,
+        )  # fmt: skip
+        layer.ff += buffer
+        return layer
+    bits = int(shapes[node.outputs[0]][0]) * res.width  # one pixel
+    return LayerFit(node.name, node.op, lut=LUT_PER_ELEMENT_BIT * bits, ff=float(bits) + buffer)
+
+
+def stream_alternative(q, part: Part, opts: FirmwareOptions) -> FitReport | None:
+    """The same model with ``--io stream``, for a refusal to offer (None: not a streamable CNN)."""
+    from dataclasses import replace
+
+    from lightspeed.errors import LightspeedError
+
+    if opts.io == "stream" or not any(n.op == "conv" for n in q.graph.nodes):
+        return None
+    try:
+        return quick_estimate(q, part, replace(opts, io="stream"))
+    except LightspeedError:
+        return None
+
+
+def refusal(
+    report: FitReport, force_flag: str = "--force", stream: FitReport | None = None
+) -> ConfigError:
     """The error for a design that does not fit: the numbers, the biggest layers, the ways out."""
     p = report.part
     u = report.utilisation()
@@ -176,6 +255,13 @@ def refusal(report: FitReport, force_flag: str = "--force") -> ConfigError:
         "Ways to fit: narrower types (QAT to 4-8 bits, docs/qat.md, or "
         "`lightspeed compile --precision search`), magnitude-pruned weights (zeros cost "
         "nothing), --multipliers dsp/lut to rebalance LUTs and DSPs, or a larger --part. "
-        "Fully parallel is the only architecture here (no reuse factor or streaming yet). "
+        + (
+            f"Streaming the convolutions (--io stream, one pixel per clock): ~{stream.lut:,.0f} LUT "
+            f"({100 * stream.utilisation()['lut']:.0f}%), ~{stream.dsp:,.0f} DSP "
+            f"({100 * stream.utilisation()['dsp']:.0f}%){' - fits' if stream.fits else ''}. "
+            if stream is not None
+            else ""
+        )
+        + "Fully parallel is the only architecture for dense layers here (no reuse factor yet). "
         f"{force_flag} writes it anyway"
     )

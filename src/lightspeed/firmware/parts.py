@@ -48,6 +48,7 @@ PARTS: dict[str, Part] = {
         Part("xcvu095", "xcu", 537_600, 1_075_200, 768, 1_728, "Virtex UltraScale VU095"),
         Part("xc7vx690t", "xc7", 433_200, 866_400, 3_600, 1_470, "Virtex-7 690T (CMS L1T legacy)"),
         Part("xc7a100t", "xc7", 63_400, 126_800, 240, 135, "Artix-7 100T"),
+        Part("xc7z020", "xc7", 53_200, 106_400, 220, 140, "Zynq-7000 7020 (PYNQ-Z2)"),
     )
 }
 

@@ -160,8 +160,11 @@ template <std::size_t N> static inline void get(const VlWide<N>& p, uint32_t* w)
 }}
 
 int main(int argc, char** argv) {{
-  if (argc < 4) {{ std::fprintf(stderr, "usage: sim IN.bin OUT.bin N\\n"); return 2; }}
+  if (argc < 4) {{ std::fprintf(stderr, "usage: sim IN.bin OUT.bin N [N_OUT [STALL]]\\n"); return 2; }}
   const long n = std::atol(argv[3]);
+  // streaming designs: N input beats give N_OUT results; STALL > 0 idles every STALL-th cycle
+  const long nout = argc > 4 ? std::atol(argv[4]) : n;
+  const long stall = argc > 5 ? std::atol(argv[5]) : 0;
   const int IW = {in_words}, OW = {out_words};
   std::vector<uint32_t> in((size_t)n * IW + 2), out;
   FILE* f = std::fopen(argv[1], "rb");
@@ -177,11 +180,11 @@ int main(int argc, char** argv) {{
   for (int i = 0; i < 4; ++i) {{ top->clk = 0; top->eval(); top->clk = 1; top->eval(); }}
   top->rst = 0;
   long sent = 0, got = 0, cycle = 0, first_out = -1, last_out = -1, gaps = 0;
-  const long limit = n + 100000;
+  const long limit = 2 * n + 100000;
   std::vector<uint32_t> o(OW + 2);
-  while (got < n && cycle < limit) {{
+  while (got < nout && cycle < limit) {{
     top->clk = 0;
-    if (sent < n) {{
+    if (sent < n && !(stall > 0 && cycle % stall == stall - 1)) {{
       const uint32_t* v = &in[(size_t)sent * IW];
 {chr(10).join(set_in)}
       top->valid_in = 1; ++sent;
@@ -206,7 +209,7 @@ int main(int argc, char** argv) {{
   top->final();
   delete top;
   std::printf("outputs=%ld first_out=%ld last_out=%ld cycles=%ld gaps=%ld\\n", got, first_out, last_out, cycle, gaps);
-  return got == n ? 0 : 4;
+  return got == nout ? 0 : 4;
 }}
 """
 
@@ -314,14 +317,24 @@ def run(
     ins: list[PortSpec],
     outs: list[PortSpec],
     timeout: float | None = None,
+    n_out: int | None = None,
+    stall: int = 0,
 ) -> tuple[list[np.ndarray], dict[str, int], float]:
-    """Stream integer vectors through the built simulator; returns (outputs, stats, seconds)."""
+    """Stream integer vectors through the built simulator; returns (outputs, stats, seconds).
+
+    ``n_out``: results to expect (default one per input vector; a streaming design gives
+    one per image); ``stall``: leave ``valid_in`` low every ``stall``-th cycle.
+    """
     n = inputs[0].shape[0] if inputs else 0
     if n == 0:
         raise InputError("no input vectors to simulate; give at least one")
     words = np.concatenate([pack(m, p) for m, p in zip(inputs, ins, strict=True)], axis=1)
     data = words.astype("<u4")
-    raw, proc, secs = run_vectors(exe, data, n, "<u4", timeout, "simulation", SimulationError)
+    n_out = n if n_out is None else n_out
+    extra = [str(n_out), str(stall)] if (n_out != n or stall) else []
+    raw, proc, secs = run_vectors(
+        exe, data, n, "<u4", timeout, "simulation", SimulationError, extra
+    )
     stats = {k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", proc.stdout)}
     if raw is None:
         raise SimulationError(
@@ -329,7 +342,7 @@ def run(
             " (the design produced fewer valid outputs than inputs)"
         )
     out_words = sum(p.words for p in outs)
-    raw = raw.reshape(n, out_words)
+    raw = raw.reshape(n_out, out_words)
     res, off = [], 0
     for p in outs:
         res.append(unpack(raw[:, off : off + p.words], p))
@@ -345,10 +358,13 @@ def simulate_verilog(
     inputs: list[np.ndarray],
     progress: Progress | None = None,
     timeout: float | None = None,
+    n_out: int | None = None,
+    stall: int = 0,
 ) -> SimResult:
+    """Build and run; with ``n_out`` (streaming), latency and II count per result."""
     exe, bsecs, cached = build(verilog, top, ins, outs, progress)
-    outputs, stats, rsecs = run(exe, inputs, ins, outs, timeout)
-    n = inputs[0].shape[0]
+    outputs, stats, rsecs = run(exe, inputs, ins, outs, timeout, n_out, stall)
+    n = inputs[0].shape[0] if n_out is None else n_out
     latency = stats.get("first_out", -1)
     if latency < 0:
         raise SimulationError("the design never raised valid_out")

@@ -182,8 +182,9 @@ def run_vectors(
     timeout: float | None,
     what: str,
     error: type[Exception],
+    extra: list[str] | None = None,
 ):
-    """Write ``data`` to a file, run ``exe IN OUT N`` and read OUT back.
+    """Write ``data`` to a file, run ``exe IN OUT N [EXTRA...]`` and read OUT back.
 
     The shared harness of the Verilator testbench and the HLS C simulation.
     Returns (outputs or None when the program failed, the finished process, seconds).
@@ -199,7 +200,7 @@ def run_vectors(
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(
-                [str(exe), str(fin), str(fout), str(n)],
+                [str(exe), str(fin), str(fout), str(n), *(extra or [])],
                 capture_output=True,
                 text=True,
                 timeout=timeout,

@@ -34,7 +34,7 @@ __all__ = [
 
 MODELS_DIR = Path(__file__).parent / "models"
 # models whose inputs are jet constituents, which the shipped sample does not have
-CONSTITUENT_MODELS = ("deepsets", "jedinet")
+CONSTITUENT_MODELS = ("deepsets", "jedinet", "transformer")
 _RECIPES = {
     "jet_tagger": "lightspeed.zoo.jet_tagger",
     "jet_tagger_q6": "lightspeed.zoo.jet_tagger_q6",

@@ -16,7 +16,8 @@ imports every ``emit_*`` module it finds (a new family is a new file, no edit
 elsewhere) and drives the lowering, taking pipeline placement from the ops'
 ``fusable`` / ``wiring`` flags. ``arith.py`` holds the shared arithmetic
 (casts, constant products, the multiply-accumulate); ``writer.py`` prints the
-netlist as one flat module.
+netlist as one flat module. ``stream.py`` builds ``--io stream`` designs: one lowered
+datapath per convolution/pooling stage behind line buffers, fed one pixel per clock.
 """
 
 from __future__ import annotations
