@@ -39,14 +39,24 @@ def generate(
     overwrite: bool = True,
     part: str | None = "xcvu9p",
     force: bool = False,
+    reuse: int | Mapping[str, int] = 1,
 ) -> FirmwareDir:
     """Write Verilog (``target="verilog"``) or a Vitis HLS project (``"hls"``) for ``q``.
 
     First a graph-level estimate (:mod:`lightspeed.firmware.fit`, well under a second)
     checks the design against ``part``; one that cannot fit raises ``ConfigError`` with
     the numbers and the ways out, unless ``force`` (or ``part=None``).
+
+    ``reuse``: a reuse factor for every dense layer, or ``{layer: factor}`` (layers not
+    named keep the node attribute ``reuse`` from the compile config, else 1); see
+    :mod:`lightspeed.firmware.reuse`.
     """
-    opts = FirmwareOptions(clock_period=parse_clock(clock_period), multipliers=multipliers, top=top)
+    opts = FirmwareOptions(
+        clock_period=parse_clock(clock_period),
+        multipliers=multipliers,
+        top=top,
+        **reuse_options(reuse),
+    )
     if part is not None and not force:
         from lightspeed.firmware.fit import quick_estimate, refusal
 
@@ -54,6 +64,13 @@ def generate(
         if not report.fits:
             raise refusal(report)
     return _generate(q, outdir, target=target, options=opts, overwrite=overwrite)
+
+
+def reuse_options(reuse: int | Mapping[str, int]) -> dict[str, Any]:
+    """``FirmwareOptions`` fields for a global factor or a per-layer mapping."""
+    if isinstance(reuse, Mapping):
+        return {"layer_reuse": tuple(sorted(reuse.items()))}
+    return {"reuse": reuse}
 
 
 def _as_inputs(fw: FirmwareDir, X) -> dict[str, np.ndarray]:
@@ -112,7 +129,7 @@ def simulate_detail(
         ins = [PortSpec(p.port, p.type.width, p.count, p.type.signed) for p in fw.inputs]
         os_ = [PortSpec(p.port, p.type.width, p.count, p.type.signed) for p in fw.outputs]
         r = simulate_verilog(
-            fw.read("rtl"), fw.top, ins, os_, ints, progress=progress, timeout=timeout
+            fw.read("rtl"), fw.top, ins, os_, ints, progress=progress, timeout=timeout, ii=fw.ii
         )
         outs, lat, ii = r.outputs, r.latency, r.ii
         extra = {"build_seconds": r.build_seconds, "run_seconds": r.run_seconds, "cached": r.cached}
@@ -183,13 +200,19 @@ def synthesize(
 
 
 def estimate(
-    q, clock_period: float | str = 5.0, multipliers: str = "auto", part: str | None = None
+    q,
+    clock_period: float | str = 5.0,
+    multipliers: str = "auto",
+    part: str | None = None,
+    reuse: int | Mapping[str, int] = 1,
 ):
     """Instant analytic estimate for a quantized model (no files, no tools)."""
     from lightspeed.firmware.estimate import estimate_design
     from lightspeed.firmware.verilog import build_design
 
-    opts = FirmwareOptions(clock_period=parse_clock(clock_period), multipliers=multipliers)
+    opts = FirmwareOptions(
+        clock_period=parse_clock(clock_period), multipliers=multipliers, **reuse_options(reuse)
+    )
     d = build_design(q, opts)
     est = estimate_design(d)
     return est
