@@ -58,11 +58,11 @@ def generate(
         **reuse_options(reuse),
     )
     if part is not None and not force:
-        from lightspeed.firmware.fit import quick_estimate, refusal
+        from lightspeed.firmware.fit import quick_estimate, refusal, suggest_reuse
 
         report = quick_estimate(q, get_part(part), opts)
         if not report.fits:
-            raise refusal(report)
+            raise refusal(report, reuse=suggest_reuse(q, get_part(part), opts))
     return _generate(q, outdir, target=target, options=opts, overwrite=overwrite)
 
 

@@ -38,6 +38,7 @@ COEF = {
     "mux_bits": 1.0,
     "lutmult_bits2": 0.55,
     "srl_bits": 1.0,  # one SRL16/SRLC32 per bit of a >= 3-deep shift chain
+    "phase_rom_bits": 1.0,  # reuse factor: one LUT per weight bit (up to 64 groups)
 }
 DSP_A, DSP_B = 27, 18  # DSP48E2 signed multiplier tile
 DSP_MIN_WIDTH = 9  # Yosys keeps products narrower than this in LUTs
@@ -51,6 +52,7 @@ class Estimate:
     carry: float = 0.0
     bram: float = 0.0
     latency: int = 0
+    ii: int = 1  # clocks between input vectors (the largest reuse factor)
     features: dict[str, float] = field(default_factory=dict)
     per_layer: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -126,7 +128,15 @@ def net_features(nl: Netlist, n) -> dict[str, float]:
             f["dsp_out_bits"] = w
     elif op == "rom":
         entries = len(nl.roms[n.attrs["rom"]])
-        f["rom_bits64"] = w * max(1, math.ceil(entries / 64))
+        if nl.nets[n.args[0]].op == "phase" and entries <= 64:
+            # a reuse factor's weight/bias ROM: a function of the few phase-counter bits
+            f["phase_rom_bits"] = w
+        else:
+            f["rom_bits64"] = w * max(1, math.ceil(entries / 64))
+    elif op == "hold":
+        f["ff"] = w  # a flip-flop with clock enable per bit (the enable is the FDRE's CE)
+    elif op == "phase":
+        f["mux_bits"] = w  # (counter - stage) mod II: a few LUTs
     return f
 
 
@@ -170,7 +180,7 @@ def register_features(nl: Netlist, live: list[bool]) -> dict[str, dict[str, floa
 
 def estimate_netlist(nl: Netlist, latency: int = 0) -> Estimate:
     """Totals and a per-layer split whose rows add up to the totals."""
-    est = Estimate(latency=latency)
+    est = Estimate(latency=latency, ii=nl.ii)
     live = live_nets(nl)
 
     def row(layer: str) -> dict[str, float]:
@@ -194,6 +204,8 @@ def estimate_netlist(nl: Netlist, latency: int = 0) -> Estimate:
         for k, v in f.items():
             totals[k] = totals.get(k, 0.0) + v
     row("io")["ff"] += latency  # the valid-bit pipeline beside the data
+    if nl.ii > 1:
+        row("io")["ff"] += nl.ii.bit_length()  # the phase counter
     est.lut = sum(r["lut"] for r in est.per_layer.values())
     est.ff = sum(r["ff"] for r in est.per_layer.values())
     est.dsp = totals.get("dsp", 0.0)

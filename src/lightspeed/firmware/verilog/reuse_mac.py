@@ -14,8 +14,10 @@ multiply-accumulate whole, in one clock, so the contract of :mod:`lightspeed.ops
 (per-product casts, accumulation order) is the fully parallel one: same
 :func:`~lightspeed.firmware.verilog.arith.plan_products` / ``finish_mac``, bit-exact.
 
-Slot inputs whose weight is the same in every group stay constant products, and
-inputs whose weights are zero in every group cost nothing (pruning still pays).
+Slot inputs whose weight is the same in every group stay constant products; one
+non-zero weight that is zero in the other groups (pruned weights) is that constant
+product of the input gated by a 1-bit ROM (an AND on the input, no multiplier); inputs whose weights are zero
+in every group cost nothing, so pruning still pays.
 """
 
 from __future__ import annotations
@@ -93,8 +95,19 @@ def _one_row(ctx, xs: list, w: np.ndarray) -> list:
             wv = [int(w[i, j]) for j in cols]
             if not any(wv):
                 continue
+            nonzero = {v for v in wv if v}
             if len(set(wv)) == 1:
                 products.append(const_product(nl, x, wv[0], w_t.frac, opts))
+                continue
+            if len(nonzero) == 1:
+                # one weight or zero (pruned): the constant product, gated by a 1-bit ROM
+                pattern = tuple(int(v != 0) for v in wv)
+                key = ("reuse_gate", x.net, pattern)
+                gated = nl.memo.get(key)
+                if gated is None:  # the input, or 0 in the groups whose weight is pruned
+                    on = nl.rom(phase, by_group(np.array(pattern, dtype=object)), 0)
+                    gated = nl.memo[key] = nl.select_pos(on, x, nl.const(0, x.frac))
+                products.append(const_product(nl, gated, nonzero.pop(), w_t.frac, opts))
                 continue
             tz = min(trailing_zeros(v) for v in wv if v)
             table = by_group(np.array([v >> tz for v in wv], dtype=object))
