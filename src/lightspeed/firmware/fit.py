@@ -142,7 +142,7 @@ def _reused_layer(name, op, w_cols: np.ndarray, w_t, x_t, acc, res, positions, r
     the input where some groups' weight is zero); otherwise a multiplier (a DSP) fed by a
     weight ROM. One adder per term, hold registers at the layer's inputs and outputs.
     """
-    from lightspeed.firmware.verilog.reuse_mac import groups
+    from lightspeed.firmware.reuse import groups
 
     w = np.asarray(w_cols).astype(np.int64)
     n_in, n_out = w.shape
@@ -171,7 +171,12 @@ def _reused_layer(name, op, w_cols: np.ndarray, w_t, x_t, acc, res, positions, r
     )
     ff = FF_PER_ADDER_BIT * bits + n_in * x_bits + n_out * res.width
     return LayerFit(
-        name, op, lut=lut * positions, ff=ff * positions, dsp=n_mult * positions, positions=positions
+        name,
+        op,
+        lut=lut * positions,
+        ff=ff * positions,
+        dsp=n_mult * positions,
+        positions=positions,
     )
 
 
@@ -199,8 +204,15 @@ def quick_estimate(q, part: Part, opts: FirmwareOptions | None = None) -> FitRep
             x_t = q.tensor_types.get(node.inputs[0])
             if node.name in factors:
                 layer = _reused_layer(
-                    node.name, node.op, cols, prec["weight"], x_t, acc,
-                    prec.get("result") or acc, positions, factors[node.name],
+                    node.name,
+                    node.op,
+                    cols,
+                    prec["weight"],
+                    x_t,
+                    acc,
+                    prec.get("result") or acc,
+                    positions,
+                    factors[node.name],
                 )
                 report.layers.append(layer)
                 continue
@@ -217,7 +229,9 @@ def quick_estimate(q, part: Part, opts: FirmwareOptions | None = None) -> FitRep
     return report
 
 
-def suggest_reuse(q, part: Part, opts: FirmwareOptions | None = None) -> tuple[int, FitReport] | None:
+def suggest_reuse(
+    q, part: Part, opts: FirmwareOptions | None = None
+) -> tuple[int, FitReport] | None:
     """The smallest global reuse factor whose estimate fits ``part``, or None if none does."""
     from dataclasses import replace
 

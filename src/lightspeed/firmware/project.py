@@ -309,7 +309,9 @@ def readme(m: dict[str, Any]) -> str:
             "| `valid_in` | in | 1 | the input buses hold a vector this cycle |",
         ]
         if ii > 1:
-            lines.append(f"| `ready_in` | out | 1 | high one clock in {ii}: the design takes a vector |")
+            lines.append(
+                f"| `ready_in` | out | 1 | high one clock in {ii}: the design takes a vector |"
+            )
         for p in m["inputs"]:
             t = parse_type(p["type"])
             n = _count(p["shape"])

@@ -15,6 +15,8 @@ a factor named for any other op is refused.
 
 from __future__ import annotations
 
+import math
+
 from lightspeed.errors import ConfigError
 from lightspeed.firmware.config import FirmwareOptions
 
@@ -55,3 +57,11 @@ def layer_factors(q, opts: FirmwareOptions) -> dict[str, int]:
 def design_ii(q, opts: FirmwareOptions) -> int:
     """Clocks between input vectors of the whole design (the largest reuse factor)."""
     return max(layer_factors(q, opts).values(), default=1)
+
+
+def groups(n_out: int, rf: int) -> tuple[int, int]:
+    """(groups actually used, outputs per group) of a layer with ``n_out`` outputs at
+    factor ``rf``: output j is slot ``j % per`` of group ``j // per``."""
+    g = max(1, min(rf, n_out))
+    per = math.ceil(n_out / g)
+    return math.ceil(n_out / per), per

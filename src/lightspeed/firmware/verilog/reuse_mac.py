@@ -22,11 +22,10 @@ in every group cost nothing, so pruning still pays.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from lightspeed.firmware.netlist import Sig
+from lightspeed.firmware.reuse import groups
 from lightspeed.firmware.verilog.arith import (
     Product,
     const_product,
@@ -37,18 +36,10 @@ from lightspeed.firmware.verilog.arith import (
 from lightspeed.fixed import requantize
 
 
-def groups(n_out: int, rf: int) -> tuple[int, int]:
-    """(groups actually used, outputs per group): output j is slot j % G of group j // G."""
-    g = max(1, min(rf, n_out))
-    per = math.ceil(n_out / g)
-    return math.ceil(n_out / per), per
-
-
 def dense_reuse(ctx, rows: np.ndarray) -> np.ndarray:
     """``rows`` (B, fan_in) signals -> (B, fan_out) signals, ``ctx.reuse`` groups per row."""
-    q, p = ctx.qparams, ctx.prec
-    w = np.asarray(q["weight"])
-    fan_in, fan_out = w.shape
+    w = np.asarray(ctx.qparams["weight"])
+    fan_out = w.shape[1]
     out = np.empty((rows.shape[0], fan_out), dtype=object)
     for r in range(rows.shape[0]):
         out[r] = _one_row(ctx, list(rows[r]), w)
@@ -57,7 +48,7 @@ def dense_reuse(ctx, rows: np.ndarray) -> np.ndarray:
 
 def _one_row(ctx, xs: list, w: np.ndarray) -> list:
     nl, p, opts = ctx.nl, ctx.prec, ctx.opts
-    fan_in, fan_out = w.shape
+    fan_out = w.shape[1]
     n_groups, per = groups(fan_out, ctx.reuse)
     acc_t, res_t, w_t = p["accum"], p["result"], p["weight"]
     bias = ctx.qparams.get("bias")
@@ -70,7 +61,9 @@ def _one_row(ctx, xs: list, w: np.ndarray) -> list:
     live = [x for x in xs if isinstance(x, Sig)]
     s_in = max((nl.net(x).stage for x in live), default=0)
     held = [
-        None if not isinstance(x, Sig) else nl.hold(Sig(nl.at_stage(x.net, s_in), x.frac), 0, s_in + 1)
+        None
+        if not isinstance(x, Sig)
+        else nl.hold(Sig(nl.at_stage(x.net, s_in), x.frac), 0, s_in + 1)
         for x in xs
     ]
     phase = nl.phase(s_in + 1)
