@@ -9,6 +9,7 @@ with the analytic estimate only, marked ``"resources_from": "estimate"``).
 
     python benchmarks/reuse.py                       # RF 1 2 4 8 16, Yosys up to 20 min each
     python benchmarks/reuse.py --rf 8 16 --yosys-timeout 0   # estimate only
+    python benchmarks/reuse.py --nodsp 1 4 16        # also Yosys -nodsp (products in LUTs)
 
 Writes benchmarks/results/reuse.json and benchmarks/results/reuse.png (LUT and DSP vs RF).
 Rows already in reuse.json for the same Verilog (same hash) keep their Yosys result.
@@ -45,7 +46,9 @@ def vectors(q, n_test: int) -> np.ndarray:
     return np.concatenate([x, wide])
 
 
-def run_rf(q, rf: int, x: np.ndarray, work: Path, timeout: float, old: dict | None) -> dict:
+def run_rf(
+    q, rf: int, x: np.ndarray, work: Path, timeout: float, old: dict | None, nodsp: bool = False
+) -> dict:
     from lightspeed import firmware
     from lightspeed.errors import LightspeedError
 
@@ -75,6 +78,17 @@ def run_rf(q, rf: int, x: np.ndarray, work: Path, timeout: float, old: dict | No
             row["yosys"]["seconds"] = round(rep.seconds, 1)
         except LightspeedError as exc:
             row["yosys"] = {"error": str(exc).splitlines()[0]}
+    if nodsp and old and old.get("rtl_sha") == row["rtl_sha"] and "yosys_nodsp" in old:
+        row["yosys_nodsp"] = old["yosys_nodsp"]
+    elif nodsp and timeout > 0:  # every product in LUTs: what the design costs without DSPs
+        try:
+            rep = firmware.synthesize(fw, part=PART, timeout=timeout, nodsp=True)
+            row["yosys_nodsp"] = {k: getattr(rep, k) for k in ("lut", "ff", "dsp", "carry")}
+            row["yosys_nodsp"]["seconds"] = round(rep.seconds, 1)
+        except LightspeedError as exc:
+            row["yosys_nodsp"] = {"error": str(exc).splitlines()[0]}
+    elif old and "yosys_nodsp" in old and old.get("rtl_sha") == row["rtl_sha"]:
+        row["yosys_nodsp"] = old["yosys_nodsp"]
     got = "lut" in row.get("yosys", {})
     row["resources_from"] = "yosys" if got else "estimate"
     src = row["yosys"] if got else row["estimate"]
@@ -93,6 +107,9 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.plot(rf, [r["lut"] for r in rows], "o-", label="LUT")
     ax.plot(rf, [r["ff"] for r in rows], "s-", label="FF")
     ax.plot(rf, [55 * r["dsp"] for r in rows], "^-", label="55 x DSP")
+    nd = [(r["rf"], r["yosys_nodsp"]["lut"]) for r in rows if "lut" in r.get("yosys_nodsp", {})]
+    if nd:
+        ax.plot(*zip(*nd, strict=True), "D--", label="LUT with -nodsp (no DSP)")
     base = rows[0]["lut"] + 55 * rows[0]["dsp"]
     ax.plot(rf, [base / v for v in rf], "k:", label="(LUT + 55 DSP at RF 1) / RF")
     for r in rows:
@@ -112,15 +129,21 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| RF | II (measured) | latency (cycles) | bit-exact | LUT | FF | DSP | LUT + 55 DSP | from |",
-        "|---:|---:|---:|---|---:|---:|---:|---:|---|",
+        "| RF | II (measured) | latency (cycles) | bit-exact | LUT | FF | DSP | LUT + 55 DSP | from "
+        "| LUT, FF with `-nodsp` |",
+        "|---:|---:|---:|---|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
         s = r["sim"]
         lines.append(
             f"| {r['rf']} | {s['ii']:g} | {s['latency_cycles']} | "
             f"{'yes' if s['exact'] else 'NO'} ({s['vectors']} vectors) | {r['lut']:,} | "
-            f"{r['ff']:,} | {r['dsp']:,} | {r['lut'] + 55 * r['dsp']:,} | {r['resources_from']} |"
+            f"{r['ff']:,} | {r['dsp']:,} | {r['lut'] + 55 * r['dsp']:,} | {r['resources_from']} | "
+            + (
+                f"{r['yosys_nodsp']['lut']:,}, {r['yosys_nodsp']['ff']:,} |"
+                if "lut" in r.get("yosys_nodsp", {})
+                else "- |"
+            )
         )
     return "\n".join(lines)
 
@@ -131,6 +154,9 @@ def main() -> None:
     ap.add_argument("--yosys-timeout", type=float, default=1200.0)
     ap.add_argument("--vectors", type=int, default=5000)
     ap.add_argument("--work", default="/tmp/lightspeed_reuse_bench")
+    ap.add_argument(
+        "--nodsp", type=int, nargs="*", default=[], help="also synthesize these RFs with -nodsp"
+    )
     args = ap.parse_args()
 
     from lightspeed import zoo
@@ -141,7 +167,9 @@ def main() -> None:
     old = {r["rf"]: r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
     rows = dict(old)
     for rf in args.rf:
-        rows[rf] = run_rf(q, rf, x, Path(args.work), args.yosys_timeout, old.get(rf))
+        rows[rf] = run_rf(
+            q, rf, x, Path(args.work), args.yosys_timeout, old.get(rf), rf in args.nodsp
+        )
         print(json.dumps(rows[rf]), flush=True)
         out = sorted(rows.values(), key=lambda r: r["rf"])
         res = {

@@ -359,8 +359,8 @@ def simulate_verilog(
     if latency < 0:
         raise SimulationError("the design never raised valid_out")
     span = stats["last_out"] - stats["first_out"]
-    ii = span / (n - 1) if n > 1 else 1.0
-    return SimResult(outputs, latency, ii, stats.get("cycles", 0), bsecs, rsecs, cached)
+    measured = span / (n - 1) if n > 1 else float(ii)
+    return SimResult(outputs, latency, measured, stats.get("cycles", 0), bsecs, rsecs, cached)
 
 
 __all__ = [
