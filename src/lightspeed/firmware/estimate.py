@@ -38,7 +38,10 @@ COEF = {
     "mux_bits": 1.0,
     "lutmult_bits2": 0.55,
     "srl_bits": 1.0,  # one SRL16/SRLC32 per bit of a >= 3-deep shift chain
-    "phase_rom_bits": 1.0,  # reuse factor: one LUT per weight bit (up to 64 groups)
+    # reuse factor (fitted by hand to benchmarks/results/reuse.json, 4 designs: a prior)
+    "phase_rom_bits": 0.5,  # weight ROMs: functions of a few phase-counter bits
+    "gate_bits": 0.0,  # inputs gated for pruned groups: the AND merges into the adder LUT
+    "reuse_dsp_out_bits": 0.1,  # products with per-clock weights: Yosys packs more into DSPs
 }
 DSP_A, DSP_B = 27, 18  # DSP48E2 signed multiplier tile
 DSP_MIN_WIDTH = 9  # Yosys keeps products narrower than this in LUTs
@@ -115,7 +118,11 @@ def net_features(nl: Netlist, n) -> dict[str, float]:
         f["max_bits"] = w
         f["carry"] = math.ceil(w / 8)
     elif op == "selpos":
-        f["mux_bits"] = w
+        cond = nl.nets[n.args[0]]
+        if cond.op == "rom" and nl.nets[cond.args[0]].op == "phase":
+            f["gate_bits"] = w  # reuse factor: an input gated for pruned groups (an AND)
+        else:
+            f["mux_bits"] = w
     elif op in ("mulc", "mul"):
         wa = nl.nets[n.args[0]].width
         wb = (
@@ -124,7 +131,10 @@ def net_features(nl: Netlist, n) -> dict[str, float]:
         dsp, bits2 = _mult(wa, wb, w)
         f["dsp"] = dsp
         f["lutmult_bits2"] = bits2
-        if dsp:
+        b = nl.nets[n.args[1]] if op == "mul" else None
+        if dsp and b is not None and b.op == "rom" and nl.nets[b.args[0]].op == "phase":
+            f["reuse_dsp_out_bits"] = w  # a reuse factor's product: its sum packs into the DSP
+        elif dsp:
             f["dsp_out_bits"] = w
     elif op == "rom":
         entries = len(nl.roms[n.attrs["rom"]])

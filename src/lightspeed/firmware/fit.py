@@ -33,8 +33,11 @@ LUT_PER_ADDER_BIT_INEXACT = 0.65  # one that may wrap or saturate: per-step cast
 LUT_PER_DSP_BIT = 0.47  # LUT glue around a DSP-mapped product, per accumulator bit
 FF_PER_ADDER_BIT = 0.22
 LUT_PER_ELEMENT_BIT = 0.25  # element-wise ops (activations, merges, tables): per result bit
-LUT_PER_ROM_BIT = 1.0  # a reuse factor's weight ROMs: one LUT per weight bit up to 64 groups
-LUT_PER_GATE_BIT = 1.0  # a reuse factor's input gates (pruned weights): per input bit
+# a reuse factor's weight ROMs, input gates (pruned weights) and per-clock products, as
+# the netlist estimate costs them (estimate.COEF phase_rom_bits, gate_bits, reuse_dsp_out_bits)
+LUT_PER_ROM_BIT = 0.5
+LUT_PER_GATE_BIT = 0.0
+LUT_PER_REUSE_DSP_BIT = 0.1
 REUSE_CHOICES = (2, 4, 8, 16, 32, 64, 128, 256)
 
 
@@ -165,7 +168,7 @@ def _reused_layer(name, op, w_cols: np.ndarray, w_t, x_t, acc, res, positions, r
     n_mult = float(mults.sum())
     lut = (
         LUT_PER_ADDER_BIT * bits
-        + LUT_PER_DSP_BIT * acc.width * n_mult
+        + LUT_PER_REUSE_DSP_BIT * acc.width * n_mult
         + LUT_PER_ROM_BIT * (w_t.width * n_mult + float(gated.sum())) * math.ceil(rf / 64)
         + LUT_PER_GATE_BIT * x_bits * float(gated.sum())
     )
