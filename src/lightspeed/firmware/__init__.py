@@ -249,7 +249,7 @@ def demo_step(
     }
     say(
         f"firmware: Verilog in {fw.path}/rtl ({fw.latency} cycles = {fw.latency * fw.clock_period:g} ns "
-        f"at {1000 / fw.clock_period:.0f} MHz, II=1)"
+        f"at {1000 / fw.clock_period:.0f} MHz, II={fw.ii})"
     )
     say(f"estimate: ~{est.get('lut', 0)} LUT, {est.get('ff', 0)} FF, {est.get('dsp', 0)} DSP")
     try:

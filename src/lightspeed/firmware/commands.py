@@ -353,6 +353,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     rep["latency_cycles"] = fw.latency
     rep["clock_period_ns"] = fw.clock_period
     rep["latency_ns"] = fw.latency * fw.clock_period
+    rep["ii"] = fw.ii
     if args.json:
         print(json.dumps(rep, indent=1))
     else:
@@ -391,7 +392,7 @@ def _print_synth(rep: dict[str, Any], part) -> None:
     Console().print(t)
     print(
         f"latency: {rep['latency_cycles']} cycles = {rep['latency_ns']:g} ns at "
-        f"{rep['clock_period_ns']:g} ns ({1000 / rep['clock_period_ns']:.0f} MHz), II=1"
+        f"{rep['clock_period_ns']:g} ns ({1000 / rep['clock_period_ns']:.0f} MHz), II={rep.get('ii', 1)}"
         + (
             f"; Yosys took {rep['seconds']:.0f} s" + (" (cached)" if rep.get("cached") else "")
             if "seconds" in rep
