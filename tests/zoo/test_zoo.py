@@ -14,7 +14,13 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 MODELS = [
-    "autoencoder", "deepsets", "facile", "jedinet", "jet_tagger", "jet_tagger_q6", "sequence_rnn",
+    "autoencoder",
+    "deepsets",
+    "facile",
+    "jedinet",
+    "jet_tagger",
+    "jet_tagger_q6",
+    "sequence_rnn",
     "transformer",
 ]
 

@@ -40,6 +40,7 @@ def generate(
     part: str | None = "xcvu9p",
     force: bool = False,
     io: str = "parallel",
+    reuse: int | Mapping[str, int] = 1,
 ) -> FirmwareDir:
     """Write Verilog (``target="verilog"``) or a Vitis HLS project (``"hls"``) for ``q``.
 
@@ -48,17 +49,52 @@ def generate(
     the numbers and the ways out, unless ``force`` (or ``part=None``). ``io="stream"``
     streams convolutions one pixel per clock through line buffers
     (:mod:`lightspeed.firmware.verilog.stream`; Verilog only).
+
+    ``reuse``: a reuse factor for every dense layer, or ``{layer: factor}`` (layers not
+    named keep the node attribute ``reuse`` from the compile config, else 1); see
+    :mod:`lightspeed.firmware.reuse`.
     """
-    opts = FirmwareOptions(
-        clock_period=parse_clock(clock_period), multipliers=multipliers, top=top, io=io
-    )
+    opts = _options(clock_period, multipliers, io, reuse, top=top)
     if part is not None and not force:
-        from lightspeed.firmware.fit import quick_estimate, refusal, stream_alternative
+        from lightspeed.firmware.fit import (
+            quick_estimate,
+            refusal,
+            stream_alternative,
+            suggest_reuse,
+        )
 
         report = quick_estimate(q, get_part(part), opts)
         if not report.fits:
-            raise refusal(report, stream=stream_alternative(q, get_part(part), opts))
+            raise refusal(
+                report,
+                stream=stream_alternative(q, get_part(part), opts),
+                reuse=suggest_reuse(q, get_part(part), opts),
+            )
     return _generate(q, outdir, target=target, options=opts, overwrite=overwrite)
+
+
+def _options(clock_period, multipliers: str, io: str, reuse, **kw) -> FirmwareOptions:
+    from lightspeed.errors import ConfigError
+
+    if io == "stream" and reuse != 1:
+        raise ConfigError(
+            "a reuse factor together with --io stream is not implemented: streaming already "
+            "shares one datapath per conv layer; use one or the other"
+        )
+    return FirmwareOptions(
+        clock_period=parse_clock(clock_period),
+        multipliers=multipliers,
+        io=io,
+        **reuse_options(reuse),
+        **kw,
+    )
+
+
+def reuse_options(reuse: int | Mapping[str, int]) -> dict[str, Any]:
+    """``FirmwareOptions`` fields for a global factor or a per-layer mapping."""
+    if isinstance(reuse, Mapping):
+        return {"layer_reuse": tuple(sorted(reuse.items()))}
+    return {"reuse": reuse}
 
 
 def _as_inputs(fw: FirmwareDir, X) -> dict[str, np.ndarray]:
@@ -127,7 +163,7 @@ def simulate_detail(
         ins = [PortSpec(p.port, p.type.width, p.count, p.type.signed) for p in fw.inputs]
         os_ = [PortSpec(p.port, p.type.width, p.count, p.type.signed) for p in fw.outputs]
         r = simulate_verilog(
-            fw.read("rtl"), fw.top, ins, os_, ints, progress=progress, timeout=timeout
+            fw.read("rtl"), fw.top, ins, os_, ints, progress=progress, timeout=timeout, ii=fw.ii
         )
         outs, lat, ii = r.outputs, r.latency, r.ii
         extra = {"build_seconds": r.build_seconds, "run_seconds": r.run_seconds, "cached": r.cached}
@@ -232,6 +268,7 @@ def estimate(
     multipliers: str = "auto",
     part: str | None = None,
     io: str = "parallel",
+    reuse: int | Mapping[str, int] = 1,
 ):
     """Instant analytic estimate for a quantized model (no files, no tools).
 
@@ -241,7 +278,7 @@ def estimate(
     from lightspeed.firmware.estimate import estimate_design
     from lightspeed.firmware.verilog import build_design
 
-    opts = FirmwareOptions(clock_period=parse_clock(clock_period), multipliers=multipliers, io=io)
+    opts = _options(clock_period, multipliers, io, reuse)
     if io == "stream":
         from lightspeed.firmware.verilog.stream import build_stream, estimate_stream
 
@@ -282,7 +319,7 @@ def demo_step(
     }
     say(
         f"firmware: Verilog in {fw.path}/rtl ({fw.latency} cycles = {fw.latency * fw.clock_period:g} ns "
-        f"at {1000 / fw.clock_period:.0f} MHz, II=1)"
+        f"at {1000 / fw.clock_period:.0f} MHz, II={fw.ii})"
     )
     say(f"estimate: ~{est.get('lut', 0)} LUT, {est.get('ff', 0)} FF, {est.get('dsp', 0)} DSP")
     try:

@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="generate Verilog or a Vitis HLS project from a compiled model",
         description=(
             "Generate firmware from a compiled model directory (lightspeed compile ... -o OUTDIR): "
-            "fully parallel Verilog (II=1, pipelined, bit-exact with the emulator) or a Vitis HLS C++ "
+            "pipelined Verilog (fully parallel, or time-multiplexed with --reuse; bit-exact with the "
+            "emulator) or a Vitis HLS C++ "
             "project. FWDIR gets a README.md (ports, widths, latency, instantiation) and a manifest "
             "binding it to the model."
         ),
@@ -51,6 +52,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="parallel",
         help="parallel: every output in its own hardware, II=1 (default); stream: CNNs take one "
         "pixel per clock through line buffers, one datapath per conv layer (Verilog target)",
+    )
+    p.add_argument(
+        "--reuse",
+        action="append",
+        metavar="N|LAYER=N",
+        help="reuse factor: dense layers compute their outputs in N groups on shared "
+        "multipliers, one group per clock (a vector every N clocks, ~1/N of the multipliers "
+        "and adders); N for every dense layer, LAYER=N for one (repeatable; default 1, or "
+        "the layer's `reuse` in the compile config)",
     )
     p.add_argument(
         "--top",
@@ -200,6 +210,7 @@ def cmd_firmware(args: argparse.Namespace) -> int:
         part=args.part,
         force=args.force,
         io=args.io,
+        reuse=parse_reuse(args.reuse),
     )
     stream = fw.manifest.get("stream")
     if stream:
@@ -213,13 +224,40 @@ def cmd_firmware(args: argparse.Namespace) -> int:
         est = fw.manifest.get("estimate", {})
         print(
             f"Verilog written to {fw.path}/rtl/{fw.top}.v: latency {fw.latency} cycles "
-            f"({fw.latency * fw.clock_period:g} ns at {1000 / fw.clock_period:.0f} MHz), II=1; "
+            f"({fw.latency * fw.clock_period:g} ns at {1000 / fw.clock_period:.0f} MHz), II={fw.ii}; "
             f"estimate ~{est.get('lut')} LUT, {est.get('ff')} FF, {est.get('dsp')} DSP"
         )
     else:
         print(f"Vitis HLS project written to {fw.path}/hls (top function {fw.top})")
     print(f"see {fw.path}/README.md")
     return 0
+
+
+def parse_reuse(values: list[str] | None) -> int | dict[str, int]:
+    """``--reuse 4`` -> 4; ``--reuse fc1=4 --reuse fc2=2`` -> {"fc1": 4, "fc2": 2}."""
+    from lightspeed.errors import ConfigError
+
+    if not values:
+        return 1
+    glob: int | None = None
+    per: dict[str, int] = {}
+    for v in values:
+        name, _, num = v.rpartition("=")
+        try:
+            n = int(num)
+        except ValueError:
+            raise ConfigError(
+                f"--reuse {v!r}: give a positive integer (--reuse 4) or LAYER=N (--reuse fc1=4)"
+            ) from None
+        if name:
+            per[name] = n
+        else:
+            glob = n
+    if glob is not None and per:
+        raise ConfigError(
+            "--reuse: give either one factor for every dense layer or LAYER=N per layer, not both"
+        )
+    return per if per else (glob or 1)
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -335,7 +373,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     rep["latency_cycles"] = fw.latency
     rep["clock_period_ns"] = fw.clock_period
     rep["latency_ns"] = fw.latency * fw.clock_period
-    rep["ii"] = (fw.manifest.get("stream") or {}).get("ii", 1)  # streaming: cycles per image
+    stream = fw.manifest.get("stream") or {}
+    rep["ii"] = stream.get("ii", fw.ii) if stream else fw.ii  # streaming: cycles per image
     if args.json:
         print(json.dumps(rep, indent=1))
     else:

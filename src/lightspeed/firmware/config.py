@@ -36,6 +36,11 @@ class FirmwareOptions:
     # "parallel": every output in its own hardware (II = 1); "stream": convolutions one
     # pixel per clock through line buffers (lightspeed.firmware.verilog.stream)
     io: str = "parallel"
+    # reuse factor (lightspeed.firmware.reuse): every dense layer computes its outputs in
+    # ``reuse`` groups on shared multipliers, one group per clock (II = reuse); per layer
+    # ``layer_reuse`` ((name, factor), ...) or the node attribute ``reuse`` wins
+    reuse: int = 1
+    layer_reuse: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if not (
@@ -57,6 +62,12 @@ class FirmwareOptions:
             raise ConfigError(f"unknown io mode {self.io!r}; use one of {', '.join(IO_MODES)}")
         if self.lut_max_digits < 1:
             raise ConfigError("lut_max_digits must be at least 1")
+        for name, rf in (("", self.reuse), *self.layer_reuse):
+            if isinstance(rf, bool) or not isinstance(rf, int) or rf < 1:
+                where = f" of layer {name!r}" if name else ""
+                raise ConfigError(
+                    f"reuse factor{where} {rf!r} is not a positive integer; give e.g. --reuse 4"
+                )
 
     @property
     def clock_mhz(self) -> float:

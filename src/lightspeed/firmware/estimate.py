@@ -38,6 +38,10 @@ COEF = {
     "mux_bits": 1.0,
     "lutmult_bits2": 0.55,
     "srl_bits": 1.0,  # one SRL16/SRLC32 per bit of a >= 3-deep shift chain
+    # reuse factor (fitted by hand to benchmarks/results/reuse.json, 4 designs: a prior)
+    "phase_rom_bits": 0.5,  # weight ROMs: functions of a few phase-counter bits
+    "gate_bits": 0.0,  # inputs gated for pruned groups: the AND merges into the adder LUT
+    "reuse_dsp_out_bits": 0.1,  # products with per-clock weights: Yosys packs more into DSPs
 }
 DSP_A, DSP_B = 27, 18  # DSP48E2 signed multiplier tile
 DSP_MIN_WIDTH = 9  # Yosys keeps products narrower than this in LUTs
@@ -51,6 +55,7 @@ class Estimate:
     carry: float = 0.0
     bram: float = 0.0
     latency: int = 0
+    ii: int = 1  # clocks between input vectors (the largest reuse factor)
     features: dict[str, float] = field(default_factory=dict)
     per_layer: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -113,7 +118,11 @@ def net_features(nl: Netlist, n) -> dict[str, float]:
         f["max_bits"] = w
         f["carry"] = math.ceil(w / 8)
     elif op == "selpos":
-        f["mux_bits"] = w
+        cond = nl.nets[n.args[0]]
+        if cond.op == "rom" and nl.nets[cond.args[0]].op == "phase":
+            f["gate_bits"] = w  # reuse factor: an input gated for pruned groups (an AND)
+        else:
+            f["mux_bits"] = w
     elif op in ("mulc", "mul"):
         wa = nl.nets[n.args[0]].width
         wb = (
@@ -122,11 +131,22 @@ def net_features(nl: Netlist, n) -> dict[str, float]:
         dsp, bits2 = _mult(wa, wb, w)
         f["dsp"] = dsp
         f["lutmult_bits2"] = bits2
-        if dsp:
+        b = nl.nets[n.args[1]] if op == "mul" else None
+        if dsp and b is not None and b.op == "rom" and nl.nets[b.args[0]].op == "phase":
+            f["reuse_dsp_out_bits"] = w  # a reuse factor's product: its sum packs into the DSP
+        elif dsp:
             f["dsp_out_bits"] = w
     elif op == "rom":
         entries = len(nl.roms[n.attrs["rom"]])
-        f["rom_bits64"] = w * max(1, math.ceil(entries / 64))
+        if nl.nets[n.args[0]].op == "phase" and entries <= 64:
+            # a reuse factor's weight/bias ROM: a function of the few phase-counter bits
+            f["phase_rom_bits"] = w
+        else:
+            f["rom_bits64"] = w * max(1, math.ceil(entries / 64))
+    elif op == "hold":
+        f["ff"] = w  # a flip-flop with clock enable per bit (the enable is the FDRE's CE)
+    elif op == "phase":
+        f["mux_bits"] = w  # (counter - stage) mod II: a few LUTs
     return f
 
 
@@ -170,7 +190,7 @@ def register_features(nl: Netlist, live: list[bool]) -> dict[str, dict[str, floa
 
 def estimate_netlist(nl: Netlist, latency: int = 0) -> Estimate:
     """Totals and a per-layer split whose rows add up to the totals."""
-    est = Estimate(latency=latency)
+    est = Estimate(latency=latency, ii=nl.ii)
     live = live_nets(nl)
 
     def row(layer: str) -> dict[str, float]:
@@ -194,6 +214,8 @@ def estimate_netlist(nl: Netlist, latency: int = 0) -> Estimate:
         for k, v in f.items():
             totals[k] = totals.get(k, 0.0) + v
     row("io")["ff"] += latency  # the valid-bit pipeline beside the data
+    if nl.ii > 1:
+        row("io")["ff"] += nl.ii.bit_length()  # the phase counter
     est.lut = sum(r["lut"] for r in est.per_layer.values())
     est.ff = sum(r["ff"] for r in est.per_layer.values())
     est.dsp = totals.get("dsp", 0.0)

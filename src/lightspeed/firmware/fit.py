@@ -33,6 +33,12 @@ LUT_PER_ADDER_BIT_INEXACT = 0.65  # one that may wrap or saturate: per-step cast
 LUT_PER_DSP_BIT = 0.47  # LUT glue around a DSP-mapped product, per accumulator bit
 FF_PER_ADDER_BIT = 0.22
 LUT_PER_ELEMENT_BIT = 0.25  # element-wise ops (activations, merges, tables): per result bit
+# a reuse factor's weight ROMs, input gates (pruned weights) and per-clock products, as
+# the netlist estimate costs them (estimate.COEF phase_rom_bits, gate_bits, reuse_dsp_out_bits)
+LUT_PER_ROM_BIT = 0.5
+LUT_PER_GATE_BIT = 0.0
+LUT_PER_REUSE_DSP_BIT = 0.1
+REUSE_CHOICES = (2, 4, 8, 16, 32, 64, 128, 256)
 
 
 def csd_digits(c: int) -> int:
@@ -131,12 +137,61 @@ def _mac_layer(name, op, w_cols: np.ndarray, w_t, x_t, acc, positions: int, opts
     )
 
 
+def _reused_layer(name, op, w_cols: np.ndarray, w_t, x_t, acc, res, positions, rf) -> LayerFit:
+    """A dense layer time-multiplexed by ``rf`` (:mod:`lightspeed.firmware.verilog.reuse_mac`).
+
+    Per output slot and input: nothing where every group's weight is zero; the constant's
+    shift-and-add terms where the groups share one non-zero weight (gated by an AND on
+    the input where some groups' weight is zero); otherwise a multiplier (a DSP) fed by a
+    weight ROM. One adder per term, hold registers at the layer's inputs and outputs.
+    """
+    from lightspeed.firmware.reuse import groups
+
+    w = np.asarray(w_cols).astype(np.int64)
+    n_in, n_out = w.shape
+    n_groups, per = groups(n_out, rf)
+    pad = np.zeros((n_in, n_groups * per), dtype=np.int64)
+    pad[:, :n_out] = w
+    slots = pad.reshape(n_in, n_groups, per)  # [input, group, slot]
+    nz = slots != 0
+    used = nz.any(axis=1)
+    big = np.iinfo(np.int64).max
+    hi = np.where(nz, slots, -big).max(axis=1)
+    lo = np.where(nz, slots, big).min(axis=1)
+    one = used & (hi == lo)
+    gated = one & ~nz.all(axis=1)
+    mults = used & ~one
+    digits = {v: csd_digits(v) for v in np.unique(hi[one]).tolist()}  # trailing zeros are free
+    terms = float(sum(digits[int(v)] for v in hi[one])) + float(mults.sum())
+    x_bits = x_t.width if x_t is not None else acc.width
+    bits = max(terms, per) * acc.width
+    n_mult = float(mults.sum())
+    lut = (
+        LUT_PER_ADDER_BIT * bits
+        + LUT_PER_REUSE_DSP_BIT * acc.width * n_mult
+        + LUT_PER_ROM_BIT * (w_t.width * n_mult + float(gated.sum())) * math.ceil(rf / 64)
+        + LUT_PER_GATE_BIT * x_bits * float(gated.sum())
+    )
+    ff = FF_PER_ADDER_BIT * bits + n_in * x_bits + n_out * res.width
+    return LayerFit(
+        name,
+        op,
+        lut=lut * positions,
+        ff=ff * positions,
+        dsp=n_mult * positions,
+        positions=positions,
+    )
+
+
 def quick_estimate(q, part: Part, opts: FirmwareOptions | None = None) -> FitReport:
     """LUT/FF/DSP per layer from the compiled model's integers (no lowering)."""
+    from lightspeed.firmware.reuse import layer_factors
+
     opts = opts or FirmwareOptions()
     report = FitReport(part)
     shapes = q.graph.shapes
     streamed = _streamed(q) if opts.io == "stream" else {}
+    factors = layer_factors(q, opts)
     for node in q.graph.nodes:
         prec = q.precision.get(node.name, {})
         out_shape = tuple(shapes[node.outputs[0]])
@@ -154,6 +209,20 @@ def quick_estimate(q, part: Part, opts: FirmwareOptions | None = None) -> FitRep
                 cols = w.reshape(w.shape[0], -1).T  # (C_in/group * kernel, C_out)
                 positions = math.prod(out_shape[1:]) if len(out_shape) > 1 else 1
             x_t = q.tensor_types.get(node.inputs[0])
+            if node.name in factors:
+                layer = _reused_layer(
+                    node.name,
+                    node.op,
+                    cols,
+                    prec["weight"],
+                    x_t,
+                    acc,
+                    prec.get("result") or acc,
+                    positions,
+                    factors[node.name],
+                )
+                report.layers.append(layer)
+                continue
             layer = _mac_layer(node.name, node.op, cols, prec["weight"], x_t, acc, positions, opts)
             report.layers.append(layer)
             continue
@@ -240,10 +309,36 @@ def stream_alternative(q, part: Part, opts: FirmwareOptions) -> FitReport | None
         return None
 
 
+def suggest_reuse(
+    q, part: Part, opts: FirmwareOptions | None = None
+) -> tuple[int, FitReport] | None:
+    """The smallest global reuse factor whose estimate fits ``part``, or None if none does."""
+    from dataclasses import replace
+
+    from lightspeed.firmware.reuse import REUSE_OPS
+
+    if not any(n.op in REUSE_OPS for n in q.graph.nodes) or (opts and opts.io == "stream"):
+        return None
+    opts = opts or FirmwareOptions()
+    for rf in REUSE_CHOICES:
+        if rf <= opts.reuse:
+            continue
+        rep = quick_estimate(q, part, replace(opts, reuse=rf))
+        if rep.fits:
+            return rf, rep
+    return None
+
+
 def refusal(
-    report: FitReport, force_flag: str = "--force", stream: FitReport | None = None
+    report: FitReport,
+    force_flag: str = "--force",
+    stream: FitReport | None = None,
+    reuse: tuple[int, FitReport] | None = None,
 ) -> ConfigError:
-    """The error for a design that does not fit: the numbers, the biggest layers, the ways out."""
+    """The error for a design that does not fit: the numbers, the biggest layers, the ways out.
+
+    ``stream``: the ``--io stream`` estimate of a CNN; ``reuse``: what :func:`suggest_reuse`
+    found (named first among the ways out)."""
     p = report.part
     u = report.utilisation()
     top = sorted(report.layers, key=lambda r: r.lut, reverse=True)[:3]
@@ -252,9 +347,12 @@ def refusal(
         f"the design does not fit {p.name}: estimated ~{report.lut:,.0f} LUT "
         f"({100 * u['lut']:.0f}% of {p.lut:,}), ~{report.ff:,.0f} FF ({100 * u['ff']:.0f}%), "
         f"~{report.dsp:,.0f} DSP ({100 * u['dsp']:.0f}% of {p.dsp:,}); largest layers: {layers}. "
-        "Ways to fit: narrower types (QAT to 4-8 bits, docs/qat.md, or "
-        "`lightspeed compile --precision search`), magnitude-pruned weights (zeros cost "
-        "nothing), --multipliers dsp/lut to rebalance LUTs and DSPs, or a larger --part. "
+        + _reuse_hint(reuse)
+        + "Ways to fit: a reuse factor on dense layers (--reuse N: a vector every N clocks, "
+        "~1/N of their multipliers and adders; docs/firmware.md#reuse-factor), narrower types "
+        "(QAT to 4-8 bits, docs/qat.md, or `lightspeed compile --precision search`), "
+        "magnitude-pruned weights (zeros cost nothing), --multipliers dsp/lut to rebalance "
+        "LUTs and DSPs, or a larger --part. "
         + (
             f"Streaming the convolutions (--io stream, one pixel per clock): ~{stream.lut:,.0f} LUT "
             f"({100 * stream.utilisation()['lut']:.0f}%), ~{stream.dsp:,.0f} DSP "
@@ -262,6 +360,15 @@ def refusal(
             if stream is not None
             else ""
         )
-        + "Fully parallel is the only architecture for dense layers here (no reuse factor yet). "
-        f"{force_flag} writes it anyway"
+        + f"{force_flag} writes it anyway"
+    )
+
+
+def _reuse_hint(reuse: tuple[int, FitReport] | None) -> str:
+    if reuse is None:
+        return ""
+    rf, rep = reuse
+    return (
+        f"With --reuse {rf} (a new vector every {rf} clocks) it is estimated to fit: "
+        f"~{rep.lut:,.0f} LUT, ~{rep.ff:,.0f} FF, ~{rep.dsp:,.0f} DSP. "
     )

@@ -105,6 +105,9 @@ class Netlist:
         self._consts: dict[int, int] = {}
         self.memo: dict[tuple, Sig] = {}  # identical sub-results built once (arith.cast_product)
         self.layer = ""
+        # initiation interval: clocks between input vectors (> 1 with a reuse factor,
+        # see lightspeed.firmware.reuse); ``phase`` and ``hold`` nets refer to it
+        self.ii = 1
 
     # -- basic nets ---------------------------------------------------------
     def _new(
@@ -188,6 +191,26 @@ class Netlist:
         for idx, s in np.ndenumerate(sigs):
             out[idx] = s if not isinstance(s, Sig) else Sig(self.at_stage(s.net, stage), s.frac)
         return out
+
+    # -- time multiplexing (reuse factor) ------------------------------------
+    def phase(self, stage: int) -> Sig:
+        """The group index at ``stage``: clocks since this stage's vector arrived, modulo II.
+
+        The design accepts a vector only when its phase counter reads 0, so at
+        stage ``S`` the vector's ``g``-th clock is the counter value ``(S + g) mod II``.
+        """
+        nid = self._new("phase", (), 0, self.ii - 1, stage, 0.0)
+        return Sig(nid, 0)
+
+    def hold(self, a: Sig, group: int, stage: int) -> Sig:
+        """A register with enable: loads ``a`` on its vector's ``group``-th clock and keeps it
+        until the next vector's; the result is declared at ``stage`` (when all holds of one
+        time-multiplexed block carry the same vector)."""
+        n = self.net(a)
+        if n.op == "const":
+            return a
+        nid = self._new("hold", (a.net,), n.lo, n.hi, stage, 0.0, group=group)
+        return Sig(nid, a.frac)
 
     # -- arithmetic ---------------------------------------------------------
     def add(self, a: Sig, b: Sig, sub: bool = False, wrap: int | None = None) -> Sig:
@@ -498,6 +521,14 @@ def evaluate(
             )
         elif n.op == "reg":
             v = a[0]
+        elif n.op == "phase":
+            # every group of a time-multiplexed block at once: values (II, batch) broadcast
+            # through its datapath; ``hold`` picks a group's row
+            v = np.arange(nl.ii, dtype=np.int64)[:, None]
+        elif n.op == "hold":
+            v = np.asarray(a[0])
+            if v.ndim == 2:
+                v = v[n.attrs["group"]]
         elif n.op == "add":
             x = as_exact(a[0], n.attrs["sha"] + 2) << n.attrs["sha"]
             y = as_exact(a[1], n.attrs["shb"] + 2) << n.attrs["shb"]

@@ -8,6 +8,7 @@ File format (YAML or JSON)::
     layers:
       fc1: {weight: ap_fixed<8,2>, accum: ap_fixed<24,10>, result: ap_fixed<16,6,RND,SAT>}
       sig: {table: ap_ufixed<18,0,RND,SAT>, table_size: 2048, table_range: [-8, 8]}
+      fc2: {reuse: 4}          # firmware: reuse factor of this dense layer (II = 4)
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ TABLE_ATTRS = (
     "exp_range",
     "inv_table_size",
 )
+# firmware attributes carried by the node (lightspeed.firmware.reuse): {fc1: {reuse: 4}}
+FIRMWARE_ATTRS = ("reuse",)
 
 
 # precision modes: one type everywhere, types from calibration, the source model's own
@@ -133,7 +136,13 @@ def make_config(
                 f"layers.{layer} must map roles to types, e.g. {{result: ap_fixed<16,6>}}"
             )
         for role, value in roles.items():
-            if role in TABLE_ATTRS:
+            if role == "reuse" and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ConfigError(
+                    f"layers.{layer}.reuse must be a positive integer (e.g. reuse: 4), got {value!r}"
+                )
+            if role in TABLE_ATTRS or role in FIRMWARE_ATTRS:
                 cfg.attrs.setdefault(layer, {})[role] = value
             else:
                 cfg.layers.setdefault(layer, {})[role] = config_type(

@@ -36,7 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     names = (
         args.only.split(",")
         if args.only
-        else ["jet_tagger", "autoencoder", "facile", "deepsets", "jedinet", "sequence_rnn", "transformer"]
+        else [
+            "jet_tagger",
+            "autoencoder",
+            "facile",
+            "deepsets",
+            "jedinet",
+            "sequence_rnn",
+            "transformer",
+        ]
     )
     try:
         for name in names:

@@ -134,7 +134,12 @@ def emit_node(w: Writer, node: Node) -> None:
 
 
 def write_sources(q: QuantizedModel, opts: FirmwareOptions) -> dict[str, str]:
-    """{relative path: text} of the HLS project (firmware, testbench, build script)."""
+    """{relative path: text} of the HLS project (firmware, testbench, build script).
+
+    With a reuse factor the top's pipeline takes a vector every ``max(R)`` clocks and the
+    reused layers carry their own unroll/partition/allocation pragmas (hls/emit_dense.py)."""
+    from lightspeed.firmware.reuse import design_ii
+
     supported = supported_ops()
     bad = sorted({n.op for n in q.graph.nodes if n.op not in supported})
     if bad:
@@ -153,7 +158,7 @@ def write_sources(q: QuantizedModel, opts: FirmwareOptions) -> dict[str, str]:
     body = []
     for a in [*[ident("in_" + n) for n in g.inputs], *[ident("out_" + n) for n in g.outputs]]:
         body.append(f"  #pragma HLS ARRAY_PARTITION variable={a} complete dim=0")
-    body.append("  #pragma HLS PIPELINE II=1")
+    body.append(f"  #pragma HLS PIPELINE II={design_ii(q, opts)}")
     name_of = {n: ident("in_" + n) for n in g.inputs}
     for node in g.nodes:
         out = node.outputs[0]

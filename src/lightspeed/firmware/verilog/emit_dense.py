@@ -7,6 +7,7 @@ import numpy as np
 from lightspeed.firmware.verilog.arith import finish_mac, plan_mac
 from lightspeed.firmware.verilog.cse import share_subexpressions
 from lightspeed.firmware.verilog.lowering import EmitContext, register
+from lightspeed.firmware.verilog.reuse_mac import dense_reuse
 
 
 @register("dense")
@@ -17,6 +18,8 @@ def emit_dense(ctx: EmitContext, ins: list[np.ndarray]) -> list[np.ndarray]:
     bias = q.get("bias")
     lead = x.shape[:-1]
     rows = x.reshape(-1, x.shape[-1])
+    if ctx.reuse > 1:  # outputs in groups on shared multipliers, one group per clock
+        return [dense_reuse(ctx, rows).reshape(*lead, w.shape[1])]
     out = np.empty((rows.shape[0], w.shape[1]), dtype=object)
     for r in range(rows.shape[0]):
         xs = list(rows[r])

@@ -26,6 +26,7 @@ from lightspeed.errors import UnsupportedOpError
 from lightspeed.firmware.config import FirmwareOptions
 from lightspeed.firmware.emitters import EmitterRegistry
 from lightspeed.firmware.netlist import Netlist, Sig, Timing
+from lightspeed.firmware.reuse import layer_factors
 from lightspeed.fixed import FixedType
 from lightspeed.ir.graph import Node
 from lightspeed.ops import get_op
@@ -44,6 +45,7 @@ class EmitContext:
     qparams: dict[str, np.ndarray]
     in_types: list[FixedType]
     opts: FirmwareOptions
+    reuse: int = 1  # this layer's reuse factor (lightspeed.firmware.reuse)
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Design:
     outputs: dict[str, dict[str, Any]]
     latency: int
     layer_stages: dict[str, int] = field(default_factory=dict)
+    ii: int = 1  # clocks between input vectors (the largest reuse factor)
 
 
 def load_emitters() -> None:
@@ -86,6 +89,8 @@ def lower(q: QuantizedModel, opts: FirmwareOptions | None = None) -> Design:
     opts = opts or FirmwareOptions()
     check_supported(q)
     nl = Netlist(Timing(period=opts.clock_period))
+    factors = layer_factors(q, opts)
+    nl.ii = max(factors.values(), default=1)
     env: dict[str, np.ndarray] = {}
     inputs = {}
     for name, shape in q.graph.inputs.items():
@@ -110,6 +115,7 @@ def lower(q: QuantizedModel, opts: FirmwareOptions | None = None) -> Design:
             q.qparams.get(node.name, {}),
             [q.tensor_types[t] for t in node.inputs],
             opts,
+            factors.get(node.name, 1),
         )
         outs = EMITTERS[node.op](ctx, [env[t] for t in node.inputs])
         for t, arr in zip(node.outputs, outs, strict=True):
@@ -128,7 +134,7 @@ def lower(q: QuantizedModel, opts: FirmwareOptions | None = None) -> Design:
         nl.add_output(port, out_t, env[name])
         outputs[name] = {"port": port, "type": out_t, "shape": tuple(env[name].shape)}
     latency = nl.finish()
-    return Design(nl, opts, inputs, outputs, latency, stages)
+    return Design(nl, opts, inputs, outputs, latency, stages, nl.ii)
 
 
 def _check_scale(nl: Netlist, arr: np.ndarray, t: FixedType, node: Node) -> None:

@@ -177,6 +177,7 @@ def write_verilog(design: Design, header: str = "") -> str:
     assigns: list[str] = []
     regs: list[str] = []
     live = live_nets(nl)
+    ii = nl.ii
     for n in nl.nets:
         if not live[n.id]:
             continue
@@ -185,15 +186,24 @@ def write_verilog(design: Design, header: str = "") -> str:
             decls.append(f"  reg signed [{w - 1}:0] n{n.id};")
             regs.append(f"    n{n.id} <= n{n.args[0]};")
             continue
+        if n.op == "hold":  # loads on its vector's group-th clock (see Netlist.hold)
+            when = (nl.nets[n.args[0]].stage + n.attrs["group"]) % ii
+            decls.append(f"  reg signed [{w - 1}:0] n{n.id};")
+            regs.append(f"    if (ls_phase == {_phase_lit(when, ii)}) n{n.id} <= n{n.args[0]};")
+            continue
         decls.append(f"  wire signed [{w - 1}:0] n{n.id};")
         if n.op == "in":
             t = n.attrs["type"]
             sel = f"{n.attrs['port']}[{n.attrs['index'] * t.width} +: {t.width}]"
             rhs = f"$signed({sel})" if t.signed else f"$signed({{1'b0, {sel}}})"
+        elif n.op == "phase":
+            rhs = f"$signed({{1'b0, {_phase_at(n.stage, ii)}}})"
         else:
             rhs = _expr(nl, n, casts)
         assigns.append(f"  assign n{n.id} = {rhs};")
     ports = ["  input wire clk,", "  input wire rst,", "  input wire valid_in,"]
+    if ii > 1:
+        ports.append(f"  output wire ready_in,  // a vector is accepted every {ii} clocks")
     for p in design.inputs.values():
         bits = p["type"].width * max(1, _size(p["shape"]))
         ports.append(f"  input wire [{bits - 1}:0] {p['port']},  // {_describe(p)}")
@@ -209,16 +219,17 @@ def write_verilog(design: Design, header: str = "") -> str:
         for i, s in enumerate(p["sigs"]):
             out_assigns.append(f"  assign {name}[{i * wt} +: {wt}] = n{s.net};")
     lat = design.latency
-    valid = []
+    valid: list[str] = []
+    accept = "valid_in & ready_in" if ii > 1 else "valid_in"
     if lat == 0:
-        valid.append("  assign valid_out = valid_in;")
+        valid.append(f"  assign valid_out = {accept};")
     else:
         valid += [
             f"  reg [{lat}:1] valid_pipe;",
             "  always @(posedge clk) begin",
             f"    if (rst) valid_pipe <= {lat}'d0;",
             "    else valid_pipe <= "
-            + (f"{{valid_pipe[{lat - 1}:1], valid_in}};" if lat > 1 else "valid_in;"),
+            + (f"{{valid_pipe[{lat - 1}:1], {accept}}};" if lat > 1 else f"{accept};"),
             "  end",
             f"  assign valid_out = valid_pipe[{lat}];",
         ]
@@ -233,6 +244,7 @@ def write_verilog(design: Design, header: str = "") -> str:
         *casts.text,
         *roms,
         "",
+        *_phase_counter(ii),
         *decls,
         "",
         *assigns,
@@ -242,6 +254,41 @@ def write_verilog(design: Design, header: str = "") -> str:
         text += ["  always @(posedge clk) begin", *regs, "  end", ""]
     text += [*valid, "", *out_assigns, "endmodule", ""]
     return "\n".join(text)
+
+
+def _phase_bits(ii: int) -> int:
+    return max(1, (ii - 1).bit_length())
+
+
+def _phase_lit(v: int, ii: int) -> str:
+    return f"{_phase_bits(ii)}'d{v}"
+
+
+def _phase_at(stage: int, ii: int) -> str:
+    """(ls_phase - stage) mod II: the group index of the vector at ``stage``."""
+    d = stage % ii
+    if d == 0:
+        return "ls_phase"
+    return (
+        f"((ls_phase >= {_phase_lit(d, ii)}) ? ls_phase - {_phase_lit(d, ii)} "
+        f": ls_phase + {_phase_lit(ii - d, ii)})"
+    )
+
+
+def _phase_counter(ii: int) -> list[str]:
+    """The free-running phase counter of a time-multiplexed design (none at II = 1)."""
+    if ii == 1:
+        return []
+    b = _phase_bits(ii)
+    return [
+        f"  // reuse factor: one vector every {ii} clocks; ls_phase counts the clocks since the last",
+        "  reg [" + str(b - 1) + ":0] ls_phase;",
+        "  always @(posedge clk) begin",
+        f"    if (rst || ls_phase == {_phase_lit(ii - 1, ii)}) ls_phase <= {_phase_lit(0, ii)};",
+        f"    else ls_phase <= ls_phase + {_phase_lit(1, ii)};",
+        "  end",
+        f"  assign ready_in = (ls_phase == {_phase_lit(0, ii)});",
+    ]
 
 
 def _size(shape) -> int:
