@@ -6,11 +6,13 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from lightspeed.errors import require
+from lightspeed.errors import InputError, require
+
+S = TypeVar("S")
 
 # A model as a function: batch of inputs -> batch of outputs (onnxruntime or the fixed-point emulator).
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -92,9 +94,14 @@ def fold_output_scaling(linear: Any, mean: np.ndarray, std: np.ndarray) -> None:
 
 
 def export_onnx(
-    model: Any, example: np.ndarray, path: Path, input_name: str, output_name: str
+    model: Any,
+    example: np.ndarray,
+    path: Path,
+    input_name: str,
+    output_name: str,
+    opset: int = OPSET,
 ) -> Path:
-    """Export with opset 13 and a symbolic batch dimension 'N'; check the file with onnx."""
+    """Export (opset 13 unless told) with a symbolic batch dimension 'N'; check it with onnx."""
     torch = torch_module()
     import warnings
 
@@ -105,13 +112,15 @@ def export_onnx(
     with warnings.catch_warnings():
         # the TorchScript exporter is deprecated but gives plain Gemm/Conv graphs with a named batch dim
         warnings.simplefilter("ignore", DeprecationWarning)
-        _export(torch, model, x, path, input_name, output_name)
+        _export(torch, model, x, path, input_name, output_name, opset)
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
     return path
 
 
-def _export(torch: Any, model: Any, x: Any, path: Path, input_name: str, output_name: str) -> None:
+def _export(
+    torch: Any, model: Any, x: Any, path: Path, input_name: str, output_name: str, opset: int
+) -> None:
     torch.onnx.export(
         model,
         (x,),
@@ -119,7 +128,7 @@ def _export(torch: Any, model: Any, x: Any, path: Path, input_name: str, output_
         input_names=[input_name],
         output_names=[output_name],
         dynamic_axes={input_name: {0: BATCH_DIM}, output_name: {0: BATCH_DIM}},
-        opset_version=OPSET,
+        opset_version=opset,
         do_constant_folding=True,
         dynamo=False,
     )
@@ -183,3 +192,38 @@ def tolist(a: np.ndarray) -> list[float]:
 
 def card_dict(card: ModelCard) -> dict[str, Any]:
     return asdict(card)
+
+
+def classifier_accuracy(
+    onnx_path: Path, x: np.ndarray, labels: np.ndarray, predict: Predict | None = None
+) -> dict[str, float]:
+    """Argmax accuracy of a classifier (the shipped file in onnxruntime, or ``predict``)."""
+    logits = predictor(onnx_path, predict)(x)
+    return {"accuracy": float(np.mean(logits.argmax(axis=1) == labels))}
+
+
+def require_constituents(name: str, sample: S | None, n_jets: int) -> S:
+    """Constituent taggers train on a generated sample: the shipped one has no constituents."""
+    if sample is None:
+        raise InputError(
+            f"train('{name}') needs sample=JetSample with constituents (the shipped sample "
+            f"has none): lightspeed data jets --n {n_jets} --constituents 30 -o FILE"
+        )
+    return sample
+
+
+def constituent_training(
+    sample: Any, train_s: Any, test_s: Any, epochs: int, seed: int, history: list, optimizer: str
+) -> dict[str, Any]:
+    """The model card's training facts shared by the taggers trained on a generated sample."""
+    return {
+        "data": "a generated sample with 30 constituents per jet (not shipped)",
+        "data_config": sample.meta.get("config", {}),
+        "n_train": len(train_s),
+        "n_test": len(test_s),
+        "split": {"test_fraction": TEST_FRACTION, "seed": SPLIT_SEED},
+        "epochs": epochs,
+        "optimizer": optimizer,
+        "seed": seed,
+        "final_loss": history[-1],
+    }

@@ -75,18 +75,13 @@ def inputs(sample: JetSample) -> np.ndarray:
 def evaluate(
     onnx_path: Path, sample: JetSample, predict: c.Predict | None = None
 ) -> dict[str, float]:
-    logits = c.predictor(onnx_path, predict)(inputs(sample))
-    return {"accuracy": float(np.mean(logits.argmax(axis=1) == sample.labels))}
+    return c.classifier_accuracy(onnx_path, inputs(sample), sample.labels, predict)
 
 
 def train(
     out_dir: Path, sample: JetSample | None = None, epochs: int = 40, seed: int = 0
 ) -> c.ModelCard:
-    if sample is None:
-        raise InputError(
-            "train('deepsets') needs sample=JetSample with constituents "
-            "(the shipped sample has none): lightspeed data jets --n 20000 --constituents 30 -o FILE"
-        )
+    sample = c.require_constituents("deepsets", sample, 20000)
     torch = c.seed_everything(seed)
     train_s, test_s = sample.split(c.TEST_FRACTION, c.SPLIT_SEED)
     x = inputs(train_s)
@@ -113,15 +108,9 @@ def train(
         outputs={OUTPUT: ["N", len(CLASSES)]},
         metrics=evaluate(path, test_s),
         training={
-            "data": "a generated sample with 30 constituents per jet (not shipped)",
-            "data_config": sample.meta.get("config", {}),
-            "n_train": len(train_s),
-            "n_test": len(test_s),
-            "split": {"test_fraction": c.TEST_FRACTION, "seed": c.SPLIT_SEED},
-            "epochs": epochs,
-            "optimizer": "Adam lr=3e-3 cosine, batch 256",
-            "seed": seed,
-            "final_loss": history[-1],
+            **c.constituent_training(
+                sample, train_s, test_s, epochs, seed, history, "Adam lr=3e-3 cosine, batch 256"
+            ),
             "standardisation": "per-channel, folded into the first Conv1d; the model takes inputs() directly",
         },
         extra={

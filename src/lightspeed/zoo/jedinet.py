@@ -95,39 +95,20 @@ def inputs(sample: JetSample, n_particles: int = N_PARTICLES) -> np.ndarray:
 
 
 def export(model: Any, example: np.ndarray, path: Path) -> Path:
-    """ONNX opset 17 with a symbolic batch dimension; checked with onnx."""
-    import warnings
-
-    import onnx
-
-    torch = c.torch_module()
-    model.eval()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (torch.as_tensor(example[:2]),), str(path), input_names=[INPUT],
-            output_names=[OUTPUT], opset_version=OPSET, dynamo=False,
-            dynamic_axes={INPUT: {0: c.BATCH_DIM}, OUTPUT: {0: c.BATCH_DIM}},
-        )  # fmt: skip
-    onnx.checker.check_model(onnx.load(str(path)))
-    return path
+    """ONNX opset 17 (ScatterElements with reduction) with a symbolic batch dimension."""
+    return c.export_onnx(model, example, path, INPUT, OUTPUT, opset=OPSET)
 
 
 def evaluate(
     onnx_path: Path, sample: JetSample, predict: c.Predict | None = None
 ) -> dict[str, float]:
-    logits = c.predictor(onnx_path, predict)(inputs(sample))
-    return {"accuracy": float(np.mean(logits.argmax(axis=1) == sample.labels))}
+    return c.classifier_accuracy(onnx_path, inputs(sample), sample.labels, predict)
 
 
 def train(
     out_dir: Path, sample: JetSample | None = None, epochs: int = 60, seed: int = 0
 ) -> c.ModelCard:
-    if sample is None:
-        raise InputError(
-            "train('jedinet') needs sample=JetSample with constituents "
-            "(the shipped sample has none): lightspeed data jets --n 5000 --constituents 30 -o FILE"
-        )
+    sample = c.require_constituents("jedinet", sample, 5000)
     torch = c.seed_everything(seed)
     train_s, test_s = sample.split(c.TEST_FRACTION, c.SPLIT_SEED)
     x = inputs(train_s)
@@ -156,15 +137,9 @@ def train(
         outputs={OUTPUT: ["N", len(CLASSES)]},
         metrics=evaluate(path, test_s),
         training={
-            "data": "a generated sample with 30 constituents per jet (not shipped)",
-            "data_config": sample.meta.get("config", {}),
-            "n_train": len(train_s),
-            "n_test": len(test_s),
-            "split": {"test_fraction": c.TEST_FRACTION, "seed": c.SPLIT_SEED},
-            "epochs": epochs,
-            "optimizer": "Adam lr=5e-3 cosine, batch 256",
-            "seed": seed,
-            "final_loss": history[-1],
+            **c.constituent_training(
+                sample, train_s, test_s, epochs, seed, history, "Adam lr=5e-3 cosine, batch 256"
+            ),
             "standardisation": "per-feature, folded into f_R's and f_O's first layers",
         },
         extra={
